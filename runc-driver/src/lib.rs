@@ -1,0 +1,18 @@
+//! Drives a runc-compatible CLI (runc, crun, youki) and turns its failures into typed errors.
+//!
+//! The three runtimes share one command line; their differences are data in [`Runtime`].
+//! Argument vectors are built by pure functions in [`opts`], the commands are run by
+//! [`ops`] through a [`monitor::ChildWaiter`] so that a process with its own reaper can
+//! collect the exit status, and errors carry the runtime's last error line from its
+//! JSON log ([`runtime_log`]).
+
+pub mod error;
+pub mod monitor;
+pub mod ops;
+pub mod opts;
+pub mod runtime_log;
+
+pub use error::{Error, Result};
+pub use monitor::{ChildWaiter, Output, StdWaiter};
+pub use ops::{ContainerState, Runtime, Stdio};
+pub use opts::{CreateOpts, ExecOpts, GlobalOpts};

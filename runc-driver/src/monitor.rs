@@ -1,0 +1,150 @@
+//! Who waits for the runtime's child processes.
+//!
+//! A containerd shim is a subreaper with a single `waitpid(-1)` loop, so the driver must
+//! not wait for its own children: the shim supplies a [`ChildWaiter`] that subscribes to
+//! its reaper before spawning. [`StdWaiter`] is for processes without a reaper of their own.
+
+use std::io::{self, Read};
+use std::os::fd::AsFd;
+use std::process::{Child, Command};
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+
+/// What a finished runtime command left behind.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Output {
+    /// The exit code, or 128 + signal number for a process killed by a signal.
+    pub status: i32,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+/// Runs a command to completion: spawns it, drains its piped output, collects its exit.
+pub trait ChildWaiter: Send + Sync {
+    fn run(&self, cmd: Command) -> io::Result<Output>;
+}
+
+/// Waits with `Child::wait`, for a process where nothing else reaps children.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct StdWaiter;
+
+impl ChildWaiter for StdWaiter {
+    fn run(&self, mut cmd: Command) -> io::Result<Output> {
+        let mut child = cmd.spawn()?;
+        let (stdout, stderr) = drain(&mut child)?;
+        let status = exit_status(child.wait()?);
+        Ok(Output {
+            status,
+            stdout,
+            stderr,
+        })
+    }
+}
+
+/// Maps a finished process's status to containerd's convention: the exit code,
+/// or 128 + the signal that killed it.
+pub fn exit_status(status: std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => code,
+        (None, Some(sig)) => 128 + sig,
+        (None, None) => 255,
+    }
+}
+
+/// Reads the child's piped stdout and stderr to their end, both at once so that neither
+/// pipe can fill up and stall the child. Pipes that were not requested read as empty.
+pub fn drain(child: &mut Child) -> io::Result<(Vec<u8>, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut err = Vec::new();
+    let mut stdout = child.stdout.take();
+    let mut stderr = child.stderr.take();
+    let mut buf = [0u8; 4096];
+    while stdout.is_some() || stderr.is_some() {
+        let (out_ready, err_ready) = {
+            let mut fds = Vec::with_capacity(2);
+            if let Some(s) = &stdout {
+                fds.push(PollFd::new(s.as_fd(), PollFlags::POLLIN));
+            }
+            if let Some(s) = &stderr {
+                fds.push(PollFd::new(s.as_fd(), PollFlags::POLLIN));
+            }
+            match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) => {}
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+            let ready = |f: &PollFd| f.revents().is_some_and(|r| !r.is_empty());
+            let mut it = fds.iter();
+            let o = stdout.is_some() && it.next().is_some_and(ready);
+            let e = stderr.is_some() && it.next().is_some_and(ready);
+            (o, e)
+        };
+        if out_ready {
+            if let Some(s) = stdout.as_mut() {
+                if read_some(s, &mut buf, &mut out)? == 0 {
+                    stdout = None;
+                }
+            }
+        }
+        if err_ready {
+            if let Some(s) = stderr.as_mut() {
+                if read_some(s, &mut buf, &mut err)? == 0 {
+                    stderr = None;
+                }
+            }
+        }
+    }
+    Ok((out, err))
+}
+
+fn read_some(r: &mut impl Read, buf: &mut [u8], into: &mut Vec<u8>) -> io::Result<usize> {
+    loop {
+        match r.read(buf) {
+            Ok(n) => {
+                into.extend_from_slice(&buf[..n]);
+                return Ok(n);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Stdio;
+
+    #[test]
+    fn captures_both_streams_and_the_code() {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "echo out; echo err >&2; exit 3"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let o = StdWaiter.run(cmd).unwrap();
+        assert_eq!(o.status, 3);
+        assert_eq!(o.stdout, b"out\n");
+        assert_eq!(o.stderr, b"err\n");
+    }
+
+    #[test]
+    fn a_signal_maps_to_128_plus_signal() {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "kill -9 $$"]);
+        assert_eq!(StdWaiter.run(cmd).unwrap().status, 137);
+    }
+
+    #[test]
+    fn large_output_on_both_pipes_does_not_stall() {
+        let mut cmd = Command::new("sh");
+        cmd.args([
+            "-c",
+            "head -c 300000 /dev/zero; head -c 300000 /dev/zero >&2",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        let o = StdWaiter.run(cmd).unwrap();
+        assert_eq!((o.stdout.len(), o.stderr.len()), (300000, 300000));
+    }
+}

@@ -1,0 +1,253 @@
+//! Running the runtime's subcommands.
+
+use std::ffi::OsString;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::monitor::{ChildWaiter, Output};
+use crate::opts::{self, CreateOpts, ExecOpts, GlobalOpts};
+use crate::runtime_log;
+
+/// A runtime binary with its global flags and the waiter that collects its exits.
+#[derive(Clone)]
+pub struct Runtime {
+    binary: PathBuf,
+    global: GlobalOpts,
+    waiter: Arc<dyn ChildWaiter>,
+}
+
+/// The standard streams given to a process the runtime creates; `None` is /dev/null.
+#[derive(Debug, Default)]
+pub struct Stdio {
+    pub stdin: Option<OwnedFd>,
+    pub stdout: Option<OwnedFd>,
+    pub stderr: Option<OwnedFd>,
+}
+
+/// What `state` reports about a container.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct ContainerState {
+    pub id: String,
+    pub pid: i32,
+    pub status: String,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("binary", &self.binary)
+            .field("global", &self.global)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Runtime {
+    pub fn new(binary: impl Into<PathBuf>, global: GlobalOpts, waiter: Arc<dyn ChildWaiter>) -> Self {
+        Runtime {
+            binary: binary.into(),
+            global,
+            waiter,
+        }
+    }
+
+    pub fn binary(&self) -> &Path {
+        &self.binary
+    }
+
+    /// `create`: the container's init is created and waits for `start`.
+    /// `stdio` becomes the container's standard streams, so the runtime's own
+    /// complaints are read from its JSON log.
+    pub fn create(&self, id: &str, o: &CreateOpts, stdio: Stdio) -> Result<()> {
+        self.run("create", id, opts::create_args(&self.global, id, o), Some(stdio))
+            .map(drop)
+    }
+
+    pub fn start(&self, id: &str) -> Result<()> {
+        self.run("start", id, opts::simple_args(&self.global, "start", id), None)
+            .map(drop)
+    }
+
+    pub fn exec(&self, id: &str, o: &ExecOpts, stdio: Stdio) -> Result<()> {
+        self.run("exec", id, opts::exec_args(&self.global, id, o), Some(stdio))
+            .map(drop)
+    }
+
+    pub fn kill(&self, id: &str, signal: u32, all: bool) -> Result<()> {
+        self.run("kill", id, opts::kill_args(&self.global, id, signal, all), None)
+            .map(drop)
+    }
+
+    pub fn delete(&self, id: &str, force: bool) -> Result<()> {
+        self.run("delete", id, opts::delete_args(&self.global, id, force), None)
+            .map(drop)
+    }
+
+    pub fn pause(&self, id: &str) -> Result<()> {
+        self.run("pause", id, opts::simple_args(&self.global, "pause", id), None)
+            .map(drop)
+    }
+
+    pub fn resume(&self, id: &str) -> Result<()> {
+        self.run("resume", id, opts::simple_args(&self.global, "resume", id), None)
+            .map(drop)
+    }
+
+    pub fn update(&self, id: &str, resources_file: &Path) -> Result<()> {
+        self.run("update", id, opts::update_args(&self.global, id, resources_file), None)
+            .map(drop)
+    }
+
+    /// The pids of every process in the container.
+    pub fn ps(&self, id: &str) -> Result<Vec<i32>> {
+        let out = self.run("ps", id, opts::ps_args(&self.global, id), None)?;
+        let pids: Option<Vec<i32>> =
+            serde_json::from_slice(&out.stdout).map_err(|e| self.parse_error("ps", e))?;
+        Ok(pids.unwrap_or_default())
+    }
+
+    pub fn state(&self, id: &str) -> Result<ContainerState> {
+        let out = self.run("state", id, opts::simple_args(&self.global, "state", id), None)?;
+        serde_json::from_slice(&out.stdout).map_err(|e| self.parse_error("state", e))
+    }
+
+    /// `features`: what the runtime supports, as JSON; older runtimes lack the command.
+    pub fn features(&self) -> Result<Vec<u8>> {
+        let mut args = self.global.args();
+        args.push("features".into());
+        Ok(self.run("features", "", args, None)?.stdout)
+    }
+
+    fn run(
+        &self,
+        verb: &'static str,
+        id: &str,
+        args: Vec<OsString>,
+        stdio: Option<Stdio>,
+    ) -> Result<Output> {
+        let log_offset = self.global.log.as_deref().map(runtime_log::log_len);
+        let mut cmd = Command::new(&self.binary);
+        cmd.args(&args);
+        match stdio {
+            Some(s) => {
+                cmd.stdin(to_stdio(s.stdin))
+                    .stdout(to_stdio(s.stdout))
+                    .stderr(to_stdio(s.stderr));
+            }
+            None => {
+                cmd.stdin(std::process::Stdio::null())
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped());
+            }
+        }
+        log::debug!("run {} {:?}", self.binary.display(), args);
+        let out = self.waiter.run(cmd).map_err(|source| Error::Spawn {
+            binary: self.binary.clone(),
+            source,
+        })?;
+        if out.status == 0 {
+            return Ok(out);
+        }
+        let from_log = match (self.global.log.as_deref(), log_offset) {
+            (Some(log), Some(offset)) => runtime_log::last_error_after(log, offset),
+            _ => None,
+        };
+        let message = from_log
+            .or_else(|| last_line(&out.stderr))
+            .unwrap_or_else(|| "the runtime printed no error message".to_string());
+        Err(Error::Failed {
+            binary: self.binary.clone(),
+            verb,
+            id: id.to_string(),
+            status: out.status,
+            message,
+        })
+    }
+
+    fn parse_error(&self, verb: &'static str, e: serde_json::Error) -> Error {
+        Error::Parse {
+            binary: self.binary.clone(),
+            verb,
+            reason: e.to_string(),
+        }
+    }
+}
+
+fn to_stdio(fd: Option<OwnedFd>) -> std::process::Stdio {
+    fd.map_or_else(std::process::Stdio::null, std::process::Stdio::from)
+}
+
+/// The last non-empty line a runtime printed, with runc's text-log framing removed.
+fn last_line(stderr: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(stderr);
+    let line = text.lines().rev().find(|l| !l.trim().is_empty())?.trim();
+    // runc's text logs look like: time="..." level=error msg="the message"
+    let line = match line.find("msg=\"") {
+        Some(i) => line[i + 5..].trim_end_matches('"'),
+        None => line,
+    };
+    Some(line.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::monitor::StdWaiter;
+
+    fn fake_runtime(dir: &Path, script: &str) -> Runtime {
+        let bin = dir.join("fake-runtime");
+        std::fs::write(&bin, format!("#!/bin/sh\n{script}\n")).unwrap();
+        std::fs::set_permissions(&bin, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let global = GlobalOpts {
+            log: Some(dir.join("log.json")),
+            ..Default::default()
+        };
+        Runtime::new(bin, global, Arc::new(StdWaiter))
+    }
+
+    #[test]
+    fn failure_carries_the_json_log_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = fake_runtime(
+            dir.path(),
+            r#"log="$2"; echo '{"level":"error","msg":"container \"c1\" does not exist"}' >> "$log"; exit 1"#,
+        );
+        let err = rt.kill("c1", 9, false).unwrap_err();
+        assert!(err.is_not_found(), "{err}");
+        assert!(err.to_string().contains("kill c1 failed (exit status 1)"), "{err}");
+    }
+
+    #[test]
+    fn failure_without_log_uses_stderr() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = fake_runtime(
+            dir.path(),
+            r#"echo 'time="x" level=error msg="container not running"' >&2; exit 1"#,
+        );
+        let err = rt.pause("c1").unwrap_err();
+        assert!(err.is_not_running(), "{err}");
+        assert!(err.to_string().ends_with(": container not running"), "{err}");
+    }
+
+    #[test]
+    fn ps_parses_pids_and_null() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = fake_runtime(dir.path(), "echo '[12,34]'");
+        assert_eq!(rt.ps("c1").unwrap(), vec![12, 34]);
+        let rt = fake_runtime(dir.path(), "echo null");
+        assert!(rt.ps("c1").unwrap().is_empty());
+        let rt = fake_runtime(dir.path(), "echo garbage");
+        assert!(matches!(rt.ps("c1"), Err(Error::Parse { .. })));
+    }
+
+    #[test]
+    fn a_missing_binary_is_a_spawn_error_naming_it() {
+        let rt = Runtime::new("/nonexistent/crun", GlobalOpts::default(), Arc::new(StdWaiter));
+        let err = rt.start("c1").unwrap_err();
+        assert!(matches!(err, Error::Spawn { .. }));
+        assert!(err.to_string().contains("/nonexistent/crun"), "{err}");
+    }
+}

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Installs what rsrunc's demo, tests and benchmarks need on a fresh Debian 12 machine:
+# containerd 1.7 (Debian trixie), runc, crun, busybox-static, and the cgroup fix crun needs
+# on hybrid hosts. Idempotent: safe to run before every `make test`.
+set -euo pipefail
+
+need_root() { [ "$(id -u)" = 0 ] || { echo "setup-host: run as root (apt-get and mount need it)" >&2; exit 1; }; }
+need_root
+
+# Same mirror as the machine's own bookworm source, with trixie and sid pinned low so that
+# nothing else on the machine moves unless a package is asked for from that suite by name.
+if [ ! -f /etc/apt/sources.list.d/rsrunc-extra.sources ]; then
+  uri=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
+  uri=${uri:-http://deb.debian.org/debian}
+  cat > /etc/apt/sources.list.d/rsrunc-extra.sources <<SRC
+Types: deb
+URIs: $uri
+Suites: trixie sid
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+  cat > /etc/apt/preferences.d/rsrunc-extra <<PIN
+Package: *
+Pin: release n=trixie
+Pin-Priority: 100
+
+Package: *
+Pin: release n=sid
+Pin-Priority: 50
+PIN
+  rm -f /var/lib/rsrunc-setup.done
+fi
+
+want="containerd runc crun busybox-static"
+missing=""
+for p in $want; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+ctr_ver=$(dpkg-query -W -f '${Version}' containerd 2>/dev/null || true)
+case "$ctr_ver" in 1.7.*) ;; *) missing="$missing containerd" ;; esac
+if [ -n "$missing" ]; then
+  apt-get update -qq
+  apt-get install -y -qq -t trixie containerd runc crun busybox-static >/dev/null
+fi
+# Debian's package starts a system containerd; tests never use it, and it is not ours to stop.
+
+# crun refuses hybrid cgroups while a controller (hugetlb here) is left in the v2 hierarchy.
+if [ -d /sys/fs/cgroup/cpu ] && [ ! -e /sys/fs/cgroup/cgroup.controllers ]; then
+  if grep -qw hugetlb /sys/fs/cgroup/unified/cgroup.controllers 2>/dev/null; then
+    mkdir -p /sys/fs/cgroup/hugetlb
+    mountpoint -q /sys/fs/cgroup/hugetlb || mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb
+  fi
+fi
+echo "setup-host: containerd $(dpkg-query -W -f '${Version}' containerd), runc $(dpkg-query -W -f '${Version}' runc), crun $(dpkg-query -W -f '${Version}' crun)"
