@@ -172,7 +172,8 @@ fn decode_fields(
 
 fn read_string(input: &mut CodedInputStream) -> protobuf::Result<String> {
     let bytes = input.read_bytes()?;
-    String::from_utf8(bytes).map_err(|_| protobuf::Error::from(std::io::Error::other("string is not UTF-8")))
+    String::from_utf8(bytes)
+        .map_err(|_| protobuf::Error::from(std::io::Error::other("string is not UTF-8")))
 }
 
 fn encode_with(write: impl FnOnce(&mut CodedOutputStream) -> protobuf::Result<()>) -> Vec<u8> {

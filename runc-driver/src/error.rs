@@ -66,7 +66,11 @@ impl fmt::Display for Error {
                 write!(f, "runtime binary {} not found: {source}", binary.display())
             }
             Error::Spawn { binary, source } => {
-                write!(f, "cannot run runtime binary {}: {source}", binary.display())
+                write!(
+                    f,
+                    "cannot run runtime binary {}: {source}",
+                    binary.display()
+                )
             }
             Error::Failed {
                 binary,
@@ -83,7 +87,11 @@ impl fmt::Display for Error {
                 binary,
                 verb,
                 reason,
-            } => write!(f, "cannot read the output of {} {verb}: {reason}", binary.display()),
+            } => write!(
+                f,
+                "cannot read the output of {} {verb}: {reason}",
+                binary.display()
+            ),
             Error::Io { op, path, source } => write!(f, "{op} {}: {source}", path.display()),
         }
     }

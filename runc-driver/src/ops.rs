@@ -45,7 +45,11 @@ impl std::fmt::Debug for Runtime {
 }
 
 impl Runtime {
-    pub fn new(binary: impl Into<PathBuf>, global: GlobalOpts, waiter: Arc<dyn ChildWaiter>) -> Self {
+    pub fn new(
+        binary: impl Into<PathBuf>,
+        global: GlobalOpts,
+        waiter: Arc<dyn ChildWaiter>,
+    ) -> Self {
         Runtime {
             binary: binary.into(),
             global,
@@ -61,43 +65,83 @@ impl Runtime {
     /// `stdio` becomes the container's standard streams, so the runtime's own
     /// complaints are read from its JSON log.
     pub fn create(&self, id: &str, o: &CreateOpts, stdio: Stdio) -> Result<()> {
-        self.run("create", id, opts::create_args(&self.global, id, o), Some(stdio))
-            .map(drop)
+        self.run(
+            "create",
+            id,
+            opts::create_args(&self.global, id, o),
+            Some(stdio),
+        )
+        .map(drop)
     }
 
     pub fn start(&self, id: &str) -> Result<()> {
-        self.run("start", id, opts::simple_args(&self.global, "start", id), None)
-            .map(drop)
+        self.run(
+            "start",
+            id,
+            opts::simple_args(&self.global, "start", id),
+            None,
+        )
+        .map(drop)
     }
 
     pub fn exec(&self, id: &str, o: &ExecOpts, stdio: Stdio) -> Result<()> {
-        self.run("exec", id, opts::exec_args(&self.global, id, o), Some(stdio))
-            .map(drop)
+        self.run(
+            "exec",
+            id,
+            opts::exec_args(&self.global, id, o),
+            Some(stdio),
+        )
+        .map(drop)
     }
 
     pub fn kill(&self, id: &str, signal: u32, all: bool) -> Result<()> {
-        self.run("kill", id, opts::kill_args(&self.global, id, signal, all), None)
-            .map(drop)
+        self.run(
+            "kill",
+            id,
+            opts::kill_args(&self.global, id, signal, all),
+            None,
+        )
+        .map(drop)
     }
 
     pub fn delete(&self, id: &str, force: bool) -> Result<()> {
-        self.run("delete", id, opts::delete_args(&self.global, id, force), None)
-            .map(drop)
+        self.run(
+            "delete",
+            id,
+            opts::delete_args(&self.global, id, force),
+            None,
+        )
+        .map(drop)
     }
 
     pub fn pause(&self, id: &str) -> Result<()> {
-        self.run("pause", id, opts::simple_args(&self.global, "pause", id), None)
-            .map(drop)
+        self.run(
+            "pause",
+            id,
+            opts::simple_args(&self.global, "pause", id),
+            None,
+        )
+        .map(drop)
     }
 
     pub fn resume(&self, id: &str) -> Result<()> {
-        self.run("resume", id, opts::simple_args(&self.global, "resume", id), None)
-            .map(drop)
+        self.run(
+            "resume",
+            id,
+            opts::simple_args(&self.global, "resume", id),
+            None,
+        )
+        .map(drop)
     }
 
     pub fn update(&self, id: &str, resources_file: &Path) -> Result<()> {
-        self.run("update", id, opts::update_args(&self.global, id, resources_file), None)
-            .map(drop)
+        self.run(
+            "update",
+            id,
+            opts::update_args(&self.global, id, resources_file),
+            None,
+        )
+        .map(drop)
     }
 
     /// The pids of every process in the container.
@@ -109,7 +153,12 @@ impl Runtime {
     }
 
     pub fn state(&self, id: &str) -> Result<ContainerState> {
-        let out = self.run("state", id, opts::simple_args(&self.global, "state", id), None)?;
+        let out = self.run(
+            "state",
+            id,
+            opts::simple_args(&self.global, "state", id),
+            None,
+        )?;
         serde_json::from_slice(&out.stdout).map_err(|e| self.parse_error("state", e))
     }
 
@@ -217,7 +266,10 @@ mod tests {
         );
         let err = rt.kill("c1", 9, false).unwrap_err();
         assert!(err.is_not_found(), "{err}");
-        assert!(err.to_string().contains("kill c1 failed (exit status 1)"), "{err}");
+        assert!(
+            err.to_string().contains("kill c1 failed (exit status 1)"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -229,7 +281,10 @@ mod tests {
         );
         let err = rt.pause("c1").unwrap_err();
         assert!(err.is_not_running(), "{err}");
-        assert!(err.to_string().ends_with(": container not running"), "{err}");
+        assert!(
+            err.to_string().ends_with(": container not running"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -245,7 +300,11 @@ mod tests {
 
     #[test]
     fn a_missing_binary_is_a_spawn_error_naming_it() {
-        let rt = Runtime::new("/nonexistent/crun", GlobalOpts::default(), Arc::new(StdWaiter));
+        let rt = Runtime::new(
+            "/nonexistent/crun",
+            GlobalOpts::default(),
+            Arc::new(StdWaiter),
+        );
         let err = rt.start("c1").unwrap_err();
         assert!(matches!(err, Error::Spawn { .. }));
         assert!(err.to_string().contains("/nonexistent/crun"), "{err}");

@@ -273,7 +273,11 @@ mod tests {
             ["ps", "--format", "json", "c1"]
         );
         assert_eq!(
-            strs(update_args(&GlobalOpts::default(), "c1", Path::new("/r.json"))),
+            strs(update_args(
+                &GlobalOpts::default(),
+                "c1",
+                Path::new("/r.json")
+            )),
             ["update", "--resources", "/r.json", "c1"]
         );
     }

@@ -75,7 +75,10 @@ not json at all
 
     #[test]
     fn no_error_lines_means_none() {
-        assert_eq!(last_error_in(&b"{\"level\":\"info\",\"msg\":\"x\"}\n"[..]), None);
+        assert_eq!(
+            last_error_in(&b"{\"level\":\"info\",\"msg\":\"x\"}\n"[..]),
+            None
+        );
         assert_eq!(last_error(Path::new("/nonexistent/log.json")), None);
     }
 
@@ -86,7 +89,10 @@ not json at all
         std::fs::write(&path, "{\"level\":\"error\",\"msg\":\"old\"}\n").unwrap();
         let offset = log_len(&path);
         assert_eq!(last_error_after(&path, offset), None);
-        let mut f = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
         std::io::Write::write_all(&mut f, b"{\"level\":\"error\",\"msg\":\"new\"}\n").unwrap();
         assert_eq!(last_error_after(&path, offset).as_deref(), Some("new"));
     }

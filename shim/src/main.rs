@@ -1,1 +1,20 @@
-fn main() {}
+//! `containerd-shim-rsrunc-v2`: containerd's runtime v2 shim for runc-compatible runtimes.
+
+mod cli;
+mod error;
+mod events;
+mod io;
+mod logger;
+mod mounts;
+mod options;
+mod service;
+mod supervise;
+mod sys;
+mod task;
+
+fn main() {
+    if let Err(e) = cli::run() {
+        eprintln!("containerd-shim-rsrunc-v2: {e}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,124 @@
+//! The serving shim: the long-lived process containerd talks to over ttrpc.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use containerd_shim::Flags;
+use containerd_shim_protos::ttrpc::Server;
+use nix::fcntl::OFlag;
+
+use super::{require_id, ENV_LISTEN_FD, ENV_PARENT_OOM, ENV_SHIM_CGROUP};
+use crate::events::Publisher;
+use crate::options::RuntimeConfig;
+use crate::service::Service;
+use crate::supervise::Reaper;
+use crate::task::Tasks;
+
+pub fn run(flags: &Flags) -> Result<(), String> {
+    let id = require_id(flags)?;
+    let level = if flags.debug {
+        log::LevelFilter::Debug
+    } else {
+        log::LevelFilter::Info
+    };
+    // containerd holds the read end of the bundle's `log` fifo while the shim runs.
+    if let Ok(f) = crate::sys::open_fifo("log".as_ref(), OFlag::O_WRONLY | OFlag::O_NONBLOCK) {
+        crate::logger::Logger::install(f, &flags.namespace, id, level);
+    }
+    crate::logger::log_panics();
+
+    let fd: i32 = std::env::var(ENV_LISTEN_FD)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| {
+            format!("{ENV_LISTEN_FD} is not set: the serving shim is started by `start`")
+        })?;
+    let ttrpc_address =
+        std::env::var("TTRPC_ADDRESS").map_err(|_| "TTRPC_ADDRESS is not set".to_string())?;
+    crate::sys::set_subreaper().map_err(|e| format!("become a child subreaper: {e}"))?;
+    join_shim_cgroup();
+    adjust_oom_score();
+
+    let reaper = Reaper::start().map_err(|e| format!("start the reaper: {e}"))?;
+    let publisher = Arc::new(
+        Publisher::start(ttrpc_address, flags.namespace.clone())
+            .map_err(|e| format!("start the event publisher: {e}"))?,
+    );
+    let defaults = RuntimeConfig::host_defaults();
+    if let Err(e) = &defaults {
+        log::error!("{e}: containers will fail to create until it is fixed");
+    }
+    let tasks = Tasks::new(flags.namespace.clone(), defaults, reaper, publisher.clone())
+        .map_err(|e| format!("start the exit router: {e}"))?;
+
+    let mut server = Server::new()
+        .add_listener(fd)
+        .map_err(|e| format!("serve on fd {fd}: {e}"))?
+        .register_service(Service::methods(Service::new(Arc::clone(&tasks))))
+        .set_accept_hook(PeerIsRoot);
+    server
+        .start()
+        .map_err(|e| format!("start the ttrpc server: {e}"))?;
+    log::info!("serving on {} pid={}", flags.socket, std::process::id());
+
+    tasks.wait_shutdown();
+    log::info!("shutting down: no containers left");
+    server.shutdown();
+    if let Some(path) = flags.socket.strip_prefix("unix://") {
+        let _ = std::fs::remove_file(path);
+    }
+    publisher.close(Duration::from_secs(10));
+    Ok(())
+}
+
+/// Only the socket owner's uid (root; containerd) may talk to the shim.
+#[derive(Debug)]
+struct PeerIsRoot;
+
+impl containerd_shim_protos::ttrpc::security_extension::AcceptHook for PeerIsRoot {
+    fn on_accept(
+        &self,
+        fd: std::os::fd::RawFd,
+    ) -> Result<
+        containerd_shim_protos::ttrpc::security_extension::HookOutput,
+        containerd_shim_protos::ttrpc::security_extension::HookError,
+    > {
+        use containerd_shim_protos::ttrpc::security_extension::{HookError, HookOutput};
+        // SAFETY: ttrpc lends us the accepted connection's fd for the duration of this call.
+        let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        let uid = crate::sys::peer_uid(borrowed).map_err(HookError::Io)?;
+        let own = nix::unistd::geteuid().as_raw();
+        if uid != own {
+            log::warn!("refused a connection from uid {uid}");
+            return Err(HookError::Rejected(format!("peer uid {uid} is not {own}")));
+        }
+        Ok(HookOutput {
+            data: Default::default(),
+            payload_transform: None,
+        })
+    }
+}
+
+fn join_shim_cgroup() {
+    let Ok(cg) = std::env::var(ENV_SHIM_CGROUP) else {
+        return;
+    };
+    if let Err(e) = containerd_shim::cgroup::add_task_to_cgroup(&cg, std::process::id()) {
+        log::error!("join shim cgroup {cg} (ShimCgroup): {e}");
+    }
+}
+
+/// One above containerd's score, so the kernel kills a shim before containerd. Lowering
+/// a score needs CAP_SYS_RESOURCE; without it this is logged and the shim carries on.
+fn adjust_oom_score() {
+    let Some(parent) = std::env::var(ENV_PARENT_OOM)
+        .ok()
+        .and_then(|s| s.parse::<i32>().ok())
+    else {
+        return;
+    };
+    let score = (parent + 1).min(1000);
+    if let Err(e) = std::fs::write("/proc/self/oom_score_adj", score.to_string()) {
+        log::warn!("set oom_score_adj to {score}: {e}; carrying on with the inherited score");
+    }
+}

@@ -1,0 +1,271 @@
+//! A process's standard streams: containerd's fifos, copied through the shim.
+//!
+//! The runtime gets pipes; the shim copies pipe -> fifo for stdout and stderr, and
+//! fifo -> pipe for stdin. For each output fifo the shim also holds a read end of its
+//! own, so the container never gets SIGPIPE while containerd is away (restarting).
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{channel, Receiver};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use nix::fcntl::OFlag;
+use runc_driver::Stdio;
+
+use crate::error::{Error, Result};
+use crate::sys;
+
+/// The stdio a process was created with, as containerd named it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StdioPaths {
+    pub stdin: String,
+    pub stdout: String,
+    pub stderr: String,
+    pub terminal: bool,
+}
+
+/// The shim's side of a process's streams: the copy threads and the stdin pipe.
+pub struct ProcessIo {
+    /// The write end of the container's stdin pipe; CloseIO takes it away.
+    stdin: Arc<Mutex<Option<File>>>,
+    /// The stdin fifo, to wake a copier still waiting for a writer.
+    stdin_fifo: Option<PathBuf>,
+    /// One message per output copier when it has finished.
+    done: Receiver<()>,
+    outputs: usize,
+}
+
+/// Copy threads need little stack: they loop over one buffer or splice.
+const COPY_STACK: usize = 64 * 1024;
+
+impl ProcessIo {
+    /// Opens the fifos and starts copying. Returns the fds to hand to the runtime.
+    pub fn open(paths: &StdioPaths, io_uid: u32, io_gid: u32) -> Result<(Stdio, ProcessIo)> {
+        let (done_tx, done) = channel();
+        let mut stdio = Stdio::default();
+        let mut outputs = 0;
+        let stdin = Arc::new(Mutex::new(None));
+        let mut stdin_fifo = None;
+
+        if !paths.stdin.is_empty() {
+            let path = fifo_path(&paths.stdin, "stdin")?;
+            let (r, w) = sys::pipe().map_err(|e| Error::io("create stdin pipe", e))?;
+            chown(&r, io_uid, io_gid)?;
+            stdio.stdin = Some(r);
+            *lock(&stdin) = Some(File::from(w));
+            let writer = Arc::clone(&stdin);
+            let p = path.clone();
+            spawn("stdin", move || copy_stdin(&p, &writer))?;
+            stdin_fifo = Some(path);
+        }
+        for (name, uri) in [("stdout", &paths.stdout), ("stderr", &paths.stderr)] {
+            if uri.is_empty() {
+                continue;
+            }
+            let path = fifo_path(uri, name)?;
+            // Our own reader first: then the write open cannot block or fail for want of one.
+            let keep_reader = sys::open_fifo(&path, OFlag::O_RDONLY | OFlag::O_NONBLOCK)
+                .map_err(|e| Error::io(format!("open {name} fifo {}", path.display()), e))?;
+            let fifo = sys::open_fifo(&path, OFlag::O_WRONLY)
+                .map_err(|e| Error::io(format!("open {name} fifo {}", path.display()), e))?;
+            let (r, w) = sys::pipe().map_err(|e| Error::io(format!("create {name} pipe"), e))?;
+            chown(&w, io_uid, io_gid)?;
+            if name == "stdout" {
+                stdio.stdout = Some(w);
+            } else {
+                stdio.stderr = Some(w);
+            }
+            let tx = done_tx.clone();
+            outputs += 1;
+            spawn(name, move || {
+                copy_output(File::from(r), fifo, name);
+                drop(keep_reader);
+                let _ = tx.send(());
+            })?;
+        }
+        Ok((
+            stdio,
+            ProcessIo {
+                stdin,
+                stdin_fifo,
+                done,
+                outputs,
+            },
+        ))
+    }
+
+    /// CloseIO: the process reads end-of-file on stdin.
+    pub fn close_stdin(&self) {
+        lock(&self.stdin).take();
+    }
+
+    /// Waits up to `timeout` for the output copiers to reach the end of their streams
+    /// (all writers gone), then lets go of stdin.
+    pub fn finish(self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        for _ in 0..self.outputs {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if self.done.recv_timeout(left).is_err() {
+                log::warn!("output still open after {timeout:?}; leaving its copier behind");
+                break;
+            }
+        }
+        self.close_stdin();
+        if let Some(path) = &self.stdin_fifo {
+            // A stdin copier still waiting in open() for a writer is woken by one.
+            let _ = sys::open_fifo(path, OFlag::O_WRONLY | OFlag::O_NONBLOCK);
+        }
+    }
+}
+
+fn lock(m: &Mutex<Option<File>>) -> std::sync::MutexGuard<'_, Option<File>> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<()> {
+    std::thread::Builder::new()
+        .name(format!("io-{name}"))
+        .stack_size(COPY_STACK)
+        .spawn(f)
+        .map(drop)
+        .map_err(|e| Error::io(format!("start {name} copier"), e))
+}
+
+/// Only plain fifo paths (and `fifo://`) are handled here; the other URI kinds are
+/// refused by name until they are implemented.
+fn fifo_path(uri: &str, stream: &str) -> Result<PathBuf> {
+    if let Some(p) = uri.strip_prefix("fifo://") {
+        return Ok(PathBuf::from(p));
+    }
+    if let Some((scheme, _)) = uri.split_once("://") {
+        return Err(Error::unimplemented(format!(
+            "{stream} {uri:?}: the {scheme}:// stdio scheme is not supported yet; use a fifo path"
+        )));
+    }
+    if !Path::new(uri).is_absolute() {
+        return Err(Error::invalid(format!(
+            "{stream} {uri:?} is not an absolute fifo path"
+        )));
+    }
+    Ok(PathBuf::from(uri))
+}
+
+fn chown(fd: &OwnedFd, uid: u32, gid: u32) -> Result<()> {
+    if uid == 0 && gid == 0 {
+        return Ok(());
+    }
+    nix::unistd::fchown(
+        fd,
+        Some(nix::unistd::Uid::from_raw(uid)),
+        Some(nix::unistd::Gid::from_raw(gid)),
+    )
+    .map_err(|e| {
+        Error::io(
+            format!("chown stdio pipe to {uid}:{gid} (IoUid/IoGid)"),
+            e.into(),
+        )
+    })
+}
+
+/// pipe -> fifo until every writer of the pipe is gone. std's copy splices between fds.
+fn copy_output(mut from: File, mut to: File, name: &str) {
+    if let Err(e) = std::io::copy(&mut from, &mut to) {
+        // The reader went away for good (EPIPE cannot happen: we hold a reader), or the
+        // fifo was removed. Keep draining so the process never blocks on a full pipe.
+        log::warn!("copy {name}: {e}; discarding the rest");
+        let _ = std::io::copy(&mut from, &mut std::io::sink());
+    }
+}
+
+/// fifo -> stdin pipe. Opening the fifo blocks until containerd opens its write end;
+/// end-of-file on it (the client closed stdin) closes the process's stdin.
+fn copy_stdin(path: &Path, writer: &Mutex<Option<File>>) {
+    let mut fifo = match sys::open_fifo(path, OFlag::O_RDONLY) {
+        Ok(f) => f,
+        Err(e) => {
+            log::warn!("open stdin fifo {}: {e}", path.display());
+            lock(writer).take();
+            return;
+        }
+    };
+    let mut buf = vec![0u8; 32 * 1024];
+    loop {
+        let n = match fifo.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        };
+        let mut w = lock(writer);
+        match w.as_mut() {
+            Some(pipe) => {
+                if pipe.write_all(&buf[..n]).is_err() {
+                    w.take();
+                }
+            }
+            None => break,
+        }
+    }
+    lock(writer).take();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fifo_uris() {
+        assert_eq!(
+            fifo_path("/run/x/stdout", "stdout").unwrap(),
+            Path::new("/run/x/stdout")
+        );
+        assert_eq!(
+            fifo_path("fifo:///run/x", "stdout").unwrap(),
+            Path::new("/run/x")
+        );
+        let e = fifo_path("binary:///bin/logger?a=b", "stdout").unwrap_err();
+        assert_eq!(e.kind, crate::error::Kind::Unimplemented);
+        assert!(e.message.contains("binary://"), "{e}");
+        assert_eq!(
+            fifo_path("relative/path", "stdin").unwrap_err().kind,
+            crate::error::Kind::InvalidArgument
+        );
+    }
+
+    #[test]
+    fn output_and_stdin_flow_through_fifos() {
+        let dir = tempfile::tempdir().unwrap();
+        let mk = |n: &str| {
+            let p = dir.path().join(n);
+            nix::unistd::mkfifo(&p, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+            p
+        };
+        let (inp, out) = (mk("in"), mk("out"));
+        // The client side, as containerd would hold it.
+        let mut out_reader = sys::open_fifo(&out, OFlag::O_RDONLY | OFlag::O_NONBLOCK).unwrap();
+        let paths = StdioPaths {
+            stdin: inp.display().to_string(),
+            stdout: out.display().to_string(),
+            ..Default::default()
+        };
+        let (stdio, pio) = ProcessIo::open(&paths, 0, 0).unwrap();
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "read v; echo got $v"])
+            .stdin(stdio.stdin.unwrap())
+            .stdout(stdio.stdout.unwrap())
+            .spawn()
+            .unwrap();
+        let mut w = sys::open_fifo(&inp, OFlag::O_WRONLY).unwrap();
+        w.write_all(b"hello\n").unwrap();
+        drop(w);
+        child.wait().unwrap();
+        pio.finish(Duration::from_secs(5));
+        sys::set_blocking(&out_reader).unwrap();
+        let mut s = String::new();
+        out_reader.read_to_string(&mut s).unwrap();
+        assert_eq!(s, "got hello\n");
+    }
+}

@@ -1,0 +1,418 @@
+//! Runtime options: which OCI runtime to run and how, from every form clients send.
+//!
+//! Precedence, lowest first (README.md documents the same):
+//! 1. built-in defaults (runc, root /run/containerd/runc);
+//! 2. the host-wide config file ([`HOST_CONFIG_PATH`], or `$RSRUNC_CONFIG`);
+//! 3. the options that came with the request: `containerd.runc.v1.Options`, or
+//!    `containerd.linux.runc.CreateOptions`, or `runtimeoptions.v1.Options` whose
+//!    `config_path` file is read first and whose `config_body` overrides it.
+//!
+//! Protobuf cannot tell "false" from "unset", so a request can switch a flag on but not
+//! off, and an empty string leaves the lower layer's value in place.
+
+use std::path::{Path, PathBuf};
+
+use containerd_shim_protos::protobuf::{well_known_types::any::Any, Message, MessageFull};
+use containerd_shim_protos::shim::oci::Options as RuncOptions;
+use rsrunc_protos::{LegacyCreateOptions, RuntimeOptions};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// The host-wide defaults file.
+pub const HOST_CONFIG_PATH: &str = "/etc/containerd/rsrunc.toml";
+/// Overrides [`HOST_CONFIG_PATH`] (tests, unusual installs).
+pub const HOST_CONFIG_ENV: &str = "RSRUNC_CONFIG";
+pub const DEFAULT_BINARY: &str = "runc";
+pub const DEFAULT_ROOT: &str = "/run/containerd/runc";
+
+/// The resolved options for one container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuntimeConfig {
+    pub binary_name: String,
+    /// Where `binary_name` was set, for error messages ("default", a file path, ...).
+    pub binary_source: String,
+    pub root: String,
+    pub systemd_cgroup: bool,
+    pub no_pivot_root: bool,
+    pub no_new_keyring: bool,
+    pub shim_cgroup: String,
+    pub io_uid: u32,
+    pub io_gid: u32,
+    pub criu_path: String,
+    pub criu_image_path: String,
+    pub criu_work_path: String,
+}
+
+/// The TOML form: the same field names as `containerd.runc.v1.Options` in Go, which is
+/// what CRI's `options` table and Docker's `options` use. snake_case is accepted too.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OptionsFile {
+    #[serde(rename = "BinaryName", alias = "binary_name")]
+    pub binary_name: Option<String>,
+    #[serde(rename = "Root", alias = "root")]
+    pub root: Option<String>,
+    #[serde(rename = "SystemdCgroup", alias = "systemd_cgroup")]
+    pub systemd_cgroup: Option<bool>,
+    #[serde(rename = "NoPivotRoot", alias = "no_pivot_root")]
+    pub no_pivot_root: Option<bool>,
+    #[serde(rename = "NoNewKeyring", alias = "no_new_keyring")]
+    pub no_new_keyring: Option<bool>,
+    #[serde(rename = "ShimCgroup", alias = "shim_cgroup")]
+    pub shim_cgroup: Option<String>,
+    #[serde(rename = "IoUid", alias = "io_uid")]
+    pub io_uid: Option<u32>,
+    #[serde(rename = "IoGid", alias = "io_gid")]
+    pub io_gid: Option<u32>,
+    #[serde(rename = "CriuPath", alias = "criu_path")]
+    pub criu_path: Option<String>,
+    #[serde(rename = "CriuImagePath", alias = "criu_image_path")]
+    pub criu_image_path: Option<String>,
+    #[serde(rename = "CriuWorkPath", alias = "criu_work_path")]
+    pub criu_work_path: Option<String>,
+    /// CRI copies the whole options table into `config_body`, these two included.
+    #[serde(rename = "ConfigPath", alias = "config_path")]
+    pub config_path: Option<String>,
+    #[serde(rename = "TypeUrl", alias = "type_url")]
+    pub type_url: Option<String>,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            binary_name: DEFAULT_BINARY.to_string(),
+            binary_source: "the default".to_string(),
+            root: DEFAULT_ROOT.to_string(),
+            systemd_cgroup: false,
+            no_pivot_root: false,
+            no_new_keyring: false,
+            shim_cgroup: String::new(),
+            io_uid: 0,
+            io_gid: 0,
+            criu_path: String::new(),
+            criu_image_path: String::new(),
+            criu_work_path: String::new(),
+        }
+    }
+}
+
+impl RuntimeConfig {
+    /// Defaults with the host config file laid over them. A missing file is fine; one
+    /// that does not parse is an error naming it.
+    pub fn host_defaults() -> Result<Self> {
+        let path = std::env::var_os(HOST_CONFIG_ENV)
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(HOST_CONFIG_PATH));
+        let mut cfg = RuntimeConfig::default();
+        match std::fs::read_to_string(&path) {
+            Ok(text) => cfg.apply_file(
+                &parse_toml(&text, &path.display().to_string())?,
+                &path.display().to_string(),
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(format!("read host config {}", path.display()), e)),
+        }
+        Ok(cfg)
+    }
+
+    /// These defaults with a request's options laid over them.
+    pub fn with_request(&self, any: Option<&Any>) -> Result<Self> {
+        let mut cfg = self.clone();
+        let Some(any) = any.filter(|a| !a.type_url.is_empty()) else {
+            return Ok(cfg);
+        };
+        let name = any.type_url.rsplit('/').next().unwrap_or_default();
+        if name == RuncOptions::descriptor().full_name() {
+            let o = RuncOptions::parse_from_bytes(&any.value)
+                .map_err(|e| Error::invalid(format!("malformed runtime options {name}: {e}")))?;
+            cfg.apply_runc(&o);
+        } else if name == rsrunc_protos::LEGACY_CREATE_OPTIONS_NAME {
+            let o = LegacyCreateOptions::decode(&any.value)
+                .map_err(|e| Error::invalid(e.to_string()))?;
+            cfg.apply_legacy(&o);
+        } else if name == rsrunc_protos::RUNTIME_OPTIONS_NAME {
+            let o =
+                RuntimeOptions::decode(&any.value).map_err(|e| Error::invalid(e.to_string()))?;
+            cfg.apply_runtime_options(&o)?;
+        } else {
+            return Err(Error::invalid(format!(
+                "unsupported runtime options type {:?}: send {}, {} or {}",
+                any.type_url,
+                RuncOptions::descriptor().full_name(),
+                rsrunc_protos::RUNTIME_OPTIONS_NAME,
+                rsrunc_protos::LEGACY_CREATE_OPTIONS_NAME
+            )));
+        }
+        Ok(cfg)
+    }
+
+    /// The runtime's state directory for one containerd namespace, as the Go shim uses.
+    pub fn root_for(&self, namespace: &str) -> PathBuf {
+        Path::new(&self.root).join(namespace)
+    }
+
+    fn apply_runc(&mut self, o: &RuncOptions) {
+        let src = format!("{} (BinaryName)", RuncOptions::descriptor().full_name());
+        set_str(
+            &mut self.binary_name,
+            &o.binary_name,
+            &mut self.binary_source,
+            &src,
+        );
+        set_plain(&mut self.root, &o.root);
+        self.systemd_cgroup |= o.systemd_cgroup;
+        self.no_pivot_root |= o.no_pivot_root;
+        self.no_new_keyring |= o.no_new_keyring;
+        set_plain(&mut self.shim_cgroup, &o.shim_cgroup);
+        set_u32(&mut self.io_uid, o.io_uid);
+        set_u32(&mut self.io_gid, o.io_gid);
+        set_plain(&mut self.criu_image_path, &o.criu_image_path);
+        set_plain(&mut self.criu_work_path, &o.criu_work_path);
+    }
+
+    fn apply_legacy(&mut self, o: &LegacyCreateOptions) {
+        self.no_pivot_root |= o.no_pivot_root;
+        self.no_new_keyring |= o.no_new_keyring;
+        set_plain(&mut self.shim_cgroup, &o.shim_cgroup);
+        set_u32(&mut self.io_uid, o.io_uid);
+        set_u32(&mut self.io_gid, o.io_gid);
+        set_plain(&mut self.criu_image_path, &o.criu_image_path);
+        set_plain(&mut self.criu_work_path, &o.criu_work_path);
+    }
+
+    fn apply_runtime_options(&mut self, o: &RuntimeOptions) -> Result<()> {
+        if !o.config_path.is_empty() {
+            let text = std::fs::read_to_string(&o.config_path).map_err(|e| {
+                let what = format!("read runtime options file {} (ConfigPath)", o.config_path);
+                let mut err = Error::io(what, e);
+                // A path the client named that does not exist is its mistake, not a lookup.
+                err.kind = crate::error::Kind::InvalidArgument;
+                err
+            })?;
+            let file = parse_toml(&text, &o.config_path)?;
+            self.apply_file(&file, &o.config_path);
+        }
+        if !o.config_body.is_empty() {
+            let file = parse_toml(&o.config_body, "the options body (config_body)")?;
+            self.apply_file(&file, "the options body (config_body)");
+        }
+        Ok(())
+    }
+
+    fn apply_file(&mut self, f: &OptionsFile, source: &str) {
+        if let Some(b) = f.binary_name.as_deref().filter(|b| !b.is_empty()) {
+            self.binary_name = b.to_string();
+            self.binary_source = format!("BinaryName in {source}");
+        }
+        let opt_str = |dst: &mut String, v: &Option<String>| {
+            if let Some(v) = v {
+                dst.clone_from(v);
+            }
+        };
+        opt_str(&mut self.root, &f.root);
+        opt_str(&mut self.shim_cgroup, &f.shim_cgroup);
+        opt_str(&mut self.criu_path, &f.criu_path);
+        opt_str(&mut self.criu_image_path, &f.criu_image_path);
+        opt_str(&mut self.criu_work_path, &f.criu_work_path);
+        let opt_bool = |dst: &mut bool, v: Option<bool>| {
+            if let Some(v) = v {
+                *dst = v;
+            }
+        };
+        opt_bool(&mut self.systemd_cgroup, f.systemd_cgroup);
+        opt_bool(&mut self.no_pivot_root, f.no_pivot_root);
+        opt_bool(&mut self.no_new_keyring, f.no_new_keyring);
+        if let Some(v) = f.io_uid {
+            self.io_uid = v;
+        }
+        if let Some(v) = f.io_gid {
+            self.io_gid = v;
+        }
+    }
+}
+
+/// Parses the TOML options form; the error names the source and the offending field.
+pub fn parse_toml(text: &str, source: &str) -> Result<OptionsFile> {
+    toml::from_str(text).map_err(|e| {
+        let msg = e.message().to_string();
+        let at = e
+            .span()
+            .map(|s| {
+                let line = text[..s.start.min(text.len())].lines().count().max(1);
+                format!(" (line {line})")
+            })
+            .unwrap_or_default();
+        Error::invalid(format!("invalid runtime options in {source}{at}: {msg}"))
+    })
+}
+
+fn set_str(dst: &mut String, v: &str, src_dst: &mut String, src: &str) {
+    if !v.is_empty() {
+        *dst = v.to_string();
+        *src_dst = src.to_string();
+    }
+}
+
+fn set_plain(dst: &mut String, v: &str) {
+    if !v.is_empty() {
+        *dst = v.to_string();
+    }
+}
+
+fn set_u32(dst: &mut u32, v: u32) {
+    if v != 0 {
+        *dst = v;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn any(type_url: &str, value: Vec<u8>) -> Any {
+        Any {
+            type_url: type_url.to_string(),
+            value,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn no_options_means_defaults() {
+        let cfg = RuntimeConfig::default().with_request(None).unwrap();
+        assert_eq!(cfg.binary_name, "runc");
+        assert_eq!(
+            cfg.root_for("k8s.io"),
+            Path::new("/run/containerd/runc/k8s.io")
+        );
+        let empty = any("", vec![]);
+        assert_eq!(
+            RuntimeConfig::default().with_request(Some(&empty)).unwrap(),
+            RuntimeConfig::default()
+        );
+    }
+
+    #[test]
+    fn runc_options_any_with_either_url_form() {
+        let o = RuncOptions {
+            binary_name: "crun".into(),
+            root: "/run/crun-root".into(),
+            systemd_cgroup: true,
+            io_uid: 5,
+            ..Default::default()
+        };
+        for url in [
+            "containerd.runc.v1.Options",
+            "type.googleapis.com/containerd.runc.v1.Options",
+        ] {
+            let cfg = RuntimeConfig::default()
+                .with_request(Some(&any(url, o.write_to_bytes().unwrap())))
+                .unwrap();
+            assert_eq!(cfg.binary_name, "crun");
+            assert!(cfg.binary_source.contains("containerd.runc.v1.Options"));
+            assert_eq!(cfg.root, "/run/crun-root");
+            assert!(cfg.systemd_cgroup);
+            assert_eq!(cfg.io_uid, 5);
+        }
+    }
+
+    #[test]
+    fn legacy_create_options() {
+        let o = LegacyCreateOptions {
+            no_pivot_root: true,
+            shim_cgroup: "/shim".into(),
+            io_gid: 7,
+            ..Default::default()
+        };
+        let cfg = RuntimeConfig::default()
+            .with_request(Some(&any(
+                "containerd.linux.runc.CreateOptions",
+                o.encode(),
+            )))
+            .unwrap();
+        assert!(cfg.no_pivot_root);
+        assert_eq!(cfg.shim_cgroup, "/shim");
+        assert_eq!(cfg.io_gid, 7);
+        assert_eq!(cfg.binary_name, "runc");
+    }
+
+    #[test]
+    fn runtime_options_path_then_body() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("crun.toml");
+        std::fs::write(
+            &path,
+            "BinaryName = \"crun\"\nSystemdCgroup = true\nRoot = \"/r\"\n",
+        )
+        .unwrap();
+        let o = RuntimeOptions {
+            config_path: path.display().to_string(),
+            config_body: "Root = \"/body-root\"\nConfigPath = \"ignored\"\nTypeUrl = \"x\"\n"
+                .into(),
+            ..Default::default()
+        };
+        let cfg = RuntimeConfig::default()
+            .with_request(Some(&any("runtimeoptions.v1.Options", o.encode())))
+            .unwrap();
+        assert_eq!(cfg.binary_name, "crun");
+        assert!(
+            cfg.binary_source.contains("crun.toml"),
+            "{}",
+            cfg.binary_source
+        );
+        assert!(cfg.systemd_cgroup);
+        assert_eq!(cfg.root, "/body-root");
+    }
+
+    #[test]
+    fn snake_case_keys_are_accepted() {
+        let f = parse_toml("binary_name = \"youki\"\nno_pivot_root = true\n", "t").unwrap();
+        assert_eq!(f.binary_name.as_deref(), Some("youki"));
+        assert_eq!(f.no_pivot_root, Some(true));
+    }
+
+    #[test]
+    fn bad_toml_names_the_field_and_source() {
+        let e = parse_toml(
+            "BinaryName = \"crun\"\nSystemdCgroup = \"yes\"\n",
+            "/etc/x.toml",
+        )
+        .unwrap_err();
+        assert_eq!(e.kind, crate::error::Kind::InvalidArgument);
+        assert!(e.message.contains("/etc/x.toml"), "{e}");
+        assert!(e.message.contains("line 2"), "{e}");
+        let e = parse_toml("BinaryNmae = \"crun\"\n", "body").unwrap_err();
+        assert!(e.message.contains("BinaryNmae"), "{e}");
+    }
+
+    #[test]
+    fn a_missing_config_path_is_invalid_argument_naming_it() {
+        let o = RuntimeOptions {
+            config_path: "/nonexistent/rsrunc.toml".into(),
+            ..Default::default()
+        };
+        let e = RuntimeConfig::default()
+            .with_request(Some(&any("runtimeoptions.v1.Options", o.encode())))
+            .unwrap_err();
+        assert_eq!(e.kind, crate::error::Kind::InvalidArgument);
+        assert!(e.message.contains("/nonexistent/rsrunc.toml"), "{e}");
+    }
+
+    #[test]
+    fn malformed_protobuf_and_unknown_types_are_invalid_argument() {
+        let e = RuntimeConfig::default()
+            .with_request(Some(&any(
+                "containerd.runc.v1.Options",
+                vec![0x0a, 0x05, b'a'],
+            )))
+            .unwrap_err();
+        assert_eq!(e.kind, crate::error::Kind::InvalidArgument);
+        assert!(e.message.contains("containerd.runc.v1.Options"), "{e}");
+        let e = RuntimeConfig::default()
+            .with_request(Some(&any("example.com/Other", vec![])))
+            .unwrap_err();
+        assert_eq!(e.kind, crate::error::Kind::InvalidArgument);
+        assert!(e.message.contains("example.com/Other"), "{e}");
+    }
+}

@@ -1,0 +1,288 @@
+//! The Task service: each method converts the request, calls one [`Tasks`] method and
+//! maps the error. Registered under both `containerd.task.v2.Task` (containerd 1.x, and
+//! 2.x for shims that answered version 2) and `containerd.task.v3.Task`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use containerd_shim_protos::api::{
+    ConnectRequest, ConnectResponse, CreateTaskRequest, CreateTaskResponse, DeleteRequest,
+    DeleteResponse, Empty, PidsRequest, PidsResponse, StateRequest, StateResponse, WaitRequest,
+    WaitResponse,
+};
+use containerd_shim_protos::protobuf::well_known_types::any::Any;
+use containerd_shim_protos::protobuf::{EnumOrUnknown, MessageField};
+use containerd_shim_protos::shim::shim::{
+    CheckpointTaskRequest, CloseIORequest, ExecProcessRequest, KillRequest, PauseRequest,
+    ResizePtyRequest, ResumeRequest, ShutdownRequest, StartRequest, StartResponse, StatsRequest,
+    StatsResponse, UpdateTaskRequest,
+};
+use containerd_shim_protos::ttrpc::{self, MethodHandler, TtrpcContext};
+use containerd_shim_protos::types::task::{ProcessInfo, Status as PbStatus};
+use containerd_shim_protos::Task;
+
+use crate::error::Error;
+use crate::io::StdioPaths;
+use crate::task::state::Status;
+use crate::task::{timestamp, CreateSpec, Tasks};
+
+pub struct Service {
+    tasks: Arc<Tasks>,
+}
+
+type Methods = HashMap<String, Box<dyn MethodHandler + Send + Sync>>;
+
+const V3: &str = "/containerd.task.v3.Task/";
+const V2: &str = "/containerd.task.v2.Task/";
+
+impl Service {
+    pub fn new(tasks: Arc<Tasks>) -> Self {
+        Service { tasks }
+    }
+
+    /// The method table for both Task API versions.
+    pub fn methods(self) -> Methods {
+        both_versions(Arc::new(self))
+    }
+}
+
+/// Every Task method of `svc` under the v3 and the v2 service name.
+fn both_versions(svc: Arc<dyn Task + Send + Sync>) -> Methods {
+    let mut methods = containerd_shim_protos::create_task(Arc::clone(&svc));
+    let v2: Methods = containerd_shim_protos::create_task(svc)
+        .into_iter()
+        .map(|(path, h)| (path.replacen(V3, V2, 1), h))
+        .collect();
+    methods.extend(v2);
+    methods
+}
+
+type R<T> = ttrpc::Result<T>;
+
+fn unsupported<T>(what: &str, issue: &str) -> R<T> {
+    Err(Error::unimplemented(format!("{what} is not supported by rsrunc yet ({issue})")).into())
+}
+
+impl Task for Service {
+    fn state(&self, _: &TtrpcContext, req: StateRequest) -> R<StateResponse> {
+        log::debug!("State id={} exec_id={}", req.id, req.exec_id);
+        let v = self.tasks.state(&req.id, &req.exec_id)?;
+        let exit = v.status.exit();
+        Ok(StateResponse {
+            id: v.container_id,
+            bundle: v.bundle.display().to_string(),
+            pid: v.pid as u32,
+            status: EnumOrUnknown::new(pb_status(v.status)),
+            stdin: v.stdio.stdin,
+            stdout: v.stdio.stdout,
+            stderr: v.stdio.stderr,
+            terminal: v.stdio.terminal,
+            exit_status: exit.map_or(0, |e| e.status),
+            exited_at: exit
+                .map_or_else(MessageField::none, |e| MessageField::some(timestamp(e.at))),
+            exec_id: v.exec_id,
+            ..Default::default()
+        })
+    }
+
+    fn create(&self, _: &TtrpcContext, req: CreateTaskRequest) -> R<CreateTaskResponse> {
+        log::debug!("Create id={} bundle={}", req.id, req.bundle);
+        let spec = CreateSpec {
+            id: req.id,
+            bundle: req.bundle.into(),
+            rootfs: req.rootfs,
+            stdio: StdioPaths {
+                stdin: req.stdin,
+                stdout: req.stdout,
+                stderr: req.stderr,
+                terminal: req.terminal,
+            },
+            options: req.options.into_option(),
+            checkpoint: req.checkpoint,
+        };
+        let id = spec.id.clone();
+        let pid = self
+            .tasks
+            .create(spec)
+            .inspect_err(|e| log::warn!("create id={id}: {e}"))?;
+        Ok(CreateTaskResponse {
+            pid,
+            ..Default::default()
+        })
+    }
+
+    fn start(&self, _: &TtrpcContext, req: StartRequest) -> R<StartResponse> {
+        log::debug!("Start id={} exec_id={}", req.id, req.exec_id);
+        let pid = self.tasks.start(&req.id, &req.exec_id)?;
+        Ok(StartResponse {
+            pid,
+            ..Default::default()
+        })
+    }
+
+    fn delete(&self, _: &TtrpcContext, req: DeleteRequest) -> R<DeleteResponse> {
+        log::debug!("Delete id={} exec_id={}", req.id, req.exec_id);
+        let (pid, exit) = self.tasks.delete(&req.id, &req.exec_id)?;
+        Ok(DeleteResponse {
+            pid,
+            exit_status: exit.status,
+            exited_at: MessageField::some(timestamp(exit.at)),
+            ..Default::default()
+        })
+    }
+
+    fn pids(&self, _: &TtrpcContext, req: PidsRequest) -> R<PidsResponse> {
+        log::debug!("Pids id={}", req.id);
+        let processes = self
+            .tasks
+            .pids(&req.id)?
+            .into_iter()
+            .map(|(pid, exec_id)| ProcessInfo {
+                pid,
+                info: exec_id.map_or_else(MessageField::none, |exec_id| {
+                    MessageField::some(Any {
+                        type_url: rsrunc_protos::PROCESS_DETAILS_NAME.to_string(),
+                        value: rsrunc_protos::ProcessDetails { exec_id }.encode(),
+                        ..Default::default()
+                    })
+                }),
+                ..Default::default()
+            })
+            .collect();
+        Ok(PidsResponse {
+            processes,
+            ..Default::default()
+        })
+    }
+
+    fn pause(&self, _: &TtrpcContext, req: PauseRequest) -> R<Empty> {
+        log::debug!("Pause id={}", req.id);
+        self.tasks.pause(&req.id)?;
+        Ok(Empty::new())
+    }
+
+    fn resume(&self, _: &TtrpcContext, req: ResumeRequest) -> R<Empty> {
+        log::debug!("Resume id={}", req.id);
+        self.tasks.resume(&req.id)?;
+        Ok(Empty::new())
+    }
+
+    fn checkpoint(&self, _: &TtrpcContext, _: CheckpointTaskRequest) -> R<Empty> {
+        unsupported("Checkpoint", "checkpoint and restore are not implemented")
+    }
+
+    fn kill(&self, _: &TtrpcContext, req: KillRequest) -> R<Empty> {
+        log::debug!(
+            "Kill id={} exec_id={} signal={} all={}",
+            req.id,
+            req.exec_id,
+            req.signal,
+            req.all
+        );
+        self.tasks
+            .kill(&req.id, &req.exec_id, req.signal, req.all)?;
+        Ok(Empty::new())
+    }
+
+    fn exec(&self, _: &TtrpcContext, _: ExecProcessRequest) -> R<Empty> {
+        unsupported("Exec", "exec support is tracked in its own issue")
+    }
+
+    fn resize_pty(&self, _: &TtrpcContext, _: ResizePtyRequest) -> R<Empty> {
+        unsupported("ResizePty", "terminal support is tracked in its own issue")
+    }
+
+    fn close_io(&self, _: &TtrpcContext, req: CloseIORequest) -> R<Empty> {
+        log::debug!("CloseIO id={} exec_id={}", req.id, req.exec_id);
+        if req.stdin {
+            self.tasks.close_io(&req.id, &req.exec_id)?;
+        }
+        Ok(Empty::new())
+    }
+
+    fn update(&self, _: &TtrpcContext, _: UpdateTaskRequest) -> R<Empty> {
+        unsupported("Update", "resource updates are tracked in the Docker issue")
+    }
+
+    fn wait(&self, _: &TtrpcContext, req: WaitRequest) -> R<WaitResponse> {
+        log::debug!("Wait id={} exec_id={}", req.id, req.exec_id);
+        let exit = self.tasks.wait(&req.id, &req.exec_id)?;
+        Ok(WaitResponse {
+            exit_status: exit.status,
+            exited_at: MessageField::some(timestamp(exit.at)),
+            ..Default::default()
+        })
+    }
+
+    fn stats(&self, _: &TtrpcContext, _: StatsRequest) -> R<StatsResponse> {
+        unsupported("Stats", "cgroup metrics are tracked in the Docker issue")
+    }
+
+    fn connect(&self, _: &TtrpcContext, req: ConnectRequest) -> R<ConnectResponse> {
+        log::debug!("Connect id={}", req.id);
+        Ok(ConnectResponse {
+            shim_pid: std::process::id(),
+            task_pid: self.tasks.init_pid(&req.id).unwrap_or(0),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            ..Default::default()
+        })
+    }
+
+    fn shutdown(&self, _: &TtrpcContext, req: ShutdownRequest) -> R<Empty> {
+        log::debug!("Shutdown id={}", req.id);
+        if !self.tasks.shutdown() {
+            log::debug!("shutdown refused: containers remain");
+        }
+        Ok(Empty::new())
+    }
+}
+
+fn pb_status(s: Status) -> PbStatus {
+    match s {
+        Status::Created => PbStatus::CREATED,
+        Status::Running => PbStatus::RUNNING,
+        Status::Paused => PbStatus::PAUSED,
+        Status::Stopped(_) => PbStatus::STOPPED,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_api_versions_are_registered_for_every_method() {
+        let methods = both_versions(Arc::new(Nop));
+        let v3: Vec<&String> = methods.keys().filter(|m| m.starts_with(V3)).collect();
+        assert_eq!(v3.len(), 17);
+        assert_eq!(methods.len(), 34);
+        for m in v3 {
+            let v2 = m.replacen(V3, V2, 1);
+            assert!(methods.contains_key(&v2), "{v2} missing");
+        }
+        assert!(methods.contains_key("/containerd.task.v2.Task/Create"));
+        assert!(methods.contains_key("/containerd.task.v3.Task/Shutdown"));
+    }
+
+    struct Nop;
+    impl Task for Nop {}
+
+    #[test]
+    fn unsupported_rpcs_answer_unimplemented_with_a_reason() {
+        let e: ttrpc::Error = unsupported::<()>("Exec", "why").unwrap_err();
+        match e {
+            ttrpc::Error::RpcStatus(s) => {
+                assert_eq!(s.code(), ttrpc::Code::UNIMPLEMENTED);
+                assert!(s.message.contains("Exec is not supported"), "{}", s.message);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn statuses_map_to_containerd_values() {
+        assert_eq!(pb_status(Status::Created), PbStatus::CREATED);
+        assert_eq!(pb_status(Status::Running), PbStatus::RUNNING);
+        assert_eq!(pb_status(Status::Paused), PbStatus::PAUSED);
+    }
+}

@@ -1,0 +1,793 @@
+//! The shim's core: its containers, their processes, and what happens when they exit.
+//!
+//! Locks guard maps and small state, never work: no lock is held across a runtime call
+//! or I/O. Events are queued (not sent) while a process's state lock is held, which is
+//! what orders TaskStart before that process's TaskExit.
+
+mod process;
+pub mod state;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use containerd_shim_protos::events::task::{
+    TaskCreate, TaskDelete, TaskExit, TaskIO, TaskPaused, TaskResumed, TaskStart,
+};
+use containerd_shim_protos::protobuf::well_known_types::any::Any;
+use containerd_shim_protos::protobuf::well_known_types::timestamp::Timestamp;
+use containerd_shim_protos::protobuf::MessageField;
+use containerd_shim_protos::types::mount::Mount;
+use runc_driver::{CreateOpts, GlobalOpts, Runtime};
+
+pub use self::process::Process;
+use self::state::{ExitInfo, Op, Status};
+use crate::error::{Error, Result};
+use crate::events::EventSink;
+use crate::io::{ProcessIo, StdioPaths};
+use crate::options::RuntimeConfig;
+use crate::supervise::{Exit, Reaper, ReaperWaiter};
+
+/// How long Delete waits for a process's output to drain before letting go of it.
+const IO_DRAIN: Duration = Duration::from_secs(2);
+/// How long Delete of a created (never started) container waits for its init to die.
+const KILLED_EXIT_WAIT: Duration = Duration::from_secs(5);
+
+/// What Create needs, converted from the request.
+#[derive(Debug, Clone, Default)]
+pub struct CreateSpec {
+    pub id: String,
+    pub bundle: PathBuf,
+    pub rootfs: Vec<Mount>,
+    pub stdio: StdioPaths,
+    pub options: Option<Any>,
+    pub checkpoint: String,
+}
+
+/// A snapshot of one process for State.
+#[derive(Debug, Clone)]
+pub struct ProcessView {
+    pub container_id: String,
+    pub exec_id: String,
+    pub bundle: PathBuf,
+    pub pid: i32,
+    pub status: Status,
+    pub stdio: StdioPaths,
+}
+
+pub struct Tasks {
+    namespace: String,
+    defaults: Result<RuntimeConfig>,
+    reaper: Arc<Reaper>,
+    events: Arc<dyn EventSink>,
+    /// Guards the map of containers by id.
+    containers: Mutex<HashMap<String, Arc<Container>>>,
+    /// Guards exit routing (see [`Routes`]).
+    routes: Mutex<Routes>,
+    /// Set by Shutdown once no container is left.
+    shutdown: (Mutex<bool>, Condvar),
+}
+
+pub struct Container {
+    id: String,
+    bundle: PathBuf,
+    runtime: Runtime,
+    /// The rootfs we mounted (empty when the client mounted it).
+    mounted_rootfs: Option<PathBuf>,
+    /// No pid namespace of its own: when init exits, the rest must be killed.
+    shares_pid_ns: bool,
+    init: Arc<Process>,
+}
+
+/// Which pid belongs to which process, and exits no process claimed yet.
+#[derive(Default)]
+struct Routes {
+    by_pid: HashMap<i32, Arc<Process>>,
+    /// Creates and execs whose pid is not recorded yet. While any is pending, an exit
+    /// nobody claims may be theirs and is kept in `early`.
+    pending: usize,
+    early: Vec<Exit>,
+}
+
+impl Tasks {
+    /// Builds the core and starts the thread that routes exits from the reaper.
+    /// `defaults` is the host configuration, or why it could not be read (then every
+    /// Create reports that).
+    pub fn new(
+        namespace: String,
+        defaults: Result<RuntimeConfig>,
+        reaper: Arc<Reaper>,
+        events: Arc<dyn EventSink>,
+    ) -> std::io::Result<Arc<Tasks>> {
+        let tasks = Arc::new(Tasks {
+            namespace,
+            defaults,
+            reaper,
+            events,
+            containers: Mutex::new(HashMap::new()),
+            routes: Mutex::new(Routes::default()),
+            shutdown: (Mutex::new(false), Condvar::new()),
+        });
+        let sub = tasks.reaper.subscribe();
+        let weak = Arc::downgrade(&tasks);
+        std::thread::Builder::new()
+            .name("exits".into())
+            .stack_size(256 * 1024)
+            .spawn(move || {
+                while let Some(exit) = sub.recv() {
+                    match weak.upgrade() {
+                        Some(t) => t.route_exit(exit),
+                        None => return,
+                    }
+                }
+            })?;
+        Ok(tasks)
+    }
+
+    pub fn create(&self, spec: CreateSpec) -> Result<u32> {
+        validate_id(&spec.id)?;
+        if lock(&self.containers).contains_key(&spec.id) {
+            return Err(Error::already_exists(format!(
+                "container {} already exists",
+                spec.id
+            )));
+        }
+        if spec.stdio.terminal {
+            return Err(Error::unimplemented(format!(
+                "create {}: terminals are not supported yet",
+                spec.id
+            )));
+        }
+        if !spec.checkpoint.is_empty() {
+            return Err(Error::unimplemented(format!(
+                "create {}: restoring from a checkpoint is not supported",
+                spec.id
+            )));
+        }
+        let cfg = self.defaults.clone()?.with_request(spec.options.as_ref())?;
+        let binary = resolve_binary(&cfg)?;
+        let config = read_bundle_config(&spec.bundle)?;
+
+        let rootfs_dir = spec.bundle.join("rootfs");
+        crate::mounts::mount_all(&spec.rootfs, &rootfs_dir)?;
+        let mounted = (!spec.rootfs.is_empty()).then(|| rootfs_dir.clone());
+        let undo_mount = |e: Error| {
+            if let Some(m) = &mounted {
+                crate::mounts::unmount_all(m);
+            }
+            e
+        };
+        let root = config.root_path(&spec.bundle);
+        if !root.is_dir() {
+            return Err(undo_mount(Error::failed_precondition(format!(
+                "create {}: root filesystem {} does not exist: pass rootfs mounts or fix root.path in {}",
+                spec.id,
+                root.display(),
+                spec.bundle.join("config.json").display()
+            ))));
+        }
+        persist_config(&spec.bundle, &cfg).map_err(undo_mount)?;
+
+        let runtime = Runtime::new(
+            binary,
+            GlobalOpts {
+                root: Some(cfg.root_for(&self.namespace)),
+                log: Some(spec.bundle.join("log.json")),
+                systemd_cgroup: cfg.systemd_cgroup,
+                debug: false,
+            },
+            Arc::new(ReaperWaiter(Arc::clone(&self.reaper))),
+        );
+        let (stdio, io) =
+            ProcessIo::open(&spec.stdio, cfg.io_uid, cfg.io_gid).map_err(undo_mount)?;
+        let pid_file = spec.bundle.join("init.pid");
+        let opts = CreateOpts {
+            bundle: spec.bundle.clone(),
+            pid_file: Some(pid_file.clone()),
+            console_socket: None,
+            no_pivot: cfg.no_pivot_root,
+            no_new_keyring: cfg.no_new_keyring,
+        };
+
+        let pending = self.begin_pending();
+        let created = runtime
+            .create(&spec.id, &opts, stdio)
+            .map_err(Error::runtime)
+            .and_then(|()| read_pid(&pid_file));
+        let pid = match created {
+            Ok(pid) => pid,
+            Err(e) => {
+                drop(pending);
+                if let Err(d) = runtime.delete(&spec.id, true) {
+                    log::debug!("cleanup after failed create id={}: {d}", spec.id);
+                }
+                io.finish(Duration::ZERO);
+                return Err(undo_mount(e));
+            }
+        };
+
+        let init = Arc::new(Process::new(&spec.id, "", spec.stdio.clone(), pid, io));
+        let container = Arc::new(Container {
+            id: spec.id.clone(),
+            bundle: spec.bundle.clone(),
+            runtime,
+            mounted_rootfs: mounted,
+            shares_pid_ns: !config.has_own_pid_namespace(),
+            init: Arc::clone(&init),
+        });
+        lock(&self.containers).insert(spec.id.clone(), container);
+        self.events.publish(Box::new(TaskCreate {
+            container_id: spec.id.clone(),
+            bundle: spec.bundle.display().to_string(),
+            rootfs: spec.rootfs.clone(),
+            io: MessageField::some(task_io(&spec.stdio)),
+            checkpoint: spec.checkpoint.clone(),
+            pid: pid as u32,
+            ..Default::default()
+        }));
+        log::info!(
+            "created id={} pid={pid} runtime={}",
+            spec.id,
+            cfg.binary_name
+        );
+        let early = self.claim_pid(pid, &init);
+        drop(pending);
+        if let Some(exit) = early {
+            self.process_exited(&init, exit);
+        }
+        Ok(pid as u32)
+    }
+
+    pub fn start(&self, id: &str, exec_id: &str) -> Result<u32> {
+        let c = self.container(id)?;
+        let p = c.process(exec_id)?;
+        {
+            let mut st = p.lock();
+            st.status.after(Op::Start, &format!("container {id}"))?;
+            st.starting = true;
+        }
+        let result = c.runtime.start(id).map_err(Error::runtime);
+        let mut st = p.lock();
+        st.starting = false;
+        let pending_exit = st.pending_exit.take();
+        if result.is_ok() {
+            st.status = Status::Running;
+            self.events.publish(Box::new(TaskStart {
+                container_id: id.to_string(),
+                pid: st.pid as u32,
+                ..Default::default()
+            }));
+            log::info!("started id={id} pid={}", st.pid);
+        }
+        let pid = st.pid as u32;
+        if let Some(exit) = pending_exit {
+            self.set_exited(&p, &mut st, exit);
+        }
+        drop(st);
+        result.map(|()| pid)
+    }
+
+    pub fn kill(&self, id: &str, exec_id: &str, signal: u32, all: bool) -> Result<()> {
+        let c = self.container(id)?;
+        let p = c.process(exec_id)?;
+        let stopped = matches!(p.lock().status, Status::Stopped(_));
+        if stopped && !all {
+            return Err(Error::not_found(format!(
+                "process already finished: container {id} has exited"
+            )));
+        }
+        match c.runtime.kill(id, signal, all) {
+            Ok(()) => Ok(()),
+            // `kill --all` after init exited reaches whatever is left, or nothing.
+            Err(e) if stopped => {
+                log::debug!("kill --all after exit id={id}: {e}");
+                Ok(())
+            }
+            Err(e) => Err(Error::runtime(e)),
+        }
+    }
+
+    pub fn delete(&self, id: &str, exec_id: &str) -> Result<(u32, ExitInfo)> {
+        let c = self.container(id)?;
+        if !exec_id.is_empty() {
+            return Err(Error::not_found(format!(
+                "exec {exec_id} not found in container {id}"
+            )));
+        }
+        let status = p_status(&c.init);
+        status.after(Op::Delete, &format!("container {id}"))?;
+        if let Err(e) = c.runtime.delete(id, true) {
+            if !e.is_not_found() {
+                return Err(Error::runtime(e));
+            }
+        }
+        let exit = match status {
+            Status::Stopped(e) => e,
+            // delete --force killed the init of a container that never started.
+            _ => c.init.wait_timeout(KILLED_EXIT_WAIT).unwrap_or(ExitInfo {
+                status: 128 + libc::SIGKILL as u32,
+                at: SystemTime::now(),
+            }),
+        };
+        if let Some(root) = &c.mounted_rootfs {
+            crate::mounts::unmount_all(root);
+        }
+        if let Some(io) = c.init.take_io() {
+            io.finish(IO_DRAIN);
+        }
+        let pid = c.init.pid();
+        lock(&self.containers).remove(id);
+        lock(&self.routes).by_pid.remove(&pid);
+        self.events.publish(Box::new(TaskDelete {
+            container_id: id.to_string(),
+            pid: pid as u32,
+            exit_status: exit.status,
+            exited_at: MessageField::some(timestamp(exit.at)),
+            id: id.to_string(),
+            ..Default::default()
+        }));
+        log::info!("deleted id={id} pid={pid} exit_status={}", exit.status);
+        Ok((pid as u32, exit))
+    }
+
+    pub fn pause(&self, id: &str) -> Result<()> {
+        self.pause_or_resume(id, Op::Pause)
+    }
+
+    pub fn resume(&self, id: &str) -> Result<()> {
+        self.pause_or_resume(id, Op::Resume)
+    }
+
+    fn pause_or_resume(&self, id: &str, op: Op) -> Result<()> {
+        let c = self.container(id)?;
+        p_status(&c.init).after(op, &format!("container {id}"))?;
+        match op {
+            Op::Pause => c.runtime.pause(id),
+            _ => c.runtime.resume(id),
+        }
+        .map_err(Error::runtime)?;
+        let mut st = c.init.lock();
+        if let Ok(next) = st.status.after(op, id) {
+            st.status = next;
+        }
+        if op == Op::Pause {
+            self.events.publish(Box::new(TaskPaused {
+                container_id: id.to_string(),
+                ..Default::default()
+            }));
+        } else {
+            self.events.publish(Box::new(TaskResumed {
+                container_id: id.to_string(),
+                ..Default::default()
+            }));
+        }
+        log::info!("{op} done id={id}");
+        Ok(())
+    }
+
+    pub fn state(&self, id: &str, exec_id: &str) -> Result<ProcessView> {
+        let c = self.container(id)?;
+        let p = c.process(exec_id)?;
+        let st = p.lock();
+        Ok(ProcessView {
+            container_id: id.to_string(),
+            exec_id: exec_id.to_string(),
+            bundle: c.bundle.clone(),
+            pid: st.pid,
+            status: st.status,
+            stdio: p.stdio.clone(),
+        })
+    }
+
+    pub fn wait(&self, id: &str, exec_id: &str) -> Result<ExitInfo> {
+        let c = self.container(id)?;
+        let p = c.process(exec_id)?;
+        Ok(p.wait())
+    }
+
+    /// Every pid in the container, with the exec id of those that belong to an exec.
+    pub fn pids(&self, id: &str) -> Result<Vec<(u32, Option<String>)>> {
+        let c = self.container(id)?;
+        let pids = c.runtime.ps(id).map_err(Error::runtime)?;
+        Ok(pids.into_iter().map(|p| (p as u32, None)).collect())
+    }
+
+    pub fn close_io(&self, id: &str, exec_id: &str) -> Result<()> {
+        let c = self.container(id)?;
+        c.process(exec_id)?.close_stdin();
+        Ok(())
+    }
+
+    /// The init pid of `id`, for Connect.
+    pub fn init_pid(&self, id: &str) -> Result<u32> {
+        Ok(self.container(id)?.init.pid() as u32)
+    }
+
+    /// Shutdown: the shim may exit once it has no container left.
+    pub fn shutdown(&self) -> bool {
+        if !lock(&self.containers).is_empty() {
+            return false;
+        }
+        let (m, cv) = &self.shutdown;
+        *m.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        cv.notify_all();
+        true
+    }
+
+    /// Blocks until [`Tasks::shutdown`] succeeded.
+    pub fn wait_shutdown(&self) {
+        let (m, cv) = &self.shutdown;
+        let mut done = m.lock().unwrap_or_else(|e| e.into_inner());
+        while !*done {
+            done = cv.wait(done).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    fn container(&self, id: &str) -> Result<Arc<Container>> {
+        lock(&self.containers)
+            .get(id)
+            .cloned()
+            .ok_or_else(|| Error::not_found(format!("container {id} not found in this shim")))
+    }
+
+    fn begin_pending(&self) -> Pending<'_> {
+        lock(&self.routes).pending += 1;
+        Pending(self)
+    }
+
+    /// Records that `pid` is `p`'s; returns its exit if it already happened.
+    fn claim_pid(&self, pid: i32, p: &Arc<Process>) -> Option<ExitInfo> {
+        let mut r = lock(&self.routes);
+        if let Some(i) = r.early.iter().position(|e| e.pid == pid) {
+            let e = r.early.remove(i);
+            return Some(ExitInfo {
+                status: e.status,
+                at: e.at,
+            });
+        }
+        r.by_pid.insert(pid, Arc::clone(p));
+        None
+    }
+
+    fn route_exit(&self, exit: Exit) {
+        let p = {
+            let mut r = lock(&self.routes);
+            match r.by_pid.remove(&exit.pid) {
+                Some(p) => p,
+                None => {
+                    if r.pending > 0 {
+                        r.early.push(exit);
+                    }
+                    return;
+                }
+            }
+        };
+        self.process_exited(
+            &p,
+            ExitInfo {
+                status: exit.status,
+                at: exit.at,
+            },
+        );
+    }
+
+    fn process_exited(&self, p: &Arc<Process>, exit: ExitInfo) {
+        {
+            let mut st = p.lock();
+            if st.starting {
+                // Start publishes TaskStart first, then this exit.
+                st.pending_exit = Some(exit);
+                return;
+            }
+            self.set_exited(p, &mut st, exit);
+        }
+        if p.exec_id.is_empty() {
+            self.after_init_exit(&p.container_id);
+        }
+    }
+
+    /// Marks the process stopped and queues its TaskExit; the caller holds its lock.
+    fn set_exited(&self, p: &Process, st: &mut process::State, exit: ExitInfo) {
+        if matches!(st.status, Status::Stopped(_)) {
+            return;
+        }
+        st.status = Status::Stopped(exit);
+        self.events.publish(Box::new(TaskExit {
+            container_id: p.container_id.clone(),
+            id: if p.exec_id.is_empty() {
+                p.container_id.clone()
+            } else {
+                p.exec_id.clone()
+            },
+            pid: st.pid as u32,
+            exit_status: exit.status,
+            exited_at: MessageField::some(timestamp(exit.at)),
+            ..Default::default()
+        }));
+        log::info!(
+            "exited id={} exec_id={} pid={} status={}",
+            p.container_id,
+            p.exec_id,
+            st.pid,
+            exit.status
+        );
+        p.notify_exited();
+    }
+
+    /// A container without its own pid namespace leaves its other processes behind.
+    fn after_init_exit(&self, id: &str) {
+        let Ok(c) = self.container(id) else {
+            return;
+        };
+        if !c.shares_pid_ns {
+            return;
+        }
+        let id = id.to_string();
+        let spawned = std::thread::Builder::new()
+            .name("kill-all".into())
+            .stack_size(128 * 1024)
+            .spawn(move || {
+                if let Err(e) = c.runtime.kill(&id, libc::SIGKILL as u32, true) {
+                    log::debug!("kill --all after init exit id={id}: {e}");
+                }
+            });
+        if let Err(e) = spawned {
+            log::error!("cannot start kill --all thread: {e}");
+        }
+    }
+}
+
+impl Container {
+    fn process(&self, exec_id: &str) -> Result<Arc<Process>> {
+        if exec_id.is_empty() {
+            return Ok(Arc::clone(&self.init));
+        }
+        Err(Error::not_found(format!(
+            "exec {exec_id} not found in container {}",
+            self.id
+        )))
+    }
+}
+
+/// A create or exec in flight; see [`Routes::pending`].
+struct Pending<'a>(&'a Tasks);
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        let mut r = lock(&self.0.routes);
+        r.pending -= 1;
+        if r.pending == 0 {
+            r.early.clear();
+        }
+    }
+}
+
+fn p_status(p: &Process) -> Status {
+    p.lock().status
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+pub fn timestamp(t: SystemTime) -> Timestamp {
+    let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    Timestamp {
+        seconds: d.as_secs() as i64,
+        nanos: d.subsec_nanos() as i32,
+        ..Default::default()
+    }
+}
+
+fn task_io(s: &StdioPaths) -> TaskIO {
+    TaskIO {
+        stdin: s.stdin.clone(),
+        stdout: s.stdout.clone(),
+        stderr: s.stderr.clone(),
+        terminal: s.terminal,
+        ..Default::default()
+    }
+}
+
+fn validate_id(id: &str) -> Result<()> {
+    let ok =
+        !id.is_empty() && id.len() <= 1024 && id != "." && id != ".." && !id.contains(['/', '\0']);
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!(
+            "invalid container id {id:?}: it must be non-empty and contain no '/'"
+        )))
+    }
+}
+
+/// Finds the runtime binary the options name, on PATH unless it is a path.
+fn resolve_binary(cfg: &RuntimeConfig) -> Result<PathBuf> {
+    let name = &cfg.binary_name;
+    let not_found = |looked: &str| {
+        Error::invalid(format!(
+            "runtime binary {name:?} not found{looked} (set by {}): install it or fix BinaryName",
+            cfg.binary_source
+        ))
+    };
+    if name.contains('/') {
+        let p = PathBuf::from(name);
+        return if is_executable(&p) {
+            Ok(p)
+        } else {
+            Err(not_found(""))
+        };
+    }
+    let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into());
+    path.split(':')
+        .filter(|d| !d.is_empty())
+        .map(|d| Path::new(d).join(name))
+        .find(|p| is_executable(p))
+        .ok_or_else(|| not_found(&format!(" in PATH {path}")))
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// The few parts of the bundle's config.json the shim needs itself.
+#[derive(Debug)]
+struct BundleConfig {
+    spec: oci_spec::runtime::Spec,
+}
+
+impl BundleConfig {
+    fn root_path(&self, bundle: &Path) -> PathBuf {
+        let p = self
+            .spec
+            .root()
+            .as_ref()
+            .map(|r| r.path().clone())
+            .unwrap_or_else(|| PathBuf::from("rootfs"));
+        if p.is_absolute() {
+            p
+        } else {
+            bundle.join(p)
+        }
+    }
+
+    fn has_own_pid_namespace(&self) -> bool {
+        use oci_spec::runtime::LinuxNamespaceType;
+        let Some(linux) = self.spec.linux() else {
+            return false;
+        };
+        linux.namespaces().as_ref().is_some_and(|nss| {
+            nss.iter()
+                .any(|ns| ns.typ() == LinuxNamespaceType::Pid && ns.path().is_none())
+        })
+    }
+}
+
+fn read_bundle_config(bundle: &Path) -> Result<BundleConfig> {
+    let path = bundle.join("config.json");
+    let text = std::fs::read(&path).map_err(|e| {
+        let mut err = Error::io(format!("read OCI spec {}", path.display()), e);
+        if err.kind == crate::error::Kind::NotFound {
+            err.message
+                .push_str(": the bundle must contain config.json");
+        }
+        err
+    })?;
+    let spec = serde_json::from_slice(&text)
+        .map_err(|e| Error::invalid(format!("parse OCI spec {}: {e}", path.display())))?;
+    Ok(BundleConfig { spec })
+}
+
+/// The resolved options, kept in the bundle for the `delete` action after a crash.
+pub const OPTIONS_FILE: &str = "rsrunc-options.json";
+
+fn persist_config(bundle: &Path, cfg: &RuntimeConfig) -> Result<()> {
+    let path = bundle.join(OPTIONS_FILE);
+    let text =
+        serde_json::to_vec(cfg).map_err(|e| Error::unknown(format!("encode options: {e}")))?;
+    std::fs::write(&path, text).map_err(|e| Error::io(format!("write {}", path.display()), e))
+}
+
+pub fn read_persisted_config(bundle: &Path) -> Option<RuntimeConfig> {
+    let text = std::fs::read(bundle.join(OPTIONS_FILE)).ok()?;
+    serde_json::from_slice(&text).ok()
+}
+
+fn read_pid(path: &Path) -> Result<i32> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::io(format!("read pid file {}", path.display()), e))?;
+    text.trim()
+        .parse::<i32>()
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| {
+            Error::unknown(format!(
+                "pid file {} holds {text:?}, not a pid",
+                path.display()
+            ))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_validated() {
+        assert!(validate_id("abc-123_x.y").is_ok());
+        for bad in ["", ".", "..", "a/b", "a\0b"] {
+            assert_eq!(
+                validate_id(bad).unwrap_err().kind,
+                crate::error::Kind::InvalidArgument
+            );
+        }
+    }
+
+    #[test]
+    fn a_missing_binary_names_itself_and_its_source() {
+        let cfg = RuntimeConfig {
+            binary_name: "no-such-runtime-xyz".into(),
+            binary_source: "BinaryName in /etc/x.toml".into(),
+            ..Default::default()
+        };
+        let e = resolve_binary(&cfg).unwrap_err();
+        assert_eq!(e.kind, crate::error::Kind::InvalidArgument);
+        assert!(
+            e.message.contains("\"no-such-runtime-xyz\" not found"),
+            "{e}"
+        );
+        assert!(e.message.contains("/etc/x.toml"), "{e}");
+        let cfg = RuntimeConfig {
+            binary_name: "/nonexistent/crun".into(),
+            ..Default::default()
+        };
+        assert!(resolve_binary(&cfg)
+            .unwrap_err()
+            .message
+            .contains("/nonexistent/crun"));
+        let cfg = RuntimeConfig {
+            binary_name: "sh".into(),
+            ..Default::default()
+        };
+        assert!(resolve_binary(&cfg).unwrap().ends_with("sh"));
+    }
+
+    #[test]
+    fn bundle_config_errors_have_the_right_kind() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = read_bundle_config(dir.path()).unwrap_err();
+        assert_eq!(e.kind, crate::error::Kind::NotFound);
+        assert!(e.message.contains("config.json"), "{e}");
+        std::fs::write(dir.path().join("config.json"), "{not json").unwrap();
+        let e = read_bundle_config(dir.path()).unwrap_err();
+        assert_eq!(e.kind, crate::error::Kind::InvalidArgument);
+    }
+
+    #[test]
+    fn pid_namespace_and_root_path_from_the_spec() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |json: &str| {
+            std::fs::write(dir.path().join("config.json"), json).unwrap();
+            read_bundle_config(dir.path()).unwrap()
+        };
+        let c = write(
+            r#"{"ociVersion":"1.0.2","root":{"path":"rootfs"},"linux":{"namespaces":[{"type":"pid"},{"type":"mount"}]}}"#,
+        );
+        assert!(c.has_own_pid_namespace());
+        assert_eq!(c.root_path(dir.path()), dir.path().join("rootfs"));
+        let c = write(
+            r#"{"ociVersion":"1.0.2","root":{"path":"/abs/root"},"linux":{"namespaces":[{"type":"pid","path":"/proc/1/ns/pid"}]}}"#,
+        );
+        assert!(!c.has_own_pid_namespace());
+        assert_eq!(c.root_path(dir.path()), Path::new("/abs/root"));
+    }
+
+    #[test]
+    fn timestamps_keep_nanoseconds() {
+        let t = SystemTime::UNIX_EPOCH + Duration::new(5, 7);
+        let ts = timestamp(t);
+        assert_eq!((ts.seconds, ts.nanos), (5, 7));
+    }
+}
