@@ -1,1 +1,89 @@
+//! End-to-end test harness: a private containerd per test, a busybox rootfs, and the
+//! runtime under test chosen by `RSRUNC_E2E_RUNTIME` (default: ours).
+//!
+//! The same tests run against containerd's Go shim (`io.containerd.runc.v2`): a test that
+//! shim fails is a wrong test, except those marked [`ours_only`].
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test harness: failing loudly is the point
+
+pub mod daemon;
+pub mod rootfs;
+pub mod shim_client;
+
+use std::path::PathBuf;
+
+pub use daemon::{CtrOutput, Daemon};
+
+/// Our runtime name.
+pub const RSRUNC: &str = "io.containerd.rsrunc.v2";
+/// containerd's Go shim, the reference the tests are checked against.
+pub const GO_SHIM: &str = "io.containerd.runc.v2";
+
+/// The containerd runtime name under test.
+pub fn runtime_name() -> String {
+    std::env::var("RSRUNC_E2E_RUNTIME").unwrap_or_else(|_| RSRUNC.to_string())
+}
+
+pub fn testing_ours() -> bool {
+    runtime_name() == RSRUNC
+}
+
+/// For tests of what only our shim does (named in the test); they return early under
+/// the Go shim and say so.
+pub fn ours_only(what: &str) -> bool {
+    if testing_ours() {
+        return true;
+    }
+    eprintln!(
+        "skipped under {}: {what} is an rsrunc feature",
+        runtime_name()
+    );
+    false
+}
+
+/// The OCI runtimes every lifecycle test runs under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Oci {
+    Runc,
+    Crun,
+}
+
+impl Oci {
+    pub const ALL: [Oci; 2] = [Oci::Runc, Oci::Crun];
+
+    pub fn binary(self) -> &'static str {
+        match self {
+            Oci::Runc => "runc",
+            Oci::Crun => "crun",
+        }
+    }
+}
+
+/// The freshly built shim binary.
+pub fn shim_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("RSRUNC_SHIM_BIN") {
+        return PathBuf::from(p);
+    }
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    for profile in ["release", "debug"] {
+        let p = root
+            .join("target")
+            .join(profile)
+            .join("containerd-shim-rsrunc-v2");
+        if p.exists() {
+            return p;
+        }
+    }
+    panic!("containerd-shim-rsrunc-v2 is not built: run `cargo build` (or set RSRUNC_SHIM_BIN)");
+}
+
+/// A unique, short id for a container in a test.
+pub fn unique_id(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}

@@ -1,0 +1,372 @@
+//! A private containerd for one test: its own root, state, sockets and namespace,
+//! stopped by pid when dropped, even when the test failed.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::{rootfs, runtime_name, shim_binary, Oci, GO_SHIM};
+
+pub struct Daemon {
+    dir: tempfile::TempDir,
+    child: Child,
+    pub socket: PathBuf,
+    pub ttrpc_socket: PathBuf,
+    pub namespace: String,
+    pub runtime: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct CtrOutput {
+    pub status: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl CtrOutput {
+    /// Panics with everything ctr said unless it exited 0.
+    pub fn ok(self) -> CtrOutput {
+        assert_eq!(self.status, 0, "ctr failed: {self:?}");
+        self
+    }
+}
+
+const CONTAINERD: &str = "containerd";
+
+impl Daemon {
+    /// Starts containerd with the runtime under test ([`runtime_name`]).
+    pub fn start() -> Daemon {
+        Self::start_with(&runtime_name())
+    }
+
+    pub fn start_with(runtime: &str) -> Daemon {
+        let dir = tempfile::Builder::new()
+            .prefix("rsrunc-e2e-")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let d = dir.path();
+        let bin = d.join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::os::unix::fs::symlink(shim_binary(), bin.join("containerd-shim-rsrunc-v2")).unwrap();
+        let socket = d.join("c.sock");
+        let ttrpc_socket = d.join("c.sock.ttrpc");
+        let config = format!(
+            r#"version = 2
+root = "{root}"
+state = "{state}"
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+[grpc]
+  address = "{sock}"
+[ttrpc]
+  address = "{ttrpc}"
+[debug]
+  address = "{debug}"
+  level = "debug"
+[plugins."io.containerd.internal.v1.opt"]
+  path = "{opt}"
+"#,
+            root = d.join("root").display(),
+            state = d.join("state").display(),
+            sock = socket.display(),
+            ttrpc = ttrpc_socket.display(),
+            debug = d.join("debug.sock").display(),
+            opt = d.join("opt").display(),
+        );
+        std::fs::write(d.join("config.toml"), config).unwrap();
+        let log = std::fs::File::create(d.join("containerd.log")).unwrap();
+        let path = format!(
+            "{}:{}",
+            bin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let child = Command::new(CONTAINERD)
+            .arg("--config")
+            .arg(d.join("config.toml"))
+            .env("PATH", path)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start containerd: the test command installs it");
+        let daemon = Daemon {
+            dir,
+            child,
+            socket,
+            ttrpc_socket,
+            namespace: format!("rsrunc-e2e-{}", std::process::id()),
+            runtime: runtime.to_string(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while daemon.ctr(&["version"]).status != 0 {
+            assert!(
+                Instant::now() < deadline,
+                "containerd did not come up:\n{}",
+                daemon.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        daemon
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn is_go_shim(&self) -> bool {
+        self.runtime == GO_SHIM
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir().join("containerd.log")).unwrap_or_default()
+    }
+
+    fn ctr_cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("ctr");
+        c.arg("--address")
+            .arg(&self.socket)
+            .arg("--namespace")
+            .arg(&self.namespace)
+            .args(args);
+        c
+    }
+
+    pub fn ctr(&self, args: &[&str]) -> CtrOutput {
+        self.ctr_input(args, None)
+    }
+
+    pub fn ctr_input(&self, args: &[&str], input: Option<&[u8]>) -> CtrOutput {
+        let mut cmd = self.ctr_cmd(args);
+        cmd.stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("run ctr");
+        if let Some(data) = input {
+            let mut stdin = child.stdin.take().unwrap();
+            stdin.write_all(data).unwrap();
+        }
+        let out = child.wait_with_output().unwrap();
+        CtrOutput {
+            status: exit_code(out.status),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// ctr in the background (an attached `run` to signal from outside).
+    pub fn ctr_spawn(&self, args: &[&str]) -> Child {
+        self.ctr_cmd(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    /// How the OCI runtime is chosen: our shim reads a TOML options file
+    /// (`--runtime-config-path`); the Go shim only takes `--runc-binary`.
+    pub fn oci_flags(&self, oci: Oci) -> Vec<String> {
+        match oci {
+            Oci::Runc => vec![],
+            Oci::Crun if self.is_go_shim() => vec!["--runc-binary".into(), "crun".into()],
+            Oci::Crun => vec![
+                "--runtime-config-path".into(),
+                self.options_file("crun", "BinaryName = \"crun\"\n"),
+            ],
+        }
+    }
+
+    /// Writes a runtime options file into the daemon's directory.
+    pub fn options_file(&self, name: &str, toml: &str) -> String {
+        let p = self.dir().join(format!("{name}.toml"));
+        std::fs::write(&p, toml).unwrap();
+        p.display().to_string()
+    }
+
+    /// `ctr run` arguments for `cmd` in the busybox rootfs under `oci`.
+    pub fn run_args(&self, oci: Oci, extra: &[&str], id: &str, cmd: &[&str]) -> Vec<String> {
+        let mut a: Vec<String> = vec!["run".into(), "--runtime".into(), self.runtime.clone()];
+        a.extend(self.oci_flags(oci));
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a.push("--rootfs".into());
+        a.push(rootfs::busybox().display().to_string());
+        a.push(id.into());
+        a.extend(cmd.iter().map(|s| s.to_string()));
+        a
+    }
+
+    pub fn run(&self, oci: Oci, extra: &[&str], id: &str, cmd: &[&str]) -> CtrOutput {
+        let a = self.run_args(oci, extra, id, cmd);
+        self.ctr(&a.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+
+    /// The task's status column in `ctr task ls` (RUNNING, PAUSED, STOPPED, ...).
+    pub fn task_status(&self, id: &str) -> Option<String> {
+        let out = self.ctr(&["task", "ls"]);
+        out.stdout.lines().skip(1).find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.first() == Some(&id)).then(|| f.get(2).unwrap_or(&"").to_string())
+        })
+    }
+
+    pub fn wait_status(&self, id: &str, want: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let s = self.task_status(id);
+            if s.as_deref() == Some(want) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "task {id} is {s:?}, expected {want}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Shim processes serving this daemon (found by the address they were given).
+    pub fn shim_pids(&self) -> Vec<i32> {
+        let sock = self.socket.display().to_string();
+        processes()
+            .into_iter()
+            .filter(|p| {
+                p.cmdline
+                    .first()
+                    .is_some_and(|a| a.contains("containerd-shim"))
+                    && p.cmdline
+                        .windows(2)
+                        .any(|w| w[0] == "-address" && w[1] == sock)
+            })
+            .map(|p| p.pid)
+            .collect()
+    }
+
+    /// Zombie children of this daemon or of its shims.
+    pub fn zombies(&self) -> Vec<i32> {
+        let mut parents = self.shim_pids();
+        parents.push(self.pid());
+        processes()
+            .into_iter()
+            .filter(|p| p.state == 'Z' && parents.contains(&p.ppid))
+            .map(|p| p.pid)
+            .collect()
+    }
+
+    /// Mount points under this daemon's directory.
+    pub fn mounts(&self) -> Vec<String> {
+        mounts_under(self.dir())
+    }
+
+    /// The shim socket containerd and the shim derive for a task of this daemon.
+    pub fn shim_socket(&self, group: &str) -> PathBuf {
+        use sha2::{Digest, Sha256};
+        let joined = self.socket.join(&self.namespace).join(group);
+        let digest = Sha256::digest(joined.as_os_str().as_encoded_bytes());
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        PathBuf::from("/run/containerd/s").join(hex)
+    }
+
+    /// Deletes whatever a failed test left in the namespace, through containerd.
+    fn remove_leftovers(&self) {
+        let tasks = self.ctr(&["task", "ls", "-q"]).stdout;
+        for id in tasks.lines().filter(|l| !l.is_empty()) {
+            let _ = self.ctr(&["task", "kill", "-s", "SIGKILL", "--all", id]);
+            let _ = self.ctr(&["task", "rm", "-f", id]);
+        }
+        let containers = self.ctr(&["containers", "ls", "-q"]).stdout;
+        for id in containers.lines().filter(|l| !l.is_empty()) {
+            let _ = self.ctr(&["containers", "rm", id]);
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.remove_leftovers();
+        let shims = self.shim_pids();
+        let pid = nix::unistd::Pid::from_raw(self.pid());
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        for s in shims {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(s),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        for m in self.mounts().iter().rev() {
+            let _ = nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+}
+
+pub fn exit_code(s: std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0))
+}
+
+pub struct ProcInfo {
+    pub pid: i32,
+    pub ppid: i32,
+    pub state: char,
+    pub cmdline: Vec<String>,
+}
+
+pub fn processes() -> Vec<ProcInfo> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // "pid (comm) S ppid ...": comm may hold spaces, so split after the last ')'.
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
+            continue;
+        };
+        let mut f = rest.split_whitespace();
+        let state = f.next().and_then(|s| s.chars().next()).unwrap_or('?');
+        let ppid = f.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline"))
+            .map(|b| {
+                b.split(|c| *c == 0)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| String::from_utf8_lossy(s).into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.push(ProcInfo {
+            pid,
+            ppid,
+            state,
+            cmdline,
+        });
+    }
+    out
+}
+
+pub fn mounts_under(dir: &Path) -> Vec<String> {
+    let prefix = dir.display().to_string();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(4).map(str::to_string))
+        .filter(|m| m.starts_with(&prefix))
+        .collect()
+}

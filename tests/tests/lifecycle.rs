@@ -1,0 +1,254 @@
+//! The task lifecycle through `ctr`, under runc and crun, against a private containerd.
+
+use std::time::{Duration, Instant};
+
+use rsrunc_e2e::{unique_id, Daemon, Oci};
+
+#[test]
+fn run_rm_prints_output_and_returns_exit_codes() {
+    let d = Daemon::start();
+    for oci in Oci::ALL {
+        let out = d.run(
+            oci,
+            &["--rm"],
+            &unique_id("out"),
+            &["/bin/sh", "-c", "echo hello; echo oops >&2"],
+        );
+        assert_eq!(out.status, 0, "{oci:?}: {out:?}");
+        assert_eq!(out.stdout, "hello\n", "{oci:?}");
+        assert!(out.stderr.contains("oops\n"), "{oci:?}: {out:?}");
+        for code in [0, 3, 42] {
+            let out = d.run(
+                oci,
+                &["--rm"],
+                &unique_id("code"),
+                &["/bin/sh", "-c", &format!("exit {code}")],
+            );
+            assert_eq!(out.status, code, "{oci:?}: {out:?}");
+        }
+    }
+}
+
+#[test]
+fn sigkill_from_outside_is_exit_137() {
+    let d = Daemon::start();
+    for oci in Oci::ALL {
+        let id = unique_id("kill");
+        let args = d.run_args(oci, &["--rm"], &id, &["/bin/sleep", "300"]);
+        let run = d.ctr_spawn(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        d.wait_status(&id, "RUNNING");
+        d.ctr(&["task", "kill", "-s", "SIGKILL", &id]).ok();
+        let out = run.wait_with_output().unwrap();
+        assert_eq!(
+            rsrunc_e2e::daemon::exit_code(out.status),
+            137,
+            "{oci:?}: {out:?}"
+        );
+    }
+}
+
+#[test]
+fn detached_task_ps_pause_resume_kill_delete() {
+    let d = Daemon::start();
+    for oci in Oci::ALL {
+        let id = unique_id("detached");
+        d.run(
+            oci,
+            &["-d"],
+            &id,
+            &[
+                "/bin/sh",
+                "-c",
+                "trap 'exit 0' TERM; sleep 300 & sleep 301 & wait",
+            ],
+        )
+        .ok();
+        d.wait_status(&id, "RUNNING");
+
+        let ps = d.ctr(&["task", "ps", &id]).ok().stdout;
+        let pids: Vec<&str> = ps
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split_whitespace().next())
+            .collect();
+        assert_eq!(pids.len(), 3, "{oci:?}: sh and two sleeps expected in {ps}");
+
+        d.ctr(&["task", "pause", &id]).ok();
+        assert_eq!(d.task_status(&id).as_deref(), Some("PAUSED"), "{oci:?}");
+        d.ctr(&["task", "resume", &id]).ok();
+        assert_eq!(d.task_status(&id).as_deref(), Some("RUNNING"), "{oci:?}");
+
+        // Deleting a running task is refused.
+        let refused = d.ctr(&["task", "rm", &id]);
+        assert_ne!(refused.status, 0, "{oci:?}: {refused:?}");
+        assert_eq!(d.task_status(&id).as_deref(), Some("RUNNING"));
+
+        d.ctr(&["task", "kill", "-s", "SIGTERM", &id]).ok();
+        d.wait_status(&id, "STOPPED");
+        d.ctr(&["task", "rm", &id]).ok();
+        assert_eq!(d.task_status(&id), None);
+        d.ctr(&["containers", "rm", &id]).ok();
+    }
+}
+
+#[test]
+fn kill_all_reaches_every_process() {
+    let d = Daemon::start();
+    for oci in Oci::ALL {
+        let id = unique_id("killall");
+        d.run(
+            oci,
+            &["-d"],
+            &id,
+            &["/bin/sh", "-c", "trap '' TERM; sleep 300 & wait"],
+        )
+        .ok();
+        d.wait_status(&id, "RUNNING");
+        d.ctr(&["task", "kill", "--all", "-s", "SIGKILL", &id]).ok();
+        d.wait_status(&id, "STOPPED");
+        d.ctr(&["task", "rm", &id]).ok();
+        d.ctr(&["containers", "rm", &id]).ok();
+    }
+}
+
+#[test]
+fn a_process_that_exits_at_once_is_not_lost() {
+    let d = Daemon::start();
+    for oci in Oci::ALL {
+        for _ in 0..5 {
+            let out = d.run(oci, &["--rm"], &unique_id("quick"), &["/bin/true"]);
+            assert_eq!(out.status, 0, "{oci:?}: {out:?}");
+            let out = d.run(oci, &["--rm"], &unique_id("quick"), &["/bin/false"]);
+            assert_eq!(out.status, 1, "{oci:?}: {out:?}");
+        }
+    }
+}
+
+#[test]
+fn stdin_is_piped_in() {
+    let d = Daemon::start();
+    for oci in Oci::ALL {
+        let args = d.run_args(
+            oci,
+            &["--rm"],
+            &unique_id("stdin"),
+            &["/bin/sh", "-c", "read v; echo got $v"],
+        );
+        let out = d.ctr_input(
+            &args.iter().map(String::as_str).collect::<Vec<_>>(),
+            Some(b"x\n"),
+        );
+        assert_eq!(out.status, 0, "{oci:?}: {out:?}");
+        assert_eq!(out.stdout, "got x\n", "{oci:?}");
+    }
+}
+
+/// The Go shim keeps the container's stdin open when the client closes the fifo and
+/// waits for CloseIO, which `ctr run` never sends: `cat` would hang there.
+#[test]
+fn stdin_end_of_file_reaches_the_process() {
+    if !rsrunc_e2e::ours_only("closing stdin when the client closes the stdin fifo") {
+        return;
+    }
+    let d = Daemon::start();
+    for oci in Oci::ALL {
+        let args = d.run_args(
+            oci,
+            &["--rm"],
+            &unique_id("eof"),
+            &["/bin/sh", "-c", "cat; echo end"],
+        );
+        let out = d.ctr_input(
+            &args.iter().map(String::as_str).collect::<Vec<_>>(),
+            Some(b"a\nb\n"),
+        );
+        assert_eq!(out.status, 0, "{oci:?}: {out:?}");
+        assert_eq!(out.stdout, "a\nb\nend\n", "{oci:?}");
+    }
+}
+
+#[test]
+fn events_arrive_in_order() {
+    let d = Daemon::start();
+    for oci in Oci::ALL {
+        let mut events = d.ctr_spawn(&["events"]);
+        std::thread::sleep(Duration::from_millis(300));
+        let id = unique_id("events");
+        d.run(oci, &["-d"], &id, &["/bin/sleep", "300"]).ok();
+        d.wait_status(&id, "RUNNING");
+        d.ctr(&["task", "pause", &id]).ok();
+        d.ctr(&["task", "resume", &id]).ok();
+        d.ctr(&["task", "kill", "-s", "SIGKILL", &id]).ok();
+        d.wait_status(&id, "STOPPED");
+        d.ctr(&["task", "rm", &id]).ok();
+        d.ctr(&["containers", "rm", &id]).ok();
+        // Events are published asynchronously; give the last one time to arrive.
+        std::thread::sleep(Duration::from_millis(1000));
+        let _ = events.kill();
+        let out = events.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let want = [
+            "/tasks/create",
+            "/tasks/start",
+            "/tasks/paused",
+            "/tasks/resumed",
+            "/tasks/exit",
+            "/tasks/delete",
+        ];
+        assert_eq!(task_topics(&text, &id), want, "{oci:?}: {text}");
+        let exit = text
+            .lines()
+            .find(|l| l.contains("/tasks/exit"))
+            .unwrap_or_default();
+        assert!(exit.contains("\"exit_status\":137"), "{oci:?}: {exit}");
+    }
+}
+
+/// The task topics `ctr events` printed for container `id`, in order.
+fn task_topics(text: &str, id: &str) -> Vec<String> {
+    text.lines()
+        .filter(|l| l.contains(&format!("\"{id}\"")))
+        .filter_map(|l| {
+            l.split_whitespace()
+                .find(|w| w.starts_with("/tasks/"))
+                .map(str::to_string)
+        })
+        .collect()
+}
+
+#[test]
+fn a_hundred_containers_leave_nothing_behind() {
+    let d = Daemon::start();
+    let n: usize = std::env::var("RSRUNC_E2E_CHURN")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
+    for oci in Oci::ALL {
+        let mut ids = Vec::new();
+        for _ in 0..n {
+            let id = unique_id("churn");
+            let out = d.run(oci, &["--rm"], &id, &["/bin/true"]);
+            assert_eq!(out.status, 0, "{oci:?}: {out:?}");
+            ids.push(id);
+        }
+        // Shims exit asynchronously after Shutdown; give them a moment.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !d.shim_pids().is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert_eq!(
+            d.shim_pids(),
+            Vec::<i32>::new(),
+            "{oci:?}: shims left running"
+        );
+        assert_eq!(d.zombies(), Vec::<i32>::new(), "{oci:?}: zombies left");
+        assert_eq!(d.mounts(), Vec::<String>::new(), "{oci:?}: mounts left");
+        let sockets: Vec<_> = ids
+            .iter()
+            .map(|id| d.shim_socket(id))
+            .filter(|p| p.exists())
+            .collect();
+        assert!(sockets.is_empty(), "{oci:?}: sockets left: {sockets:?}");
+        assert!(d.ctr(&["containers", "ls", "-q"]).stdout.trim().is_empty());
+    }
+}
