@@ -236,15 +236,18 @@ impl RuntimeConfig {
 pub fn parse_toml(text: &str, source: &str) -> Result<OptionsFile> {
     toml::from_str(text).map_err(|e| {
         let msg = e.message().to_string();
-        let at = e
-            .span()
-            .map(|s| {
-                let line = text[..s.start.min(text.len())].lines().count().max(1);
-                format!(" (line {line})")
-            })
-            .unwrap_or_default();
+        let at = e.span().map(|s| locate(text, s.start)).unwrap_or_default();
         Error::invalid(format!("invalid runtime options in {source}{at}: {msg}"))
     })
+}
+
+/// Describes where a TOML error is: the line number and the line itself, which names
+/// the field.
+fn locate(text: &str, offset: usize) -> String {
+    let before = text.get(..offset).unwrap_or(text);
+    let line_no = before.matches('\n').count() + 1;
+    let line = text.lines().nth(line_no - 1).unwrap_or_default().trim();
+    format!(" (line {line_no}: {line})")
 }
 
 fn set_str(dst: &mut String, v: &str, src_dst: &mut String, src: &str) {
@@ -381,7 +384,7 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.kind, crate::error::Kind::InvalidArgument);
         assert!(e.message.contains("/etc/x.toml"), "{e}");
-        assert!(e.message.contains("line 2"), "{e}");
+        assert!(e.message.contains("line 2: SystemdCgroup = \"yes\""), "{e}");
         let e = parse_toml("BinaryNmae = \"crun\"\n", "body").unwrap_err();
         assert!(e.message.contains("BinaryNmae"), "{e}");
     }

@@ -13,11 +13,23 @@ use crate::Daemon;
 pub struct ShimConn {
     client: Client,
     pub address: String,
+    /// The read end of the bundle's `log` fifo, held as containerd holds it.
+    _log: std::fs::File,
 }
 
 impl ShimConn {
     /// Runs `<binary> start` in `bundle` as containerd would and connects to the shim.
     pub fn start(daemon: &Daemon, binary: &Path, bundle: &Path, id: &str) -> ShimConn {
+        let log_path = bundle.join("log");
+        nix::unistd::mkfifo(&log_path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let log = std::fs::File::from(
+            nix::fcntl::open(
+                &log_path,
+                nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_NONBLOCK,
+                nix::sys::stat::Mode::empty(),
+            )
+            .unwrap(),
+        );
         let out = Command::new(binary)
             .current_dir(bundle)
             .args(["-namespace", &daemon.namespace, "-id", id])
@@ -40,7 +52,11 @@ impl ShimConn {
             text
         };
         let client = Client::connect(&address).unwrap();
-        ShimConn { client, address }
+        ShimConn {
+            client,
+            address,
+            _log: log,
+        }
     }
 
     /// One Task RPC; Err carries the ttrpc status code and message.

@@ -1,0 +1,230 @@
+//! Bad input gets a clear error with the right code, and leaves nothing behind.
+
+use std::path::{Path, PathBuf};
+
+use containerd_shim_protos::api::{
+    CreateTaskRequest, CreateTaskResponse, DeleteRequest, DeleteResponse, KillRequest,
+    StateRequest, StateResponse,
+};
+use containerd_shim_protos::types::mount::Mount;
+use protobuf::well_known_types::empty::Empty;
+use rsrunc_e2e::shim_client::ShimConn;
+use rsrunc_e2e::{ours_only, rootfs, testing_ours, unique_id, Daemon, Oci};
+use ttrpc::Code;
+
+#[test]
+fn a_runtime_binary_that_does_not_exist_is_named() {
+    let d = Daemon::start();
+    let id = unique_id("nobin");
+    let extra: Vec<String> = if d.is_go_shim() {
+        vec!["--runc-binary".into(), "no-such-runtime".into()]
+    } else {
+        let f = d.options_file("nobin", "BinaryName = \"no-such-runtime\"\n");
+        vec!["--runtime-config-path".into(), f]
+    };
+    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+    let out = d.run(Oci::Runc, &extra, &id, &["/bin/true"]);
+    assert_ne!(out.status, 0, "{out:?}");
+    assert!(out.stderr.contains("no-such-runtime"), "{out:?}");
+    if testing_ours() {
+        // Ours also says where the name came from and what kind of error it is.
+        assert!(out.stderr.contains("nobin.toml"), "{out:?}");
+        assert!(out.stderr.contains("invalid argument"), "{out:?}");
+    }
+    let _ = d.ctr(&["containers", "rm", &id]);
+    assert!(d.mounts().is_empty(), "{:?}", d.mounts());
+}
+
+#[test]
+fn a_runtime_failure_carries_the_runtime_message() {
+    let d = Daemon::start();
+    for oci in Oci::ALL {
+        let id = unique_id("badcmd");
+        let out = d.run(oci, &["--rm"], &id, &["/bin/no-such-command"]);
+        assert_ne!(out.status, 0, "{oci:?}: {out:?}");
+        // The last line is ctr's summary of the shim's error.
+        let summary = out.stderr.lines().last().unwrap_or_default();
+        assert!(
+            summary.contains("/bin/no-such-command"),
+            "{oci:?}: {summary}"
+        );
+        let _ = d.ctr(&["containers", "rm", &id]);
+    }
+}
+
+#[test]
+fn malformed_options_are_invalid_argument_naming_the_field() {
+    if !ours_only("runtime options as TOML through --runtime-config-path") {
+        return;
+    }
+    let d = Daemon::start();
+    let cases = [
+        (
+            "badtype",
+            "BinaryName = \"crun\"\nSystemdCgroup = \"yes\"\n",
+            "SystemdCgroup",
+        ),
+        ("badkey", "BinaryNmae = \"crun\"\n", "BinaryNmae"),
+        ("badsyntax", "BinaryName = \n", "line 1"),
+    ];
+    for (name, toml, field) in cases {
+        let f = d.options_file(name, toml);
+        let id = unique_id(name);
+        let out = d.run(
+            Oci::Runc,
+            &["--runtime-config-path", &f],
+            &id,
+            &["/bin/true"],
+        );
+        assert_ne!(out.status, 0, "{name}: {out:?}");
+        assert!(out.stderr.contains(field), "{name}: {out:?}");
+        assert!(out.stderr.contains(&f), "{name}: {out:?}");
+        assert!(out.stderr.contains("invalid argument"), "{name}: {out:?}");
+        let _ = d.ctr(&["containers", "rm", &id]);
+    }
+    let id = unique_id("nofile");
+    let out = d.run(
+        Oci::Runc,
+        &["--runtime-config-path", "/nonexistent/rsrunc.toml"],
+        &id,
+        &["/bin/true"],
+    );
+    assert!(out.stderr.contains("/nonexistent/rsrunc.toml"), "{out:?}");
+    assert!(out.stderr.contains("invalid argument"), "{out:?}");
+    let _ = d.ctr(&["containers", "rm", &id]);
+}
+
+/// A bundle directory with an OCI spec from `ctr oci spec`, running `args`.
+fn bundle(d: &Daemon, name: &str, args: &[&str], root: &Path) -> PathBuf {
+    let dir = d.dir().join("bundles").join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let spec = d.ctr(&["oci", "spec"]).ok().stdout;
+    let mut spec: serde_json::Value = serde_json::from_str(&spec).unwrap();
+    spec["root"]["path"] = root.display().to_string().into();
+    spec["root"]["readonly"] = false.into();
+    spec["process"]["args"] = args.iter().map(|a| serde_json::Value::from(*a)).collect();
+    spec["process"]["terminal"] = false.into();
+    std::fs::write(dir.join("config.json"), serde_json::to_vec(&spec).unwrap()).unwrap();
+    dir
+}
+
+fn shim_binary(d: &Daemon) -> PathBuf {
+    if d.is_go_shim() {
+        PathBuf::from("containerd-shim-runc-v2")
+    } else {
+        rsrunc_e2e::shim_binary()
+    }
+}
+
+fn create(
+    conn: &ShimConn,
+    id: &str,
+    bundle: &Path,
+    rootfs: Vec<Mount>,
+) -> Result<CreateTaskResponse, (Code, String)> {
+    let req = CreateTaskRequest {
+        id: id.into(),
+        bundle: bundle.display().to_string(),
+        rootfs,
+        ..Default::default()
+    };
+    conn.call("Create", &req)
+}
+
+#[test]
+fn requests_containerd_never_sends_get_the_right_code() {
+    let d = Daemon::start();
+    let home = bundle(&d, "home", &["/bin/true"], rootfs::busybox());
+    let conn = ShimConn::start(&d, &shim_binary(&d), &home, "home");
+
+    // Unknown container ids.
+    let st: Result<StateResponse, _> = conn.call(
+        "State",
+        &StateRequest {
+            id: "nope".into(),
+            ..Default::default()
+        },
+    );
+    let st = st.unwrap_err();
+    assert_eq!(st.0, Code::NOT_FOUND, "{st:?}");
+    let k: Result<Empty, _> = conn.call(
+        "Kill",
+        &KillRequest {
+            id: "nope".into(),
+            signal: 9,
+            ..Default::default()
+        },
+    );
+    assert_eq!(k.unwrap_err().0, Code::NOT_FOUND);
+    let del: Result<DeleteResponse, _> = conn.call(
+        "Delete",
+        &DeleteRequest {
+            id: "nope".into(),
+            ..Default::default()
+        },
+    );
+    assert_eq!(del.unwrap_err().0, Code::NOT_FOUND);
+
+    if testing_ours() {
+        // A bundle without config.json.
+        let empty = d.dir().join("bundles").join("empty");
+        std::fs::create_dir_all(&empty).unwrap();
+        let (code, msg) = create(&conn, "noconfig", &empty, vec![]).unwrap_err();
+        assert_eq!(code, Code::NOT_FOUND, "{msg}");
+        assert!(msg.contains("config.json"), "{msg}");
+
+        // A spec whose root filesystem does not exist.
+        let b = bundle(
+            &d,
+            "noroot",
+            &["/bin/true"],
+            Path::new("/nonexistent/rootfs"),
+        );
+        let (code, msg) = create(&conn, "noroot", &b, vec![]).unwrap_err();
+        assert_eq!(code, Code::FAILED_PRECONDITION, "{msg}");
+        assert!(msg.contains("/nonexistent/rootfs"), "{msg}");
+
+        // An id that cannot be a directory name.
+        let (code, msg) = create(&conn, "a/b", &home, vec![]).unwrap_err();
+        assert_eq!(code, Code::INVALID_ARGUMENT, "{msg}");
+
+        // RPCs that are not implemented say so, instead of "not found".
+        let e: Result<Empty, _> = conn.call(
+            "Checkpoint",
+            &containerd_shim_protos::shim::shim::CheckpointTaskRequest::new(),
+        );
+        let (code, msg) = e.unwrap_err();
+        assert_eq!(code, Code::UNIMPLEMENTED, "{msg}");
+        assert!(msg.contains("Checkpoint"), "{msg}");
+    }
+    conn.shutdown();
+}
+
+#[test]
+fn a_failed_create_leaves_nothing_mounted() {
+    let d = Daemon::start();
+    let home = bundle(&d, "home", &["/bin/true"], rootfs::busybox());
+    let conn = ShimConn::start(&d, &shim_binary(&d), &home, "home");
+    // The rootfs comes as a mount, as containerd passes snapshots; the command is missing.
+    let b = bundle(
+        &d,
+        "failing",
+        &["/bin/no-such-command"],
+        Path::new("rootfs"),
+    );
+    let m = Mount {
+        type_: "bind".into(),
+        source: rootfs::busybox().display().to_string(),
+        options: vec!["rbind".into(), "rw".into()],
+        ..Default::default()
+    };
+    let (code, msg) = create(&conn, "failing", &b, vec![m]).unwrap_err();
+    assert_ne!(code, Code::OK);
+    assert!(msg.contains("no-such-command"), "{msg}");
+    assert!(
+        rsrunc_e2e::daemon::mounts_under(&b).is_empty(),
+        "{:?}",
+        rsrunc_e2e::daemon::mounts_under(&b)
+    );
+    conn.shutdown();
+}
