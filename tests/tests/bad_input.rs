@@ -1,3 +1,5 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
 //! Bad input gets a clear error with the right code, and leaves nothing behind.
 
 use std::path::{Path, PathBuf};

@@ -1,3 +1,5 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
 //! The task lifecycle through `ctr`, under runc and crun, against a private containerd.
 
 use std::time::{Duration, Instant};
