@@ -1,0 +1,54 @@
+# rsrunc: build, install, demo, test, bench.
+#   make demo   set up a fresh machine, build and install the shim, run a container with it
+#   make test   set up what the tests need, then lint, unit and end-to-end tests
+
+SHELL := /bin/bash
+PREFIX ?= /usr/local
+BIN := containerd-shim-rsrunc-v2
+export RSRUNC_REVISION := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+# The binary every end-to-end test and benchmark runs.
+export RSRUNC_SHIM_BIN := $(CURDIR)/target/release/$(BIN)
+E2E_THREADS ?= 2
+
+.PHONY: all build setup install uninstall demo test lint unit e2e e2e-ours e2e-go bench deb clean
+
+all: build
+
+build:
+	cargo build --release --locked --bin $(BIN)
+
+setup:
+	bash scripts/setup-host.sh
+
+install: build
+	install -D -m 0755 target/release/$(BIN) $(DESTDIR)$(PREFIX)/bin/$(BIN)
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/$(BIN)
+
+demo: setup install
+	bash scripts/demo.sh
+
+test: setup lint unit e2e
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --locked --workspace --all-targets -- -D warnings
+
+unit:
+	cargo test --locked --workspace --exclude rsrunc-e2e
+
+# The same end-to-end suite against our shim and against containerd's Go shim.
+e2e: build e2e-ours e2e-go
+
+e2e-ours:
+	RSRUNC_E2E_RUNTIME=io.containerd.rsrunc.v2 cargo test --locked -p rsrunc-e2e -- --test-threads $(E2E_THREADS)
+
+e2e-go:
+	RSRUNC_E2E_RUNTIME=io.containerd.runc.v2 cargo test --locked -p rsrunc-e2e -- --test-threads $(E2E_THREADS)
+
+deb: build
+	bash packaging/deb/build.sh target/release/$(BIN)
+
+clean:
+	cargo clean
