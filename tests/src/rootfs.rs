@@ -31,7 +31,20 @@ pub fn build(dir: &Path) {
             std::os::unix::fs::symlink("busybox", link).unwrap();
         }
     }
-    for d in ["proc", "sys", "dev", "tmp", "etc"] {
+    // Every mount point of ctr's default spec, so that containers started in parallel on
+    // this shared rootfs never race to create one.
+    for d in [
+        "proc",
+        "sys",
+        "sys/fs/cgroup",
+        "dev",
+        "dev/pts",
+        "dev/shm",
+        "dev/mqueue",
+        "run",
+        "tmp",
+        "etc",
+    ] {
         std::fs::create_dir_all(dir.join(d)).unwrap();
     }
     std::fs::write(dir.join("etc/passwd"), "root:x:0:0:root:/:/bin/sh\n").unwrap();

@@ -1,0 +1,146 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+//! The shim protocol as containerd drives it: sockets and groups, the address file,
+//! cleanup after a dead shim, and the binary's own flags.
+
+use std::time::{Duration, Instant};
+
+use containerd_shim_protos::types::introspection::RuntimeInfo;
+use protobuf::Message;
+use rsrunc_e2e::{ours_only, unique_id, Daemon, Oci};
+
+#[test]
+fn containers_of_one_group_share_one_shim() {
+    let d = Daemon::start();
+    for oci in Oci::ALL {
+        let group = format!("io.containerd.runc.v2.group={}", unique_id("grp"));
+        let (a, b) = (unique_id("ga"), unique_id("gb"));
+        for id in [&a, &b] {
+            d.run(
+                oci,
+                &["-d", "--annotation", &group],
+                id,
+                &["/bin/sleep", "300"],
+            )
+            .ok();
+            d.wait_status(id, "RUNNING");
+        }
+        assert_eq!(d.shim_pids().len(), 1, "{oci:?}: one shim serves the group");
+        // The first container going away does not take the shim with it.
+        d.ctr(&["task", "kill", "-s", "SIGKILL", &a]).ok();
+        d.wait_status(&a, "STOPPED");
+        d.ctr(&["task", "rm", &a]).ok();
+        assert_eq!(d.task_status(&b).as_deref(), Some("RUNNING"), "{oci:?}");
+        assert_eq!(d.shim_pids().len(), 1, "{oci:?}");
+        d.ctr(&["task", "kill", "-s", "SIGKILL", &b]).ok();
+        d.wait_status(&b, "STOPPED");
+        d.ctr(&["task", "rm", &b]).ok();
+        wait_until(
+            || d.shim_pids().is_empty(),
+            "the shim exits after its last container",
+        );
+        for id in [&a, &b] {
+            d.ctr(&["containers", "rm", id]).ok();
+        }
+    }
+}
+
+#[test]
+fn start_writes_the_address_file() {
+    let d = Daemon::start();
+    let id = unique_id("addr");
+    d.run(Oci::Runc, &["-d"], &id, &["/bin/sleep", "300"]).ok();
+    let bundle = d
+        .dir()
+        .join("state/io.containerd.runtime.v2.task")
+        .join(&d.namespace)
+        .join(&id);
+    let address = std::fs::read_to_string(bundle.join("address")).unwrap();
+    assert_eq!(
+        address.trim(),
+        format!("unix://{}", d.shim_socket(&id).display())
+    );
+    d.ctr(&["task", "kill", "-s", "SIGKILL", &id]).ok();
+    d.wait_status(&id, "STOPPED");
+    d.ctr(&["task", "rm", &id]).ok();
+    d.ctr(&["containers", "rm", &id]).ok();
+}
+
+#[test]
+fn a_killed_shim_is_cleaned_up_by_delete() {
+    let d = Daemon::start();
+    for oci in Oci::ALL {
+        let id = unique_id("dead");
+        d.run(oci, &["-d"], &id, &["/bin/sleep", "300"]).ok();
+        d.wait_status(&id, "RUNNING");
+        let ls = d.ctr(&["task", "ls"]).ok().stdout;
+        let pid: i32 = ls
+            .lines()
+            .find(|l| l.starts_with(&id))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|p| p.parse().ok())
+            .unwrap();
+        let shims = d.shim_pids();
+        assert_eq!(shims.len(), 1);
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(shims[0]),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+        // containerd sees the shim go, runs `<shim> delete`, which removes the container.
+        wait_until(
+            || !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "the container's process is killed by the shim's delete action",
+        );
+        wait_until(
+            || d.task_status(&id).is_none(),
+            "containerd forgets the task",
+        );
+        d.ctr(&["containers", "rm", &id]).ok();
+        assert!(d.mounts().is_empty(), "{oci:?}: {:?}", d.mounts());
+    }
+}
+
+#[test]
+fn version_flag_prints_the_version() {
+    if !ours_only("the rsrunc binary's own flags") {
+        return;
+    }
+    let out = std::process::Command::new(rsrunc_e2e::shim_binary())
+        .arg("-v")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("containerd-shim-rsrunc-v2"), "{text}");
+    assert!(text.contains(env!("CARGO_PKG_VERSION")), "{text}");
+}
+
+#[test]
+fn info_describes_the_runtime_and_its_features() {
+    if !ours_only("the rsrunc binary's own flags") {
+        return;
+    }
+    let out = std::process::Command::new(rsrunc_e2e::shim_binary())
+        .arg("-info")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let info = RuntimeInfo::parse_from_bytes(&out.stdout).unwrap();
+    assert_eq!(info.name, "io.containerd.rsrunc.v2");
+    let features = info
+        .features
+        .into_option()
+        .expect("runc reports its features");
+    let json: serde_json::Value = serde_json::from_slice(&features.value).unwrap();
+    assert!(json["ociVersionMax"].is_string(), "{json}");
+}
+
+fn wait_until(mut cond: impl FnMut() -> bool, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting: {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
