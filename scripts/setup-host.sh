@@ -42,6 +42,24 @@ if [ -n "$missing" ]; then
 fi
 # Debian's package starts a system containerd; tests never use it, and it is not ours to stop.
 
+# containerd 1.6 and 2.x beside the installed 1.7, for the protocol tests across daemon
+# versions: each runs from its own directory, where it also finds its own Go shim.
+extract_containerd() { # $1: version prefix (1.6, 2.)
+  local ver dir tmp
+  ver=$(apt-cache madison containerd | awk -v p="$1" 'index($3, p) == 1 {print $3; exit}')
+  [ -n "$ver" ] || { echo "setup-host: no containerd $1* in apt" >&2; return 1; }
+  dir=/opt/rsrunc-test/containerd-${ver%%~*}
+  dir=${dir%%+*}
+  [ -x "$dir/usr/bin/containerd" ] && return 0
+  tmp=$(mktemp -d)
+  (cd "$tmp" && apt-get download -qq "containerd=$ver" 2>/dev/null) || { apt-get update -qq; (cd "$tmp" && apt-get download -qq "containerd=$ver"); }
+  mkdir -p "$dir"
+  dpkg -x "$tmp"/containerd_*.deb "$dir"
+  rm -rf "$tmp"
+}
+extract_containerd 1.6
+extract_containerd 2.
+
 # crun refuses hybrid cgroups while a controller (hugetlb here) is left in the v2 hierarchy.
 if [ -d /sys/fs/cgroup/cpu ] && [ ! -e /sys/fs/cgroup/cgroup.controllers ]; then
   if grep -qw hugetlb /sys/fs/cgroup/unified/cgroup.controllers 2>/dev/null; then

@@ -11,6 +11,8 @@ use crate::{rootfs, runtime_name, shim_binary, Oci, GO_SHIM};
 pub struct Daemon {
     dir: tempfile::TempDir,
     child: Child,
+    /// The ctr that belongs to this containerd.
+    ctr: PathBuf,
     pub socket: PathBuf,
     pub ttrpc_socket: PathBuf,
     pub namespace: String,
@@ -32,15 +34,35 @@ impl CtrOutput {
     }
 }
 
-const CONTAINERD: &str = "containerd";
+/// Which containerd to start: the installed one, or one extracted under a directory.
+#[derive(Debug, Clone)]
+pub struct Flavor {
+    /// Directory holding `containerd` and `ctr`; None for the ones on PATH.
+    pub bin_dir: Option<PathBuf>,
+    /// Config file format: 2 for containerd 1.x, 3 for 2.x.
+    pub config_version: u8,
+}
+
+impl Default for Flavor {
+    fn default() -> Self {
+        Flavor {
+            bin_dir: None,
+            config_version: 2,
+        }
+    }
+}
 
 impl Daemon {
     /// Starts containerd with the runtime under test ([`runtime_name`]).
     pub fn start() -> Daemon {
-        Self::start_with(&runtime_name())
+        Self::start_flavor(&runtime_name(), &Flavor::default())
     }
 
     pub fn start_with(runtime: &str) -> Daemon {
+        Self::start_flavor(runtime, &Flavor::default())
+    }
+
+    pub fn start_flavor(runtime: &str, flavor: &Flavor) -> Daemon {
         let dir = tempfile::Builder::new()
             .prefix("rsrunc-e2e-")
             .tempdir_in("/tmp")
@@ -51,11 +73,16 @@ impl Daemon {
         std::os::unix::fs::symlink(shim_binary(), bin.join("containerd-shim-rsrunc-v2")).unwrap();
         let socket = d.join("c.sock");
         let ttrpc_socket = d.join("c.sock.ttrpc");
+        let disabled = if flavor.config_version >= 3 {
+            r#"["io.containerd.grpc.v1.cri", "io.containerd.cri.v1.images", "io.containerd.cri.v1.runtime", "io.containerd.podsandbox.controller.v1.podsandbox", "io.containerd.sandbox.controller.v1.shim"]"#
+        } else {
+            r#"["io.containerd.grpc.v1.cri"]"#
+        };
         let config = format!(
-            r#"version = 2
+            r#"version = {version}
 root = "{root}"
 state = "{state}"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
+disabled_plugins = {disabled}
 [grpc]
   address = "{sock}"
 [ttrpc]
@@ -66,6 +93,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 [plugins."io.containerd.internal.v1.opt"]
   path = "{opt}"
 "#,
+            version = flavor.config_version,
             root = d.join("root").display(),
             state = d.join("state").display(),
             sock = socket.display(),
@@ -80,7 +108,11 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
             bin.display(),
             std::env::var("PATH").unwrap_or_default()
         );
-        let child = Command::new(CONTAINERD)
+        let (containerd, ctr) = match &flavor.bin_dir {
+            Some(dir) => (dir.join("containerd"), dir.join("ctr")),
+            None => (PathBuf::from("containerd"), PathBuf::from("ctr")),
+        };
+        let child = Command::new(&containerd)
             .arg("--config")
             .arg(d.join("config.toml"))
             .env("PATH", path)
@@ -92,6 +124,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
         let daemon = Daemon {
             dir,
             child,
+            ctr,
             socket,
             ttrpc_socket,
             namespace: format!("rsrunc-e2e-{}", std::process::id()),
@@ -126,7 +159,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
     }
 
     fn ctr_cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new("ctr");
+        let mut c = Command::new(&self.ctr);
         c.arg("--address")
             .arg(&self.socket)
             .arg("--namespace")

@@ -76,21 +76,17 @@ impl Reaper {
 
     fn reap_all(&self) {
         loop {
-            let status = match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::Exited(pid, code)) => (pid, code as u32),
-                Ok(WaitStatus::Signaled(pid, sig, _)) => (pid, 128 + sig as u32),
+            let exit = match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return,
-                Ok(_) => continue,
+                Ok(ws) => match exit_of(ws) {
+                    Some(e) => e,
+                    None => continue,
+                },
                 Err(Errno::EINTR) => continue,
                 Err(e) => {
                     log::warn!("waitpid failed: {e}");
                     return;
                 }
-            };
-            let exit = Exit {
-                pid: status.0.as_raw(),
-                status: status.1,
-                at: SystemTime::now(),
             };
             log::debug!("reaped pid={} status={}", exit.pid, exit.status);
             self.lock().retain(|(_, tx)| tx.send(exit).is_ok());
@@ -126,6 +122,21 @@ impl Drop for Subscription {
     }
 }
 
+/// A final wait status as containerd reports it: the exit code, or 128 + the signal.
+/// None for statuses that are not an exit (stopped, continued).
+pub fn exit_of(ws: WaitStatus) -> Option<Exit> {
+    let (pid, status) = match ws {
+        WaitStatus::Exited(pid, code) => (pid, code as u32),
+        WaitStatus::Signaled(pid, sig, _) => (pid, 128 + sig as u32),
+        _ => return None,
+    };
+    Some(Exit {
+        pid: pid.as_raw(),
+        status,
+        at: SystemTime::now(),
+    })
+}
+
 /// The driver's [`ChildWaiter`] for a process whose children are reaped by [`Reaper`].
 pub struct ReaperWaiter(pub Arc<Reaper>);
 
@@ -143,5 +154,29 @@ impl ChildWaiter for ReaperWaiter {
             stdout,
             stderr,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::sys::signal::Signal;
+
+    #[test]
+    fn exit_statuses_map_to_code_or_128_plus_signal() {
+        let pid = Pid::from_raw(42);
+        let code = |ws| exit_of(ws).map(|e| (e.pid, e.status));
+        assert_eq!(code(WaitStatus::Exited(pid, 0)), Some((42, 0)));
+        assert_eq!(code(WaitStatus::Exited(pid, 3)), Some((42, 3)));
+        assert_eq!(
+            code(WaitStatus::Signaled(pid, Signal::SIGKILL, false)),
+            Some((42, 137))
+        );
+        assert_eq!(
+            code(WaitStatus::Signaled(pid, Signal::SIGTERM, true)),
+            Some((42, 143))
+        );
+        assert_eq!(code(WaitStatus::Stopped(pid, Signal::SIGSTOP)), None);
+        assert_eq!(code(WaitStatus::Continued(pid)), None);
     }
 }

@@ -1,0 +1,80 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+//! The shim under containerd 1.6 and 2.x as well as the installed 1.7: each reads the
+//! start reply differently (1.x rejects JSON version 3; 2.x takes a plain address as
+//! version 2) and calls a different Task service name.
+
+use std::path::PathBuf;
+
+use rsrunc_e2e::daemon::Flavor;
+use rsrunc_e2e::{runtime_name, unique_id, Daemon, Oci};
+
+/// The extra containerd versions `scripts/setup-host.sh` extracts.
+fn flavors() -> Vec<(String, Flavor)> {
+    let root = PathBuf::from("/opt/rsrunc-test");
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(&root)
+        .expect("setup-host.sh extracts containerd 1.6 and 2.x under /opt/rsrunc-test")
+    {
+        let entry = entry.unwrap();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(version) = name.strip_prefix("containerd-") else {
+            continue;
+        };
+        let config_version = if version.starts_with('1') { 2 } else { 3 };
+        out.push((
+            version.to_string(),
+            Flavor {
+                bin_dir: Some(entry.path().join("usr/bin")),
+                config_version,
+            },
+        ));
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    assert!(
+        out.len() >= 2,
+        "expected containerd 1.6 and 2.x under {}",
+        root.display()
+    );
+    out
+}
+
+#[test]
+fn lifecycle_under_each_containerd_version() {
+    for (version, flavor) in flavors() {
+        let d = Daemon::start_flavor(&runtime_name(), &flavor);
+        for oci in Oci::ALL {
+            let out = d.run(
+                oci,
+                &["--rm"],
+                &unique_id("ver"),
+                &["/bin/sh", "-c", "echo hi; exit 4"],
+            );
+            assert_eq!(
+                (out.status, out.stdout.as_str()),
+                (4, "hi\n"),
+                "containerd {version} {oci:?}: {out:?}"
+            );
+
+            let id = unique_id("verd");
+            d.run(oci, &["-d"], &id, &["/bin/sleep", "300"]).ok();
+            d.wait_status(&id, "RUNNING");
+            d.ctr(&["task", "pause", &id]).ok();
+            assert_eq!(
+                d.task_status(&id).as_deref(),
+                Some("PAUSED"),
+                "containerd {version}"
+            );
+            d.ctr(&["task", "resume", &id]).ok();
+            d.ctr(&["task", "kill", "-s", "SIGKILL", &id]).ok();
+            d.wait_status(&id, "STOPPED");
+            d.ctr(&["task", "rm", &id]).ok();
+            d.ctr(&["containers", "rm", &id]).ok();
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !d.shim_pids().is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        assert!(d.shim_pids().is_empty(), "containerd {version}: shims left");
+    }
+}
