@@ -37,6 +37,31 @@ pub fn set_blocking(fd: impl AsFd) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Waits until `data` or `cancel` is readable (or hung up); says which.
+pub fn wait_readable(data: &impl AsFd, cancel: &impl AsFd) -> std::io::Result<(bool, bool)> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    loop {
+        let mut fds = [
+            PollFd::new(data.as_fd(), PollFlags::POLLIN),
+            PollFd::new(cancel.as_fd(), PollFlags::POLLIN),
+        ];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+        let ready = |f: &PollFd| f.revents().is_some_and(|r| !r.is_empty());
+        return Ok((ready(&fds[0]), ready(&fds[1])));
+    }
+}
+
+/// Sets O_NONBLOCK so reads return at once.
+pub fn set_nonblocking(fd: impl AsFd) -> std::io::Result<()> {
+    let flags = OFlag::from_bits_truncate(fcntl(&fd, FcntlArg::F_GETFL)?);
+    fcntl(&fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
+    Ok(())
+}
+
 /// The uid of the process at the other end of a unix socket.
 pub fn peer_uid(fd: impl AsFd) -> std::io::Result<u32> {
     let cred = nix::sys::socket::getsockopt(&fd, nix::sys::socket::sockopt::PeerCredentials)?;

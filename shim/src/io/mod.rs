@@ -9,7 +9,7 @@ use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{channel, Receiver};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use nix::fcntl::OFlag;
@@ -29,8 +29,9 @@ pub struct StdioPaths {
 
 /// The shim's side of a process's streams: the copy threads and the stdin pipe.
 pub struct ProcessIo {
-    /// The write end of the container's stdin pipe; CloseIO takes it away.
-    stdin: Arc<Mutex<Option<File>>>,
+    /// Tells the stdin copier to forward what is in the fifo and then close the
+    /// process's stdin (CloseIO); taken when used.
+    stdin_close: Mutex<Option<File>>,
     /// The stdin fifo, to wake a copier still waiting for a writer.
     stdin_fifo: Option<PathBuf>,
     /// One message per output copier when it has finished.
@@ -47,7 +48,7 @@ impl ProcessIo {
         let (done_tx, done) = channel();
         let mut stdio = Stdio::default();
         let mut outputs = 0;
-        let stdin = Arc::new(Mutex::new(None));
+        let mut stdin_close = None;
         let mut stdin_fifo = None;
 
         if !paths.stdin.is_empty() {
@@ -55,10 +56,13 @@ impl ProcessIo {
             let (r, w) = sys::pipe().map_err(|e| Error::io("create stdin pipe", e))?;
             chown(&r, io_uid, io_gid)?;
             stdio.stdin = Some(r);
-            *lock(&stdin) = Some(File::from(w));
-            let writer = Arc::clone(&stdin);
+            let (cancel_r, cancel_w) =
+                sys::pipe().map_err(|e| Error::io("create stdin pipe", e))?;
             let p = path.clone();
-            spawn("stdin", move || copy_stdin(&p, &writer))?;
+            spawn("stdin", move || {
+                copy_stdin(&p, File::from(w), &File::from(cancel_r))
+            })?;
+            stdin_close = Some(File::from(cancel_w));
             stdin_fifo = Some(path);
         }
         for (name, uri) in [("stdout", &paths.stdout), ("stderr", &paths.stderr)] {
@@ -89,7 +93,7 @@ impl ProcessIo {
         Ok((
             stdio,
             ProcessIo {
-                stdin,
+                stdin_close: Mutex::new(stdin_close),
                 stdin_fifo,
                 done,
                 outputs,
@@ -97,9 +101,17 @@ impl ProcessIo {
         ))
     }
 
-    /// CloseIO: the process reads end-of-file on stdin.
+    /// CloseIO: what the client already wrote is delivered, then the process reads
+    /// end-of-file on stdin.
     pub fn close_stdin(&self) {
-        lock(&self.stdin).take();
+        let Some(mut signal) = lock(&self.stdin_close).take() else {
+            return;
+        };
+        let _ = signal.write_all(b"x");
+        if let Some(path) = &self.stdin_fifo {
+            // A copier still waiting in open() for a writer is woken by one.
+            let _ = sys::open_fifo(path, OFlag::O_WRONLY | OFlag::O_NONBLOCK);
+        }
     }
 
     /// Waits up to `timeout` for the output copiers to reach the end of their streams
@@ -114,10 +126,6 @@ impl ProcessIo {
             }
         }
         self.close_stdin();
-        if let Some(path) = &self.stdin_fifo {
-            // A stdin copier still waiting in open() for a writer is woken by one.
-            let _ = sys::open_fifo(path, OFlag::O_WRONLY | OFlag::O_NONBLOCK);
-        }
     }
 }
 
@@ -180,36 +188,47 @@ fn copy_output(mut from: File, mut to: File, name: &str) {
     }
 }
 
-/// fifo -> stdin pipe. Opening the fifo blocks until containerd opens its write end;
-/// end-of-file on it (the client closed stdin) closes the process's stdin.
-fn copy_stdin(path: &Path, writer: &Mutex<Option<File>>) {
+/// fifo -> stdin pipe. Opening the fifo waits for containerd's client to open its write
+/// end. End-of-file on the fifo (the client closed it) closes the process's stdin; so
+/// does a byte on `cancel` (CloseIO), after what is already in the fifo is forwarded.
+fn copy_stdin(path: &Path, mut pipe: File, cancel: &File) {
     let mut fifo = match sys::open_fifo(path, OFlag::O_RDONLY) {
         Ok(f) => f,
         Err(e) => {
             log::warn!("open stdin fifo {}: {e}", path.display());
-            lock(writer).take();
             return;
         }
     };
     let mut buf = vec![0u8; 32 * 1024];
     loop {
+        let (data, cancelled) = match sys::wait_readable(&fifo, cancel) {
+            Ok(r) => r,
+            Err(e) => {
+                log::warn!("wait for stdin: {e}");
+                return;
+            }
+        };
+        if cancelled && !data {
+            break;
+        }
         let n = match fifo.read(&mut buf) {
-            Ok(0) => break,
+            Ok(0) => return,
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(_) => break,
+            Err(_) => return,
         };
-        let mut w = lock(writer);
-        match w.as_mut() {
-            Some(pipe) => {
-                if pipe.write_all(&buf[..n]).is_err() {
-                    w.take();
-                }
-            }
-            None => break,
+        if pipe.write_all(&buf[..n]).is_err() {
+            return;
         }
     }
-    lock(writer).take();
+    // Cancelled: forward whatever the client wrote before it asked, without waiting.
+    if sys::set_nonblocking(&fifo).is_ok() {
+        while let Ok(n) = fifo.read(&mut buf) {
+            if n == 0 || pipe.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -267,5 +286,29 @@ mod tests {
         let mut s = String::new();
         out_reader.read_to_string(&mut s).unwrap();
         assert_eq!(s, "got hello\n");
+    }
+
+    #[test]
+    fn close_stdin_delivers_what_was_written_then_eof() {
+        let dir = tempfile::tempdir().unwrap();
+        let inp = dir.path().join("in");
+        nix::unistd::mkfifo(&inp, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let paths = StdioPaths {
+            stdin: inp.display().to_string(),
+            ..Default::default()
+        };
+        let (stdio, pio) = ProcessIo::open(&paths, 0, 0).unwrap();
+        let child = std::process::Command::new("cat")
+            .stdin(stdio.stdin.unwrap())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The client writes and keeps its end open, then asks for CloseIO at once.
+        let mut w = sys::open_fifo(&inp, OFlag::O_WRONLY).unwrap();
+        w.write_all(b"abc").unwrap();
+        pio.close_stdin();
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.stdout, b"abc");
+        drop(w);
     }
 }

@@ -4,11 +4,13 @@
 //! or I/O. Events are queued (not sent) while a process's state lock is held, which is
 //! what orders TaskStart before that process's TaskExit.
 
+mod bundle;
+mod exec;
 mod process;
 pub mod state;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
@@ -21,6 +23,9 @@ use containerd_shim_protos::protobuf::MessageField;
 use containerd_shim_protos::types::mount::Mount;
 use runc_driver::{CreateOpts, GlobalOpts, Runtime};
 
+pub use self::bundle::read_persisted_config;
+use self::bundle::{persist_config, read_bundle_config, read_pid, resolve_binary};
+pub use self::exec::ExecSpec;
 pub use self::process::Process;
 use self::state::{ExitInfo, Op, Status};
 use crate::error::{Error, Result};
@@ -77,7 +82,20 @@ pub struct Container {
     mounted_rootfs: Option<PathBuf>,
     /// No pid namespace of its own: when init exits, the rest must be killed.
     shares_pid_ns: bool,
+    /// Owner of the stdio pipes of this container's processes (IoUid/IoGid).
+    io_owner: (u32, u32),
     init: Arc<Process>,
+    /// Guards the execs and the init exit held back for them. Lock order: this before
+    /// any process's state lock.
+    execs: Mutex<ExecTable>,
+}
+
+#[derive(Default)]
+struct ExecTable {
+    by_id: HashMap<String, Arc<Process>>,
+    /// The init's exit, published once no exec is left running: every exec's TaskExit
+    /// comes before the init's.
+    held_init_exit: Option<ExitInfo>,
 }
 
 /// Which pid belongs to which process, and exits no process claimed yet.
@@ -207,14 +225,16 @@ impl Tasks {
             }
         };
 
-        let init = Arc::new(Process::new(&spec.id, "", spec.stdio.clone(), pid, io));
+        let init = Arc::new(Process::init(&spec.id, spec.stdio.clone(), pid, io));
         let container = Arc::new(Container {
             id: spec.id.clone(),
             bundle: spec.bundle.clone(),
             runtime,
             mounted_rootfs: mounted,
             shares_pid_ns: !config.has_own_pid_namespace(),
+            io_owner: (cfg.io_uid, cfg.io_gid),
             init: Arc::clone(&init),
+            execs: Mutex::new(ExecTable::default()),
         });
         lock(&self.containers).insert(spec.id.clone(), container);
         self.events.publish(Box::new(TaskCreate {
@@ -242,6 +262,9 @@ impl Tasks {
     pub fn start(&self, id: &str, exec_id: &str) -> Result<u32> {
         let c = self.container(id)?;
         let p = c.process(exec_id)?;
+        if !exec_id.is_empty() {
+            return self.start_exec(&c, &p);
+        }
         {
             let mut st = p.lock();
             st.status.after(Op::Start, &format!("container {id}"))?;
@@ -277,6 +300,9 @@ impl Tasks {
                 "process already finished: container {id} has exited"
             )));
         }
+        if !exec_id.is_empty() {
+            return exec::signal(&p, signal);
+        }
         match c.runtime.kill(id, signal, all) {
             Ok(()) => Ok(()),
             // `kill --all` after init exited reaches whatever is left, or nothing.
@@ -291,9 +317,7 @@ impl Tasks {
     pub fn delete(&self, id: &str, exec_id: &str) -> Result<(u32, ExitInfo)> {
         let c = self.container(id)?;
         if !exec_id.is_empty() {
-            return Err(Error::not_found(format!(
-                "exec {exec_id} not found in container {id}"
-            )));
+            return self.delete_exec(&c, exec_id);
         }
         let status = p_status(&c.init);
         status.after(Op::Delete, &format!("container {id}"))?;
@@ -390,7 +414,16 @@ impl Tasks {
     pub fn pids(&self, id: &str) -> Result<Vec<(u32, Option<String>)>> {
         let c = self.container(id)?;
         let pids = c.runtime.ps(id).map_err(Error::runtime)?;
-        Ok(pids.into_iter().map(|p| (p as u32, None)).collect())
+        let execs: HashMap<i32, String> = lock(&c.execs)
+            .by_id
+            .values()
+            .map(|e| (e.pid(), e.exec_id.clone()))
+            .filter(|(pid, _)| *pid > 0)
+            .collect();
+        Ok(pids
+            .into_iter()
+            .map(|p| (p as u32, execs.get(&p).cloned()))
+            .collect())
     }
 
     pub fn close_io(&self, id: &str, exec_id: &str) -> Result<()> {
@@ -480,10 +513,45 @@ impl Tasks {
                 st.pending_exit = Some(exit);
                 return;
             }
-            self.set_exited(p, &mut st, exit);
         }
+        let Ok(c) = self.container(&p.container_id) else {
+            // Deleted meanwhile (a created container's init killed by Delete).
+            self.set_exited(p, &mut p.lock(), exit);
+            return;
+        };
         if p.exec_id.is_empty() {
-            self.after_init_exit(&p.container_id);
+            self.init_exited(&c, exit);
+        } else {
+            self.set_exited(p, &mut p.lock(), exit);
+            self.release_held_init_exit(&c);
+        }
+    }
+
+    /// Publishes the init's exit now, or holds it until the last exec has exited.
+    fn init_exited(&self, c: &Arc<Container>, exit: ExitInfo) {
+        {
+            let mut t = lock(&c.execs);
+            if t.by_id.values().any(|e| e.is_live()) {
+                t.held_init_exit = Some(exit);
+            } else {
+                drop(t);
+                self.set_exited(&c.init, &mut c.init.lock(), exit);
+            }
+        }
+        self.after_init_exit(c);
+    }
+
+    /// After an exec exited: the held init exit goes out once no exec is live.
+    fn release_held_init_exit(&self, c: &Container) {
+        let exit = {
+            let mut t = lock(&c.execs);
+            if t.held_init_exit.is_none() || t.by_id.values().any(|e| e.is_live()) {
+                return;
+            }
+            t.held_init_exit.take()
+        };
+        if let Some(exit) = exit {
+            self.set_exited(&c.init, &mut c.init.lock(), exit);
         }
     }
 
@@ -516,14 +584,12 @@ impl Tasks {
     }
 
     /// A container without its own pid namespace leaves its other processes behind.
-    fn after_init_exit(&self, id: &str) {
-        let Ok(c) = self.container(id) else {
-            return;
-        };
+    fn after_init_exit(&self, c: &Arc<Container>) {
         if !c.shares_pid_ns {
             return;
         }
-        let id = id.to_string();
+        let c = Arc::clone(c);
+        let id = c.id.clone();
         let spawned = std::thread::Builder::new()
             .name("kill-all".into())
             .stack_size(128 * 1024)
@@ -543,10 +609,13 @@ impl Container {
         if exec_id.is_empty() {
             return Ok(Arc::clone(&self.init));
         }
-        Err(Error::not_found(format!(
-            "exec {exec_id} not found in container {}",
-            self.id
-        )))
+        lock(&self.execs)
+            .by_id
+            .get(exec_id)
+            .cloned()
+            .ok_or_else(|| {
+                Error::not_found(format!("exec {exec_id} not found in container {}", self.id))
+            })
     }
 }
 
@@ -602,114 +671,6 @@ fn validate_id(id: &str) -> Result<()> {
     }
 }
 
-/// Finds the runtime binary the options name, on PATH unless it is a path.
-fn resolve_binary(cfg: &RuntimeConfig) -> Result<PathBuf> {
-    let name = &cfg.binary_name;
-    let not_found = |looked: &str| {
-        Error::invalid(format!(
-            "runtime binary {name:?} not found{looked} (set by {}): install it or fix BinaryName",
-            cfg.binary_source
-        ))
-    };
-    if name.contains('/') {
-        let p = PathBuf::from(name);
-        return if is_executable(&p) {
-            Ok(p)
-        } else {
-            Err(not_found(""))
-        };
-    }
-    let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into());
-    path.split(':')
-        .filter(|d| !d.is_empty())
-        .map(|d| Path::new(d).join(name))
-        .find(|p| is_executable(p))
-        .ok_or_else(|| not_found(&format!(" in PATH {path}")))
-}
-
-fn is_executable(p: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-}
-
-/// The few parts of the bundle's config.json the shim needs itself.
-#[derive(Debug)]
-struct BundleConfig {
-    spec: oci_spec::runtime::Spec,
-}
-
-impl BundleConfig {
-    fn root_path(&self, bundle: &Path) -> PathBuf {
-        let p = self
-            .spec
-            .root()
-            .as_ref()
-            .map(|r| r.path().clone())
-            .unwrap_or_else(|| PathBuf::from("rootfs"));
-        if p.is_absolute() {
-            p
-        } else {
-            bundle.join(p)
-        }
-    }
-
-    fn has_own_pid_namespace(&self) -> bool {
-        use oci_spec::runtime::LinuxNamespaceType;
-        let Some(linux) = self.spec.linux() else {
-            return false;
-        };
-        linux.namespaces().as_ref().is_some_and(|nss| {
-            nss.iter()
-                .any(|ns| ns.typ() == LinuxNamespaceType::Pid && ns.path().is_none())
-        })
-    }
-}
-
-fn read_bundle_config(bundle: &Path) -> Result<BundleConfig> {
-    let path = bundle.join("config.json");
-    let text = std::fs::read(&path).map_err(|e| {
-        let mut err = Error::io(format!("read OCI spec {}", path.display()), e);
-        if err.kind == crate::error::Kind::NotFound {
-            err.message
-                .push_str(": the bundle must contain config.json");
-        }
-        err
-    })?;
-    let spec = serde_json::from_slice(&text)
-        .map_err(|e| Error::invalid(format!("parse OCI spec {}: {e}", path.display())))?;
-    Ok(BundleConfig { spec })
-}
-
-/// The resolved options, kept in the bundle for the `delete` action after a crash.
-pub const OPTIONS_FILE: &str = "rsrunc-options.json";
-
-fn persist_config(bundle: &Path, cfg: &RuntimeConfig) -> Result<()> {
-    let path = bundle.join(OPTIONS_FILE);
-    let text =
-        serde_json::to_vec(cfg).map_err(|e| Error::unknown(format!("encode options: {e}")))?;
-    std::fs::write(&path, text).map_err(|e| Error::io(format!("write {}", path.display()), e))
-}
-
-pub fn read_persisted_config(bundle: &Path) -> Option<RuntimeConfig> {
-    let text = std::fs::read(bundle.join(OPTIONS_FILE)).ok()?;
-    serde_json::from_slice(&text).ok()
-}
-
-fn read_pid(path: &Path) -> Result<i32> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::io(format!("read pid file {}", path.display()), e))?;
-    text.trim()
-        .parse::<i32>()
-        .ok()
-        .filter(|p| *p > 0)
-        .ok_or_else(|| {
-            Error::unknown(format!(
-                "pid file {} holds {text:?}, not a pid",
-                path.display()
-            ))
-        })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -723,65 +684,6 @@ mod tests {
                 crate::error::Kind::InvalidArgument
             );
         }
-    }
-
-    #[test]
-    fn a_missing_binary_names_itself_and_its_source() {
-        let cfg = RuntimeConfig {
-            binary_name: "no-such-runtime-xyz".into(),
-            binary_source: "BinaryName in /etc/x.toml".into(),
-            ..Default::default()
-        };
-        let e = resolve_binary(&cfg).unwrap_err();
-        assert_eq!(e.kind, crate::error::Kind::InvalidArgument);
-        assert!(
-            e.message.contains("\"no-such-runtime-xyz\" not found"),
-            "{e}"
-        );
-        assert!(e.message.contains("/etc/x.toml"), "{e}");
-        let cfg = RuntimeConfig {
-            binary_name: "/nonexistent/crun".into(),
-            ..Default::default()
-        };
-        assert!(resolve_binary(&cfg)
-            .unwrap_err()
-            .message
-            .contains("/nonexistent/crun"));
-        let cfg = RuntimeConfig {
-            binary_name: "sh".into(),
-            ..Default::default()
-        };
-        assert!(resolve_binary(&cfg).unwrap().ends_with("sh"));
-    }
-
-    #[test]
-    fn bundle_config_errors_have_the_right_kind() {
-        let dir = tempfile::tempdir().unwrap();
-        let e = read_bundle_config(dir.path()).unwrap_err();
-        assert_eq!(e.kind, crate::error::Kind::NotFound);
-        assert!(e.message.contains("config.json"), "{e}");
-        std::fs::write(dir.path().join("config.json"), "{not json").unwrap();
-        let e = read_bundle_config(dir.path()).unwrap_err();
-        assert_eq!(e.kind, crate::error::Kind::InvalidArgument);
-    }
-
-    #[test]
-    fn pid_namespace_and_root_path_from_the_spec() {
-        let dir = tempfile::tempdir().unwrap();
-        let write = |json: &str| {
-            std::fs::write(dir.path().join("config.json"), json).unwrap();
-            read_bundle_config(dir.path()).unwrap()
-        };
-        let c = write(
-            r#"{"ociVersion":"1.0.2","root":{"path":"rootfs"},"linux":{"namespaces":[{"type":"pid"},{"type":"mount"}]}}"#,
-        );
-        assert!(c.has_own_pid_namespace());
-        assert_eq!(c.root_path(dir.path()), dir.path().join("rootfs"));
-        let c = write(
-            r#"{"ociVersion":"1.0.2","root":{"path":"/abs/root"},"linux":{"namespaces":[{"type":"pid","path":"/proc/1/ns/pid"}]}}"#,
-        );
-        assert!(!c.has_own_pid_namespace());
-        assert_eq!(c.root_path(dir.path()), Path::new("/abs/root"));
     }
 
     #[test]

@@ -11,6 +11,8 @@ pub struct Process {
     /// Empty for a container's init.
     pub exec_id: String,
     pub stdio: StdioPaths,
+    /// An exec's OCI process spec (JSON), as the client sent it; empty for init.
+    pub spec: Vec<u8>,
     /// Guards the lifecycle fields.
     state: Mutex<State>,
     /// Signalled when `state.status` becomes Stopped.
@@ -28,17 +30,29 @@ pub struct State {
 }
 
 impl Process {
-    pub fn new(
+    /// A container's init, created by the runtime with `pid`.
+    pub fn init(container_id: &str, stdio: StdioPaths, pid: i32, io: ProcessIo) -> Self {
+        Self::new(container_id, "", stdio, Vec::new(), pid, Some(io))
+    }
+
+    /// An exec, known to the shim but not started: no pid and no I/O yet.
+    pub fn exec(container_id: &str, exec_id: &str, stdio: StdioPaths, spec: Vec<u8>) -> Self {
+        Self::new(container_id, exec_id, stdio, spec, 0, None)
+    }
+
+    fn new(
         container_id: &str,
         exec_id: &str,
         stdio: StdioPaths,
+        spec: Vec<u8>,
         pid: i32,
-        io: ProcessIo,
+        io: Option<ProcessIo>,
     ) -> Self {
         Process {
             container_id: container_id.to_string(),
             exec_id: exec_id.to_string(),
             stdio,
+            spec,
             state: Mutex::new(State {
                 pid,
                 status: Status::Created,
@@ -46,7 +60,7 @@ impl Process {
                 pending_exit: None,
             }),
             exited: Condvar::new(),
-            io: Mutex::new(Some(io)),
+            io: Mutex::new(io),
         }
     }
 
@@ -94,6 +108,16 @@ impl Process {
         if let Some(io) = self.io.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
             io.close_stdin();
         }
+    }
+
+    pub fn set_io(&self, io: ProcessIo) {
+        *self.io.lock().unwrap_or_else(|e| e.into_inner()) = Some(io);
+    }
+
+    /// Running, or being started: an exit is still to come.
+    pub fn is_live(&self) -> bool {
+        let st = self.lock();
+        st.starting || matches!(st.status, Status::Running | Status::Paused)
     }
 
     pub fn take_io(&self) -> Option<ProcessIo> {

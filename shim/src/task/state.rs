@@ -27,7 +27,6 @@ pub enum Op {
     Pause,
     Resume,
     Delete,
-    #[allow(dead_code)] // used by exec, which lands with its own issue
     Exec,
 }
 

@@ -1,0 +1,178 @@
+//! What the shim reads and writes in a bundle directory, and finding the runtime binary.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Kind, Result};
+use crate::options::RuntimeConfig;
+
+/// Finds the runtime binary the options name, on PATH unless it is a path.
+pub fn resolve_binary(cfg: &RuntimeConfig) -> Result<PathBuf> {
+    let name = &cfg.binary_name;
+    let not_found = |looked: &str| {
+        Error::invalid(format!(
+            "runtime binary {name:?} not found{looked} (set by {}): install it or fix BinaryName",
+            cfg.binary_source
+        ))
+    };
+    if name.contains('/') {
+        let p = PathBuf::from(name);
+        return if is_executable(&p) {
+            Ok(p)
+        } else {
+            Err(not_found(""))
+        };
+    }
+    let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into());
+    path.split(':')
+        .filter(|d| !d.is_empty())
+        .map(|d| Path::new(d).join(name))
+        .find(|p| is_executable(p))
+        .ok_or_else(|| not_found(&format!(" in PATH {path}")))
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// The few parts of the bundle's config.json the shim needs itself.
+#[derive(Debug)]
+pub struct BundleConfig {
+    spec: oci_spec::runtime::Spec,
+}
+
+impl BundleConfig {
+    pub fn root_path(&self, bundle: &Path) -> PathBuf {
+        let p = self
+            .spec
+            .root()
+            .as_ref()
+            .map(|r| r.path().clone())
+            .unwrap_or_else(|| PathBuf::from("rootfs"));
+        if p.is_absolute() {
+            p
+        } else {
+            bundle.join(p)
+        }
+    }
+
+    pub fn has_own_pid_namespace(&self) -> bool {
+        use oci_spec::runtime::LinuxNamespaceType;
+        let Some(linux) = self.spec.linux() else {
+            return false;
+        };
+        linux.namespaces().as_ref().is_some_and(|nss| {
+            nss.iter()
+                .any(|ns| ns.typ() == LinuxNamespaceType::Pid && ns.path().is_none())
+        })
+    }
+}
+
+pub fn read_bundle_config(bundle: &Path) -> Result<BundleConfig> {
+    let path = bundle.join("config.json");
+    let text = std::fs::read(&path).map_err(|e| {
+        let mut err = Error::io(format!("read OCI spec {}", path.display()), e);
+        if err.kind == Kind::NotFound {
+            err.message
+                .push_str(": the bundle must contain config.json");
+        }
+        err
+    })?;
+    let spec = serde_json::from_slice(&text)
+        .map_err(|e| Error::invalid(format!("parse OCI spec {}: {e}", path.display())))?;
+    Ok(BundleConfig { spec })
+}
+
+/// The resolved options, kept in the bundle for the `delete` action after a crash.
+pub const OPTIONS_FILE: &str = "rsrunc-options.json";
+
+pub fn persist_config(bundle: &Path, cfg: &RuntimeConfig) -> Result<()> {
+    let path = bundle.join(OPTIONS_FILE);
+    let text =
+        serde_json::to_vec(cfg).map_err(|e| Error::unknown(format!("encode options: {e}")))?;
+    std::fs::write(&path, text).map_err(|e| Error::io(format!("write {}", path.display()), e))
+}
+
+pub fn read_persisted_config(bundle: &Path) -> Option<RuntimeConfig> {
+    let text = std::fs::read(bundle.join(OPTIONS_FILE)).ok()?;
+    serde_json::from_slice(&text).ok()
+}
+
+pub fn read_pid(path: &Path) -> Result<i32> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::io(format!("read pid file {}", path.display()), e))?;
+    text.trim()
+        .parse::<i32>()
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| {
+            Error::unknown(format!(
+                "pid file {} holds {text:?}, not a pid",
+                path.display()
+            ))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_binary_names_itself_and_its_source() {
+        let cfg = RuntimeConfig {
+            binary_name: "no-such-runtime-xyz".into(),
+            binary_source: "BinaryName in /etc/x.toml".into(),
+            ..Default::default()
+        };
+        let e = resolve_binary(&cfg).unwrap_err();
+        assert_eq!(e.kind, Kind::InvalidArgument);
+        assert!(
+            e.message.contains("\"no-such-runtime-xyz\" not found"),
+            "{e}"
+        );
+        assert!(e.message.contains("/etc/x.toml"), "{e}");
+        let cfg = RuntimeConfig {
+            binary_name: "/nonexistent/crun".into(),
+            ..Default::default()
+        };
+        assert!(resolve_binary(&cfg)
+            .unwrap_err()
+            .message
+            .contains("/nonexistent/crun"));
+        let cfg = RuntimeConfig {
+            binary_name: "sh".into(),
+            ..Default::default()
+        };
+        assert!(resolve_binary(&cfg).unwrap().ends_with("sh"));
+    }
+
+    #[test]
+    fn bundle_config_errors_have_the_right_kind() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = read_bundle_config(dir.path()).unwrap_err();
+        assert_eq!(e.kind, Kind::NotFound);
+        assert!(e.message.contains("config.json"), "{e}");
+        std::fs::write(dir.path().join("config.json"), "{not json").unwrap();
+        let e = read_bundle_config(dir.path()).unwrap_err();
+        assert_eq!(e.kind, Kind::InvalidArgument);
+    }
+
+    #[test]
+    fn pid_namespace_and_root_path_from_the_spec() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |json: &str| {
+            std::fs::write(dir.path().join("config.json"), json).unwrap();
+            read_bundle_config(dir.path()).unwrap()
+        };
+        let c = write(
+            r#"{"ociVersion":"1.0.2","root":{"path":"rootfs"},"linux":{"namespaces":[{"type":"pid"},{"type":"mount"}]}}"#,
+        );
+        assert!(c.has_own_pid_namespace());
+        assert_eq!(c.root_path(dir.path()), dir.path().join("rootfs"));
+        let c = write(
+            r#"{"ociVersion":"1.0.2","root":{"path":"/abs/root"},"linux":{"namespaces":[{"type":"pid","path":"/proc/1/ns/pid"}]}}"#,
+        );
+        assert!(!c.has_own_pid_namespace());
+        assert_eq!(c.root_path(dir.path()), Path::new("/abs/root"));
+    }
+}

@@ -1,0 +1,184 @@
+//! Exec processes: added by Exec, started by the runtime's `exec --detach`, signalled
+//! by pid, removed by Delete.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use containerd_shim_protos::events::task::{TaskExecAdded, TaskExecStarted};
+use containerd_shim_protos::protobuf::well_known_types::any::Any;
+use runc_driver::ExecOpts;
+
+use super::state::{ExitInfo, Op, Status};
+use super::{bundle, lock, validate_id, Container, Process, Tasks, IO_DRAIN};
+use crate::error::{Error, Result};
+use crate::io::{ProcessIo, StdioPaths};
+
+/// What Exec needs, converted from the request.
+#[derive(Debug, Clone, Default)]
+pub struct ExecSpec {
+    pub id: String,
+    pub exec_id: String,
+    pub stdio: StdioPaths,
+    pub spec: Option<Any>,
+}
+
+impl Tasks {
+    /// Exec: records the process; Start runs it.
+    pub fn exec(&self, req: ExecSpec) -> Result<()> {
+        let c = self.container(&req.id)?;
+        validate_id(&req.exec_id).map_err(|e| Error::invalid(format!("exec id: {e}")))?;
+        if req.stdio.terminal {
+            return Err(Error::unimplemented(format!(
+                "exec {} in {}: terminals are not supported yet",
+                req.exec_id, req.id
+            )));
+        }
+        let spec = req.spec.filter(|a| !a.value.is_empty()).ok_or_else(|| {
+            Error::invalid(format!(
+                "exec {} in {}: the request has no process spec",
+                req.exec_id, req.id
+            ))
+        })?;
+        // The spec must be an OCI process; the runtime checks the rest.
+        serde_json::from_slice::<oci_spec::runtime::Process>(&spec.value).map_err(|e| {
+            Error::invalid(format!(
+                "exec {} in {}: malformed process spec: {e}",
+                req.exec_id, req.id
+            ))
+        })?;
+        c.init
+            .lock()
+            .status
+            .after(Op::Exec, &format!("container {}", req.id))?;
+        {
+            let mut t = lock(&c.execs);
+            if t.by_id.contains_key(&req.exec_id) {
+                return Err(Error::already_exists(format!(
+                    "exec {} already exists in container {}",
+                    req.exec_id, req.id
+                )));
+            }
+            let p = Process::exec(&req.id, &req.exec_id, req.stdio, spec.value);
+            t.by_id.insert(req.exec_id.clone(), Arc::new(p));
+        }
+        self.events.publish(Box::new(TaskExecAdded {
+            container_id: req.id.clone(),
+            exec_id: req.exec_id.clone(),
+            ..Default::default()
+        }));
+        log::info!("exec added id={} exec_id={}", req.id, req.exec_id);
+        Ok(())
+    }
+
+    pub(super) fn start_exec(&self, c: &Container, p: &Arc<Process>) -> Result<u32> {
+        let what = format!("exec {} in container {}", p.exec_id, c.id);
+        p.lock().status.after(Op::Start, &what)?;
+        c.init
+            .lock()
+            .status
+            .after(Op::Exec, &format!("container {}", c.id))?;
+        let (stdio, io) = ProcessIo::open(&p.stdio, c.io_owner.0, c.io_owner.1)?;
+        p.set_io(io);
+        let stem = format!(".exec-{}", p.exec_id);
+        let process_file = c.bundle.join(format!("{stem}.json"));
+        let pid_file = c.bundle.join(format!("{stem}.pid"));
+        std::fs::write(&process_file, &p.spec)
+            .map_err(|e| Error::io(format!("write {}", process_file.display()), e))?;
+        let opts = ExecOpts {
+            process_file: process_file.clone(),
+            pid_file: Some(pid_file.clone()),
+            console_socket: None,
+        };
+
+        p.lock().starting = true;
+        let pending = self.begin_pending();
+        let started = c
+            .runtime
+            .exec(&c.id, &opts, stdio)
+            .map_err(Error::runtime)
+            .and_then(|()| bundle::read_pid(&pid_file));
+        let _ = std::fs::remove_file(&process_file);
+        let _ = std::fs::remove_file(&pid_file);
+        let pid = match started {
+            Ok(pid) => pid,
+            Err(e) => {
+                drop(pending);
+                let mut st = p.lock();
+                st.starting = false;
+                drop(st);
+                if let Some(io) = p.take_io() {
+                    io.finish(Duration::ZERO);
+                }
+                self.release_held_init_exit(c);
+                return Err(e);
+            }
+        };
+        let early = self.claim_pid(pid, p);
+        drop(pending);
+
+        let mut st = p.lock();
+        st.pid = pid;
+        st.starting = false;
+        st.status = Status::Running;
+        self.events.publish(Box::new(TaskExecStarted {
+            container_id: c.id.clone(),
+            exec_id: p.exec_id.clone(),
+            pid: pid as u32,
+            ..Default::default()
+        }));
+        log::info!("exec started id={} exec_id={} pid={pid}", c.id, p.exec_id);
+        let exit = early.or(st.pending_exit.take());
+        if let Some(exit) = exit {
+            self.set_exited(p, &mut st, exit);
+        }
+        drop(st);
+        if exit.is_some() {
+            self.release_held_init_exit(c);
+        }
+        Ok(pid as u32)
+    }
+
+    pub(super) fn delete_exec(&self, c: &Container, exec_id: &str) -> Result<(u32, ExitInfo)> {
+        let p = c.process(exec_id)?;
+        let status = p.lock().status;
+        status.after(Op::Delete, &format!("exec {exec_id} in container {}", c.id))?;
+        lock(&c.execs).by_id.remove(exec_id);
+        let pid = p.pid();
+        if pid > 0 {
+            lock(&self.routes).by_pid.remove(&pid);
+        }
+        if let Some(io) = p.take_io() {
+            io.finish(IO_DRAIN);
+        }
+        let exit = status.exit().unwrap_or(ExitInfo {
+            status: 0,
+            at: std::time::SystemTime::now(),
+        });
+        log::info!("exec deleted id={} exec_id={exec_id} pid={pid}", c.id);
+        // A created exec that never ran may have been all that held the init exit back.
+        self.release_held_init_exit(c);
+        Ok((pid.max(0) as u32, exit))
+    }
+}
+
+/// Kill for an exec: its pid is our child (reparented to the subreaper) until we reap
+/// it, so it cannot have been reused while it is not marked stopped.
+pub fn signal(p: &Process, signal: u32) -> Result<()> {
+    let st = p.lock();
+    let what = format!("exec {} in container {}", p.exec_id, p.container_id);
+    match st.status {
+        Status::Stopped(_) => Err(Error::not_found(format!(
+            "process already finished: {what} has exited"
+        ))),
+        Status::Created => Err(Error::failed_precondition(format!(
+            "cannot signal {what}: it is created, not started"
+        ))),
+        Status::Running | Status::Paused => {
+            let sig = nix::sys::signal::Signal::try_from(signal as i32)
+                .map_err(|_| Error::invalid(format!("signal {signal} is not a valid signal")))?;
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(st.pid), sig).map_err(|e| {
+                Error::not_found(format!("process already finished: signal {what}: {e}"))
+            })
+        }
+    }
+}

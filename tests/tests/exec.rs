@@ -1,0 +1,200 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+//! `ctr task exec` into running containers, under runc and crun.
+
+use std::time::Duration;
+
+use rsrunc_e2e::{testing_ours, unique_id, Daemon, Oci};
+
+fn running(d: &Daemon, oci: Oci) -> String {
+    let id = unique_id("host");
+    d.run(oci, &["-d"], &id, &["/bin/sleep", "300"]).ok();
+    d.wait_status(&id, "RUNNING");
+    id
+}
+
+fn remove(d: &Daemon, id: &str) {
+    let _ = d.ctr(&["task", "kill", "-s", "SIGKILL", id]);
+    d.wait_status(id, "STOPPED");
+    d.ctr(&["task", "rm", id]).ok();
+    d.ctr(&["containers", "rm", id]).ok();
+}
+
+#[test]
+fn exec_output_exit_codes_and_stdin() {
+    let d = Daemon::start();
+    for oci in Oci::ALL {
+        let id = running(&d, oci);
+        for code in [0, 5] {
+            let out = d.ctr(&[
+                "task",
+                "exec",
+                "--exec-id",
+                &unique_id("x"),
+                &id,
+                "/bin/sh",
+                "-c",
+                &format!("echo in exec; echo err >&2; exit {code}"),
+            ]);
+            assert_eq!(out.status, code, "{oci:?}: {out:?}");
+            assert_eq!(out.stdout, "in exec\n", "{oci:?}");
+            assert!(out.stderr.contains("err\n"), "{oci:?}: {out:?}");
+        }
+        let out = d.ctr_input(
+            &[
+                "task",
+                "exec",
+                "--exec-id",
+                &unique_id("x"),
+                &id,
+                "/bin/sh",
+                "-c",
+                "read v; echo got $v",
+            ],
+            Some(b"hello\n"),
+        );
+        assert_eq!(
+            (out.status, out.stdout.as_str()),
+            (0, "got hello\n"),
+            "{oci:?}: {out:?}"
+        );
+        remove(&d, &id);
+    }
+}
+
+#[test]
+fn exec_pids_kill_and_duplicate_ids() {
+    let d = Daemon::start();
+    for oci in Oci::ALL {
+        let id = running(&d, oci);
+        let exec_id = unique_id("long");
+        let bg = d.ctr_spawn(&[
+            "task",
+            "exec",
+            "--exec-id",
+            &exec_id,
+            &id,
+            "/bin/sleep",
+            "300",
+        ]);
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let ps = loop {
+            let ps = d.ctr(&["task", "ps", &id]).ok().stdout;
+            if ps.contains(&exec_id) || std::time::Instant::now() > deadline {
+                break ps;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(
+            ps.contains(&format!("exec_id:\"{exec_id}\"")),
+            "{oci:?}: {ps}"
+        );
+        assert_eq!(
+            ps.lines().count(),
+            3,
+            "{oci:?}: header, init and the exec: {ps}"
+        );
+
+        let dup = d.ctr(&["task", "exec", "--exec-id", &exec_id, &id, "/bin/true"]);
+        assert_ne!(dup.status, 0, "{oci:?}: {dup:?}");
+        assert!(dup.stderr.contains("already exists"), "{oci:?}: {dup:?}");
+
+        d.ctr(&["task", "kill", "--exec-id", &exec_id, "-s", "SIGKILL", &id])
+            .ok();
+        let out = bg.wait_with_output().unwrap();
+        assert_eq!(
+            rsrunc_e2e::daemon::exit_code(out.status),
+            137,
+            "{oci:?}: {out:?}"
+        );
+        assert_eq!(
+            d.task_status(&id).as_deref(),
+            Some("RUNNING"),
+            "{oci:?}: the container lives on"
+        );
+        remove(&d, &id);
+    }
+}
+
+#[test]
+fn exec_in_a_stopped_container_is_refused() {
+    let d = Daemon::start();
+    for oci in Oci::ALL {
+        let id = running(&d, oci);
+        d.ctr(&["task", "kill", "-s", "SIGKILL", &id]).ok();
+        d.wait_status(&id, "STOPPED");
+        let out = d.ctr(&[
+            "task",
+            "exec",
+            "--exec-id",
+            &unique_id("late"),
+            &id,
+            "/bin/true",
+        ]);
+        assert_ne!(out.status, 0, "{oci:?}: {out:?}");
+        assert!(out.stderr.contains("stopped"), "{oci:?}: {out:?}");
+        if testing_ours() {
+            assert!(
+                out.stderr.contains("failed precondition"),
+                "{oci:?}: {out:?}"
+            );
+        }
+        d.ctr(&["task", "rm", &id]).ok();
+        d.ctr(&["containers", "rm", &id]).ok();
+    }
+}
+
+#[test]
+fn exec_exits_are_published_before_the_init_exit() {
+    let d = Daemon::start();
+    for oci in Oci::ALL {
+        let mut events = d.ctr_spawn(&["events"]);
+        std::thread::sleep(Duration::from_millis(300));
+        let id = running(&d, oci);
+        let execs: Vec<String> = (0..3).map(|_| unique_id("bg")).collect();
+        for e in &execs {
+            d.ctr(&[
+                "task",
+                "exec",
+                "--detach",
+                "--exec-id",
+                e,
+                &id,
+                "/bin/sleep",
+                "300",
+            ])
+            .ok();
+        }
+        // Killing the init ends its pid namespace, and with it every exec.
+        d.ctr(&["task", "kill", "-s", "SIGKILL", &id]).ok();
+        d.wait_status(&id, "STOPPED");
+        std::thread::sleep(Duration::from_millis(500));
+        let _ = events.kill();
+        let text = String::from_utf8_lossy(&events.wait_with_output().unwrap().stdout).into_owned();
+        let exits: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("/tasks/exit") && l.contains(&id))
+            .collect();
+        assert_eq!(exits.len(), 4, "{oci:?}: {text}");
+        assert!(
+            exits[3].contains(&format!("\"id\":\"{id}\"")),
+            "{oci:?}: init exit last: {exits:?}"
+        );
+        for (i, e) in execs.iter().enumerate() {
+            let added = text
+                .find(&format!(
+                    "/tasks/exec-added {{\"container_id\":\"{id}\",\"exec_id\":\"{e}\""
+                ))
+                .unwrap_or(usize::MAX);
+            let started = text
+                .find(&format!("\"exec_id\":\"{e}\",\"pid\""))
+                .unwrap_or(usize::MAX);
+            assert!(
+                added < started && started != usize::MAX,
+                "{oci:?} exec {i}: {text}"
+            );
+        }
+        d.ctr(&["task", "rm", &id]).ok();
+        d.ctr(&["containers", "rm", &id]).ok();
+    }
+}
