@@ -13,6 +13,9 @@ pub struct Daemon {
     child: Child,
     /// The ctr that belongs to this containerd.
     ctr: PathBuf,
+    /// The containerd binary and its PATH, to start it again.
+    containerd: PathBuf,
+    path_env: String,
     pub socket: PathBuf,
     pub ttrpc_socket: PathBuf,
     pub namespace: String,
@@ -112,34 +115,55 @@ disabled_plugins = {disabled}
             Some(dir) => (dir.join("containerd"), dir.join("ctr")),
             None => (PathBuf::from("containerd"), PathBuf::from("ctr")),
         };
-        let child = Command::new(&containerd)
-            .arg("--config")
-            .arg(d.join("config.toml"))
-            .env("PATH", path)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("start containerd: the test command installs it");
+        let child = spawn_containerd(&containerd, d, &path, log);
         let daemon = Daemon {
             dir,
             child,
             ctr,
+            containerd,
+            path_env: path,
             socket,
             ttrpc_socket,
             namespace: format!("rsrunc-e2e-{}", std::process::id()),
             runtime: runtime.to_string(),
         };
+        daemon.wait_ready();
+        daemon
+    }
+
+    fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
-        while daemon.ctr(&["version"]).status != 0 {
+        while self.ctr(&["version"]).status != 0 {
             assert!(
                 Instant::now() < deadline,
                 "containerd did not come up:\n{}",
-                daemon.log()
+                self.log()
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        daemon
+    }
+
+    /// Stops containerd (SIGTERM, as a service manager would) and starts it again with
+    /// the same configuration; shims and containers are left running across it.
+    pub fn restart(&mut self) {
+        self.stop_containerd();
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.dir().join("containerd.log"))
+            .unwrap();
+        self.child = spawn_containerd(&self.containerd, self.dir.path(), &self.path_env, log);
+        self.wait_ready();
+    }
+
+    fn stop_containerd(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.pid());
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     pub fn dir(&self) -> &Path {
@@ -325,14 +349,7 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         self.remove_leftovers();
         let shims = self.shim_pids();
-        let pid = nix::unistd::Pid::from_raw(self.pid());
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop_containerd();
         for s in shims {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(s),
@@ -343,6 +360,18 @@ impl Drop for Daemon {
             let _ = nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH);
         }
     }
+}
+
+fn spawn_containerd(containerd: &Path, dir: &Path, path_env: &str, log: std::fs::File) -> Child {
+    Command::new(containerd)
+        .arg("--config")
+        .arg(dir.join("config.toml"))
+        .env("PATH", path_env)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("start containerd: the test command installs it")
 }
 
 pub fn exit_code(s: std::process::ExitStatus) -> i32 {

@@ -254,3 +254,39 @@ fn a_hundred_containers_leave_nothing_behind() {
         assert!(d.ctr(&["containers", "ls", "-q"]).stdout.trim().is_empty());
     }
 }
+
+/// The shim keeps a reader on the output fifos: when the client and containerd go away,
+/// a container that keeps printing is not killed by SIGPIPE.
+#[test]
+fn a_containerd_restart_does_not_kill_a_printing_container() {
+    let mut d = Daemon::start();
+    for oci in Oci::ALL {
+        let id = unique_id("restart");
+        let args = d.run_args(
+            oci,
+            &[],
+            &id,
+            &[
+                "/bin/sh",
+                "-c",
+                "trap 'exit 0' TERM; while true; do echo tick; sleep 0.05; done",
+            ],
+        );
+        let mut client = d.ctr_spawn(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        d.wait_status(&id, "RUNNING");
+        d.restart();
+        // The attached client lost its daemon; make sure it is gone with its fifo ends.
+        let _ = client.kill();
+        let _ = client.wait();
+        std::thread::sleep(Duration::from_millis(500));
+        assert_eq!(
+            d.task_status(&id).as_deref(),
+            Some("RUNNING"),
+            "{oci:?}: the container survived"
+        );
+        d.ctr(&["task", "kill", "-s", "SIGTERM", &id]).ok();
+        d.wait_status(&id, "STOPPED");
+        d.ctr(&["task", "rm", &id]).ok();
+        d.ctr(&["containers", "rm", &id]).ok();
+    }
+}
