@@ -52,3 +52,10 @@ deb: build
 
 clean:
 	cargo clean
+
+# Benchmarks: our shim against containerd's Go shim in one run (see README.md).
+# BENCH_ARGS=--quick for a short run while developing.
+BENCH_ARGS ?=
+bench: setup build
+	cargo build --release --locked -p rsrunc-e2e --bin rsrunc-bench
+	target/release/rsrunc-bench $(BENCH_ARGS) --out target/bench/results.json --markdown target/bench/results.md

@@ -182,7 +182,7 @@ disabled_plugins = {disabled}
         std::fs::read_to_string(self.dir().join("containerd.log")).unwrap_or_default()
     }
 
-    fn ctr_cmd(&self, args: &[&str]) -> Command {
+    pub fn ctr_cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(&self.ctr);
         c.arg("--address")
             .arg(&self.socket)

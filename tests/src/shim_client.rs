@@ -14,7 +14,7 @@ pub struct ShimConn {
     client: Client,
     pub address: String,
     /// The read end of the bundle's `log` fifo, held as containerd holds it.
-    _log: std::fs::File,
+    _log: Option<std::fs::File>,
 }
 
 impl ShimConn {
@@ -55,7 +55,16 @@ impl ShimConn {
         ShimConn {
             client,
             address,
-            _log: log,
+            _log: Some(log),
+        }
+    }
+
+    /// Connects to a running shim at `address` (`unix://...`).
+    pub fn connect(address: &str) -> ShimConn {
+        ShimConn {
+            client: Client::connect(address).unwrap(),
+            address: address.to_string(),
+            _log: None,
         }
     }
 

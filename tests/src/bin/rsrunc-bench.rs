@@ -1,0 +1,830 @@
+//! `make bench`: rsrunc against containerd's Go shim, side by side in one run.
+//!
+//! One private containerd; peers are our shim and the Go shim, each with runc and crun,
+//! and bare `runc run` / `crun run` of an equivalent bundle as the floor. Timed samples
+//! are interleaved round by round so machine noise hits every peer alike. Prints
+//! min / median / max and the ratio to the Go shim with the same OCI runtime, and writes
+//! every raw sample as JSON.
+//!
+//! Usage: rsrunc-bench [--quick] [--out FILE.json] [--markdown FILE.md]
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark driver: fail loudly
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use containerd_shim_protos::api::{
+    DeleteRequest, DeleteResponse, ExecProcessRequest, StartRequest, StartResponse, WaitRequest,
+    WaitResponse,
+};
+use containerd_shim_protos::protobuf::well_known_types::any::Any;
+use containerd_shim_protos::protobuf::well_known_types::empty::Empty;
+use rsrunc_e2e::image::{import_busybox, IMAGE};
+use rsrunc_e2e::shim_client::ShimConn;
+use rsrunc_e2e::{daemon, rootfs, Daemon, Oci, GO_SHIM, RSRUNC};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shim {
+    Ours,
+    Go,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Peer {
+    Shim(Shim, Oci),
+    Bare(Oci),
+}
+
+impl Peer {
+    fn name(self) -> String {
+        match self {
+            Peer::Shim(Shim::Ours, o) => format!("rsrunc+{}", o.binary()),
+            Peer::Shim(Shim::Go, o) => format!("go-shim+{}", o.binary()),
+            Peer::Bare(o) => format!("bare {}", o.binary()),
+        }
+    }
+
+    fn oci(self) -> Oci {
+        match self {
+            Peer::Shim(_, o) | Peer::Bare(o) => o,
+        }
+    }
+}
+
+const SHIMS: [Peer; 4] = [
+    Peer::Shim(Shim::Ours, Oci::Runc),
+    Peer::Shim(Shim::Go, Oci::Runc),
+    Peer::Shim(Shim::Ours, Oci::Crun),
+    Peer::Shim(Shim::Go, Oci::Crun),
+];
+const ALL: [Peer; 6] = [
+    SHIMS[0],
+    SHIMS[1],
+    SHIMS[2],
+    SHIMS[3],
+    Peer::Bare(Oci::Runc),
+    Peer::Bare(Oci::Crun),
+];
+
+struct Config {
+    rounds: usize,
+    soak_execs: usize,
+    churn: usize,
+    busy: usize,
+    out: PathBuf,
+    markdown: Option<PathBuf>,
+    quick: bool,
+}
+
+/// metric -> peer -> samples
+type Samples = BTreeMap<String, BTreeMap<String, Vec<f64>>>;
+
+struct Bench {
+    d: Daemon,
+    crun_toml: String,
+    cgroup: Option<PathBuf>,
+    samples: Samples,
+    counter: usize,
+}
+
+fn main() {
+    let cfg = parse_args();
+    let started = Instant::now();
+    let mut b = Bench::new();
+    eprintln!(
+        "bench: containerd {} in {}",
+        daemon_version(),
+        b.d.dir().display()
+    );
+    b.cold(cfg.rounds, true);
+    b.cold(cfg.rounds, false);
+    b.exec_latency(cfg.rounds);
+    b.memory(1);
+    b.memory(cfg.busy);
+    b.churn(cfg.churn, 4);
+    b.exec_soak(cfg.soak_execs, 4);
+    b.report(&cfg, started.elapsed());
+}
+
+fn parse_args() -> Config {
+    let mut cfg = Config {
+        rounds: 15,
+        soak_execs: 10_000,
+        churn: 50,
+        busy: 20,
+        out: PathBuf::from("target/bench/results.json"),
+        markdown: None,
+        quick: false,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--quick" => {
+                cfg.quick = true;
+                cfg.rounds = 3;
+                cfg.soak_execs = 400;
+                cfg.churn = 20;
+            }
+            "--out" => cfg.out = PathBuf::from(args.next().expect("--out FILE")),
+            "--markdown" => cfg.markdown = Some(PathBuf::from(args.next().expect("--markdown FILE"))),
+            other => panic!("unknown argument {other:?}; usage: rsrunc-bench [--quick] [--out FILE] [--markdown FILE]"),
+        }
+    }
+    cfg
+}
+
+fn daemon_version() -> String {
+    let out = Command::new("containerd")
+        .arg("--version")
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .nth(2)
+        .unwrap_or("?")
+        .to_string()
+}
+
+impl Bench {
+    fn new() -> Bench {
+        let d = Daemon::start_with(RSRUNC);
+        import_busybox(&d);
+        let crun_toml = d.options_file("crun", "BinaryName = \"crun\"\n");
+        let cgroup = cpu_cgroup(d.pid());
+        Bench {
+            d,
+            crun_toml,
+            cgroup,
+            samples: Samples::new(),
+            counter: 0,
+        }
+    }
+
+    fn id(&mut self, prefix: &str) -> String {
+        self.counter += 1;
+        format!("{prefix}-{}", self.counter)
+    }
+
+    fn record(&mut self, metric: &str, peer: Peer, value: f64) {
+        self.samples
+            .entry(metric.to_string())
+            .or_default()
+            .entry(peer.name())
+            .or_default()
+            .push(value);
+    }
+
+    /// `ctr run` arguments selecting the shim and the OCI runtime.
+    fn run_flags(&self, peer: Peer) -> Vec<String> {
+        let Peer::Shim(shim, oci) = peer else {
+            unreachable!("bare peers do not use ctr")
+        };
+        let mut f = vec!["--runtime".to_string()];
+        match shim {
+            Shim::Ours => {
+                f.push(RSRUNC.into());
+                if oci == Oci::Crun {
+                    f.extend(["--runtime-config-path".to_string(), self.crun_toml.clone()]);
+                }
+            }
+            Shim::Go => {
+                f.push(GO_SHIM.into());
+                if oci == Oci::Crun {
+                    f.extend(["--runc-binary".to_string(), "crun".to_string()]);
+                }
+            }
+        }
+        f
+    }
+
+    fn ctr_run(
+        &self,
+        peer: Peer,
+        extra: &[&str],
+        id: &str,
+        image: bool,
+        cmd: &[&str],
+    ) -> daemon::CtrOutput {
+        let mut a: Vec<String> = vec!["run".into()];
+        a.extend(self.run_flags(peer));
+        a.extend(extra.iter().map(|s| s.to_string()));
+        if image {
+            a.push(IMAGE.into());
+        } else {
+            a.extend([
+                "--rootfs".to_string(),
+                rootfs::busybox().display().to_string(),
+            ]);
+        }
+        a.push(id.into());
+        a.extend(cmd.iter().map(|s| s.to_string()));
+        self.d
+            .ctr(&a.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+
+    /// Cold lifecycle: `ctr run --rm ... /bin/true`, from the image or from --rootfs.
+    /// With the image, also the CPU the shim side spent on it.
+    fn cold(&mut self, rounds: usize, image: bool) {
+        let metric = if image {
+            "cold lifecycle, image (ms)"
+        } else {
+            "cold lifecycle, --rootfs (ms)"
+        };
+        eprintln!("bench: {metric}");
+        for round in 0..rounds {
+            for peer in rotated(&ALL, round) {
+                let id = self.id("cold");
+                let cpu_before = self.shim_side_cpu_ns();
+                let children_before = children_cpu_ns();
+                let t = Instant::now();
+                match peer {
+                    Peer::Shim(..) => {
+                        self.ctr_run(peer, &["--rm"], &id, image, &["/bin/true"])
+                            .ok();
+                    }
+                    Peer::Bare(oci) => bare_run(&self.bare_bundle(&id, &["/bin/true"]), oci, &id),
+                }
+                let ms = t.elapsed().as_secs_f64() * 1e3;
+                self.record(metric, peer, ms);
+                if image {
+                    let cpu = match peer {
+                        Peer::Shim(..) => self
+                            .shim_side_cpu_ns()
+                            .zip(cpu_before)
+                            .map(|(a, b)| a.saturating_sub(b)),
+                        Peer::Bare(_) => Some(children_cpu_ns().saturating_sub(children_before)),
+                    };
+                    if let Some(ns) = cpu {
+                        self.record(
+                            "CPU per lifecycle: start + shim + runtime calls (ms)",
+                            peer,
+                            ns as f64 / 1e6,
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// `ctr task exec /bin/true` into a running container (bare: `runc exec`).
+    fn exec_latency(&mut self, rounds: usize) {
+        eprintln!("bench: exec latency");
+        let mut hosts = Vec::new();
+        for peer in ALL {
+            let id = self.id("exechost");
+            match peer {
+                Peer::Shim(..) => {
+                    self.ctr_run(peer, &["-d"], &id, true, &["/bin/sleep", "100000"])
+                        .ok();
+                }
+                Peer::Bare(oci) => {
+                    bare_start(&self.bare_bundle(&id, &["/bin/sleep", "100000"]), oci, &id)
+                }
+            }
+            hosts.push((peer, id));
+        }
+        for round in 0..rounds {
+            for (peer, id) in rotated_pairs(&hosts, round) {
+                let exec_id = self.id("x");
+                let t = Instant::now();
+                match peer {
+                    Peer::Shim(..) => {
+                        self.d
+                            .ctr(&["task", "exec", "--exec-id", &exec_id, &id, "/bin/true"])
+                            .ok();
+                    }
+                    Peer::Bare(oci) => {
+                        let st = Command::new(oci.binary())
+                            .args(["--root", &bare_root(&self.d, oci)])
+                            .args(["exec", &id, "/bin/true"])
+                            .stdin(Stdio::null())
+                            .status()
+                            .unwrap();
+                        assert!(st.success());
+                    }
+                }
+                self.record("exec latency (ms)", peer, t.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+        for (peer, id) in hosts {
+            match peer {
+                Peer::Shim(..) => self.remove(&id),
+                Peer::Bare(oci) => bare_remove(&self.d, oci, &id),
+            }
+        }
+    }
+
+    /// Shim memory with `n` containers running: RSS and PSS per container.
+    fn memory(&mut self, n: usize) {
+        eprintln!("bench: shim memory with {n} containers");
+        for peer in SHIMS {
+            let ids: Vec<String> = (0..n).map(|_| self.id("mem")).collect();
+            for id in &ids {
+                self.ctr_run(peer, &["-d"], id, true, &["/bin/sleep", "100000"])
+                    .ok();
+            }
+            std::thread::sleep(Duration::from_millis(300));
+            let shims = self.d.shim_pids();
+            let (rss, pss) = shims
+                .iter()
+                .map(|p| smaps_rollup(*p))
+                .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+            self.record(
+                &format!("shim RSS per container, {n} running (KiB)"),
+                peer,
+                rss as f64 / n as f64,
+            );
+            self.record(
+                &format!("shim PSS per container, {n} running (KiB)"),
+                peer,
+                pss as f64 / n as f64,
+            );
+            for id in &ids {
+                self.remove(id);
+            }
+            self.wait_no_shims();
+        }
+    }
+
+    /// `total` containers run and removed, `parallel` at a time: wall time.
+    fn churn(&mut self, total: usize, parallel: usize) {
+        eprintln!("bench: {total} containers, {parallel} at a time");
+        for peer in ALL {
+            let ids: Vec<String> = (0..total).map(|_| self.id("churn")).collect();
+            let flags = if matches!(peer, Peer::Shim(..)) {
+                self.run_flags(peer)
+            } else {
+                vec![]
+            };
+            let t = Instant::now();
+            std::thread::scope(|s| {
+                for chunk in ids.chunks(total.div_ceil(parallel)) {
+                    let flags = &flags;
+                    let b = &*self;
+                    s.spawn(move || {
+                        for id in chunk {
+                            match peer {
+                                Peer::Shim(..) => {
+                                    let mut a: Vec<String> = vec!["run".into(), "--rm".into()];
+                                    a.extend(flags.iter().cloned());
+                                    a.extend([IMAGE.to_string(), id.clone(), "/bin/true".into()]);
+                                    b.d.ctr(&a.iter().map(String::as_str).collect::<Vec<_>>())
+                                        .ok();
+                                }
+                                Peer::Bare(oci) => {
+                                    bare_run(&b.bare_bundle(id, &["/bin/true"]), oci, id)
+                                }
+                            }
+                        }
+                    });
+                }
+            });
+            self.record(
+                &format!("{total} containers, {parallel} at a time (s)"),
+                peer,
+                t.elapsed().as_secs_f64(),
+            );
+        }
+    }
+
+    /// `execs` execs of `sh -c 'exit K'` straight over ttrpc, `parallel` at a time, into
+    /// one container per shim (runc): wrong exit codes, the shim's RSS and open fds before
+    /// and after, zombies, and whether the shim exits after delete.
+    fn exec_soak(&mut self, execs: usize, parallel: usize) {
+        eprintln!("bench: {execs} execs per shim");
+        for peer in [SHIMS[0], SHIMS[1]] {
+            let id = self.id("soak");
+            self.ctr_run(peer, &["-d"], &id, true, &["/bin/sleep", "100000"])
+                .ok();
+            let bundle = self
+                .d
+                .dir()
+                .join("state/io.containerd.runtime.v2.task")
+                .join(&self.d.namespace)
+                .join(&id);
+            let address = std::fs::read_to_string(bundle.join("address")).unwrap();
+            let spec: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(bundle.join("config.json")).unwrap())
+                    .unwrap();
+            let shim = self.d.shim_pids()[0];
+            let (rss0, _) = smaps_rollup(shim);
+            let fds0 = fd_count(shim);
+            let wrong = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let t = Instant::now();
+            std::thread::scope(|s| {
+                for worker in 0..parallel {
+                    let (address, spec, id, wrong) = (
+                        address.trim().to_string(),
+                        spec.clone(),
+                        id.clone(),
+                        Arc::clone(&wrong),
+                    );
+                    s.spawn(move || {
+                        let conn = ShimConn::connect(&address);
+                        for i in (worker..execs).step_by(parallel) {
+                            let code = (i % 250) as u32;
+                            let mut process = spec["process"].clone();
+                            process["args"] =
+                                serde_json::json!(["/bin/sh", "-c", format!("exit {code}")]);
+                            process["terminal"] = false.into();
+                            let exec_id = format!("soak-{i}");
+                            let req = ExecProcessRequest {
+                                id: id.clone(),
+                                exec_id: exec_id.clone(),
+                                spec: Some(Any {
+                                    type_url:
+                                        "types.containerd.io/opencontainers/runtime-spec/1/Process"
+                                            .into(),
+                                    value: serde_json::to_vec(&process).unwrap(),
+                                    ..Default::default()
+                                })
+                                .into(),
+                                ..Default::default()
+                            };
+                            let _: Empty = conn.call("Exec", &req).unwrap();
+                            let _: StartResponse = conn
+                                .call(
+                                    "Start",
+                                    &StartRequest {
+                                        id: id.clone(),
+                                        exec_id: exec_id.clone(),
+                                        ..Default::default()
+                                    },
+                                )
+                                .unwrap();
+                            let w: WaitResponse = conn
+                                .call(
+                                    "Wait",
+                                    &WaitRequest {
+                                        id: id.clone(),
+                                        exec_id: exec_id.clone(),
+                                        ..Default::default()
+                                    },
+                                )
+                                .unwrap();
+                            let _: DeleteResponse = conn
+                                .call(
+                                    "Delete",
+                                    &DeleteRequest {
+                                        id: id.clone(),
+                                        exec_id,
+                                        ..Default::default()
+                                    },
+                                )
+                                .unwrap();
+                            if w.exit_status != code {
+                                wrong.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            }
+                        }
+                    });
+                }
+            });
+            let elapsed = t.elapsed().as_secs_f64();
+            std::thread::sleep(Duration::from_millis(300));
+            let (rss1, _) = smaps_rollup(shim);
+            let fds1 = fd_count(shim);
+            let zombies = daemon::processes()
+                .iter()
+                .filter(|p| p.ppid == shim && p.state == 'Z')
+                .count();
+            self.remove(&id);
+            let leaked = self.wait_no_shims();
+            self.record(&format!("{execs} execs: wall time (s)"), peer, elapsed);
+            self.record(
+                &format!("{execs} execs: shim RSS before (KiB)"),
+                peer,
+                rss0 as f64,
+            );
+            self.record(
+                &format!("{execs} execs: shim RSS after (KiB)"),
+                peer,
+                rss1 as f64,
+            );
+            self.record(
+                &format!("{execs} execs: shim open fds before"),
+                peer,
+                fds0 as f64,
+            );
+            self.record(
+                &format!("{execs} execs: shim open fds after"),
+                peer,
+                fds1 as f64,
+            );
+            self.record(
+                &format!("{execs} execs: wrong exit codes"),
+                peer,
+                wrong.load(std::sync::atomic::Ordering::Relaxed) as f64,
+            );
+            self.record(&format!("{execs} execs: zombies"), peer, zombies as f64);
+            self.record(
+                &format!("{execs} execs: shims left after delete"),
+                peer,
+                leaked as f64,
+            );
+        }
+    }
+
+    fn remove(&self, id: &str) {
+        let _ = self.d.ctr(&["task", "kill", "-s", "SIGKILL", id]);
+        self.d.wait_status(id, "STOPPED");
+        self.d.ctr(&["task", "rm", id]).ok();
+        self.d.ctr(&["containers", "rm", id]).ok();
+    }
+
+    /// Waits for every shim to exit; returns how many are still there after 10 s.
+    fn wait_no_shims(&self) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.d.shim_pids().is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.d.shim_pids().len()
+    }
+
+    /// A bundle for the bare runtimes: ctr's default spec over the busybox rootfs.
+    fn bare_bundle(&self, id: &str, args: &[&str]) -> PathBuf {
+        let dir = self.d.dir().join("bare").join(id);
+        std::fs::create_dir_all(&dir).unwrap();
+        let spec = self.d.ctr(&["oci", "spec"]).ok().stdout;
+        let mut spec: serde_json::Value = serde_json::from_str(&spec).unwrap();
+        spec["root"]["path"] = rootfs::busybox().display().to_string().into();
+        spec["process"]["args"] = serde_json::json!(args);
+        spec["process"]["terminal"] = false.into();
+        spec["linux"]["cgroupsPath"] = format!("/rsrunc-bench-bare/{id}").into();
+        std::fs::write(dir.join("config.json"), serde_json::to_vec(&spec).unwrap()).unwrap();
+        dir
+    }
+
+    /// CPU used by everything in containerd's cgroup except containerd itself: the
+    /// `start` processes, the serving shims and the runtime calls they make. The
+    /// containers run in cgroups of their own.
+    fn shim_side_cpu_ns(&self) -> Option<u64> {
+        let cg = self.cgroup.as_ref()?;
+        let total: u64 = std::fs::read_to_string(cg.join("cpuacct.usage"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
+        Some(total.saturating_sub(threads_cpu_ns(self.d.pid())))
+    }
+
+    fn report(&self, cfg: &Config, elapsed: Duration) {
+        let mut md = String::new();
+        md.push_str("| metric | peer | min | median | max | ratio to Go shim |\n|---|---|---:|---:|---:|---:|\n");
+        for (metric, peers) in &self.samples {
+            for peer in ALL {
+                let Some(v) = peers.get(&peer.name()) else {
+                    continue;
+                };
+                let (min, med, max) = stats(v);
+                let go = peers
+                    .get(&Peer::Shim(Shim::Go, peer.oci()).name())
+                    .map(|g| stats(g).1);
+                let ratio = match go {
+                    Some(g) if g > 0.0 && peer != Peer::Shim(Shim::Go, peer.oci()) => {
+                        format!("{:.2}x", med / g)
+                    }
+                    _ => "-".into(),
+                };
+                md.push_str(&format!(
+                    "| {metric} | {} | {} | {} | {} | {ratio} |\n",
+                    peer.name(),
+                    num(min),
+                    num(med),
+                    num(max)
+                ));
+            }
+        }
+        println!("{md}");
+        let machine = format!(
+            "{} cores, {} GiB, kernel {}, containerd {}, runc {}, crun {}",
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(0),
+            mem_gib(),
+            uname_r(),
+            daemon_version(),
+            tool_version("runc"),
+            tool_version("crun")
+        );
+        let mode = if cfg.quick { "quick" } else { "full" };
+        println!("{mode} run in {:.0} s on {machine}", elapsed.as_secs_f64());
+        if let Some(p) = &cfg.out.parent() {
+            std::fs::create_dir_all(p).unwrap();
+        }
+        let json = serde_json::json!({"mode": mode, "machine": machine, "seconds": elapsed.as_secs_f64(), "samples": self.samples});
+        std::fs::write(&cfg.out, serde_json::to_vec_pretty(&json).unwrap()).unwrap();
+        if let Some(p) = &cfg.markdown {
+            std::fs::write(
+                p,
+                format!(
+                    "{md}\n{mode} run, {:.0} s, on {machine}\n",
+                    elapsed.as_secs_f64()
+                ),
+            )
+            .unwrap();
+        }
+        eprintln!("bench: raw samples in {}", cfg.out.display());
+    }
+}
+
+impl Drop for Bench {
+    fn drop(&mut self) {
+        for oci in Oci::ALL {
+            let _ = std::fs::remove_dir_all(bare_root(&self.d, oci));
+        }
+        if let Some(cg) = &self.cgroup {
+            // Move what is left (containerd until it stops) back to the root group first.
+            if let Ok(procs) = std::fs::read_to_string(cg.join("cgroup.procs")) {
+                for pid in procs.lines() {
+                    let _ = std::fs::write(
+                        cg.parent().unwrap_or(Path::new("/")).join("cgroup.procs"),
+                        pid,
+                    );
+                }
+            }
+            let _ = std::fs::remove_dir(cg);
+        }
+    }
+}
+
+/// Puts containerd into a cpuacct cgroup of its own (cgroup v1), so the CPU of its
+/// children can be read; None where that hierarchy does not exist.
+fn cpu_cgroup(pid: i32) -> Option<PathBuf> {
+    let root = ["/sys/fs/cgroup/cpuacct", "/sys/fs/cgroup/cpu,cpuacct"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.join("cpuacct.usage").exists())?;
+    let cg = root.join(format!("rsrunc-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&cg).ok()?;
+    std::fs::write(cg.join("cgroup.procs"), pid.to_string()).ok()?;
+    Some(cg)
+}
+
+fn threads_cpu_ns(pid: i32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| {
+            s.split_whitespace()
+                .next()
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+        .sum()
+}
+
+fn children_cpu_ns() -> u64 {
+    let u = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN).unwrap();
+    let tv =
+        |t: nix::sys::time::TimeVal| t.tv_sec() as u64 * 1_000_000_000 + t.tv_usec() as u64 * 1000;
+    tv(u.user_time()) + tv(u.system_time())
+}
+
+fn bare_root(d: &Daemon, oci: Oci) -> String {
+    d.dir()
+        .join(format!("bare-{}", oci.binary()))
+        .display()
+        .to_string()
+}
+
+fn bare_run(bundle: &Path, oci: Oci, id: &str) {
+    let root = bundle
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join(format!("bare-{}", oci.binary()));
+    let st = Command::new(oci.binary())
+        .arg("--root")
+        .arg(&root)
+        .arg("run")
+        .arg("--bundle")
+        .arg(bundle)
+        .arg(id)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success(), "{} run {id}: {st}", oci.binary());
+}
+
+fn bare_start(bundle: &Path, oci: Oci, id: &str) {
+    let root = bundle
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join(format!("bare-{}", oci.binary()));
+    let st = Command::new(oci.binary())
+        .arg("--root")
+        .arg(&root)
+        .args(["run", "-d", "--bundle"])
+        .arg(bundle)
+        .arg(id)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success(), "{} run -d {id}: {st}", oci.binary());
+}
+
+fn bare_remove(d: &Daemon, oci: Oci, id: &str) {
+    let root = bare_root(d, oci);
+    let _ = Command::new(oci.binary())
+        .args(["--root", &root, "delete", "--force", id])
+        .status();
+}
+
+/// (Rss, Pss) in KiB.
+fn smaps_rollup(pid: i32) -> (u64, u64) {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+    let field = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("Rss:"), field("Pss:"))
+}
+
+fn fd_count(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+fn rotated<T: Copy>(items: &[T], round: usize) -> Vec<T> {
+    let k = round % items.len();
+    items[k..]
+        .iter()
+        .chain(items[..k].iter())
+        .copied()
+        .collect()
+}
+
+fn rotated_pairs(items: &[(Peer, String)], round: usize) -> Vec<(Peer, String)> {
+    let k = round % items.len();
+    items[k..]
+        .iter()
+        .chain(items[..k].iter())
+        .cloned()
+        .collect()
+}
+
+fn stats(v: &[f64]) -> (f64, f64, f64) {
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.total_cmp(b));
+    let med = if s.len() % 2 == 1 {
+        s[s.len() / 2]
+    } else {
+        (s[s.len() / 2 - 1] + s[s.len() / 2]) / 2.0
+    };
+    (s[0], med, s[s.len() - 1])
+}
+
+fn num(x: f64) -> String {
+    if x.abs() >= 100.0 || x.fract() == 0.0 {
+        format!("{x:.0}")
+    } else {
+        format!("{x:.1}")
+    }
+}
+
+fn mem_gib() -> u64 {
+    let text = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    text.lines()
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0)
+        / 1024
+        / 1024
+}
+
+fn uname_r() -> String {
+    nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+fn tool_version(bin: &str) -> String {
+    let out = Command::new(bin).arg("--version").output().ok();
+    out.map(|o| {
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .last()
+            .unwrap_or("")
+            .to_string()
+    })
+    .unwrap_or_default()
+}
