@@ -1,6 +1,6 @@
 //! Events to containerd: queued in order, sent by one thread, retried.
 
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Mutex;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -66,9 +66,21 @@ impl EventSink for Publisher {
     }
 }
 
+/// How long the connection to containerd is kept open with nothing to send; its client
+/// holds two threads, which a long-running container does not need.
+const IDLE: Duration = Duration::from_secs(2);
+
 fn send_loop(address: &str, namespace: &str, rx: Receiver<Box<dyn Event + Send>>) {
     let mut client: Option<RemotePublisher> = None;
-    for event in rx {
+    loop {
+        let event = match rx.recv_timeout(IDLE) {
+            Ok(e) => e,
+            Err(RecvTimeoutError::Timeout) => {
+                client = None;
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
         let topic = event.topic();
         let event: Box<dyn containerd_shim::protos::protobuf::MessageDyn> = event;
         let mut sent = false;

@@ -1,5 +1,6 @@
 //! `containerd-shim-rsrunc-v2`: containerd's runtime v2 shim for runc-compatible runtimes.
 
+mod cgroups;
 mod cli;
 mod error;
 mod events;

@@ -37,15 +37,66 @@ pub fn mount_all(mounts: &[Mount], target: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Unmounts everything at or below `target`. Failures are logged: the caller is already
-/// cleaning up and has nothing better to do with them.
+/// Unmounts everything at or below `target`, deepest first. Failures are logged: the
+/// caller is already cleaning up and has nothing better to do with them.
 pub fn unmount_all(target: &Path) {
-    let Some(t) = target.to_str() else {
-        return;
+    let mountinfo = match std::fs::read_to_string("/proc/self/mountinfo") {
+        Ok(m) => m,
+        Err(e) => {
+            log::error!(
+                "read /proc/self/mountinfo to unmount {}: {e}",
+                target.display()
+            );
+            return;
+        }
     };
-    if let Err(e) = containerd_shim::mount::umount_recursive(Some(t), libc::MNT_DETACH) {
-        log::error!("unmount {}: {e}", target.display());
+    let mut points = mounts_at_or_below(&mountinfo, target);
+    points.sort_by_key(|p| std::cmp::Reverse(p.as_os_str().len()));
+    for p in points {
+        // A stacked mount point may be listed more than once; EINVAL means it is gone.
+        loop {
+            match nix::mount::umount2(&p, nix::mount::MntFlags::MNT_DETACH) {
+                Ok(()) => continue,
+                Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => break,
+                Err(e) => {
+                    log::error!("unmount {}: {e}", p.display());
+                    break;
+                }
+            }
+        }
     }
+}
+
+/// The mount points in a mountinfo text that are `target` or below it.
+pub fn mounts_at_or_below(mountinfo: &str, target: &Path) -> Vec<std::path::PathBuf> {
+    mountinfo
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|p| std::path::PathBuf::from(unescape_mountinfo(p)))
+        .filter(|p| p.starts_with(target))
+        .collect()
+}
+
+/// mountinfo writes space, tab, newline and backslash as octal escapes (`\040`).
+fn unescape_mountinfo(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let octal = b
+            .get(i + 1..i + 4)
+            .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        if let (b'\\', Some(d)) = (b[i], octal) {
+            let v =
+                u32::from(d[0] - b'0') * 64 + u32::from(d[1] - b'0') * 8 + u32::from(d[2] - b'0');
+            out.push(v as u8);
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The parts of one mount request: flags, propagation change, and filesystem data.
@@ -193,6 +244,21 @@ mod tests {
         );
         assert_eq!(p.propagation, MsFlags::MS_PRIVATE | MsFlags::MS_REC);
         assert!(p.data.is_empty());
+    }
+
+    #[test]
+    fn mountinfo_is_filtered_and_unescaped() {
+        let info = "36 35 98:0 / /run/b/rootfs rw - overlay overlay rw\n\
+                    37 36 98:0 / /run/b/rootfs/proc rw - proc proc rw\n\
+                    38 35 98:0 / /run/b/rootfs2 rw - tmpfs tmpfs rw\n\
+                    39 35 98:0 / /run/my\\040dir/rootfs rw - tmpfs tmpfs rw\n";
+        let got = mounts_at_or_below(info, Path::new("/run/b/rootfs"));
+        assert_eq!(
+            got,
+            [Path::new("/run/b/rootfs"), Path::new("/run/b/rootfs/proc")]
+        );
+        let got = mounts_at_or_below(info, Path::new("/run/my dir"));
+        assert_eq!(got, [Path::new("/run/my dir/rootfs")]);
     }
 
     #[test]

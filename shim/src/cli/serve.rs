@@ -1,5 +1,6 @@
 //! The serving shim: the long-lived process containerd talks to over ttrpc.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,6 +27,8 @@ pub fn run(flags: &Flags) -> Result<(), String> {
         crate::logger::Logger::install(f, &flags.namespace, id, level);
     }
     crate::logger::log_panics();
+    // Set by `start` for this process's allocator only; the runtimes we run do not need it.
+    std::env::remove_var("GLIBC_TUNABLES");
 
     let fd: i32 = std::env::var(ENV_LISTEN_FD)
         .ok()
@@ -55,6 +58,11 @@ pub fn run(flags: &Flags) -> Result<(), String> {
         .add_listener(fd)
         .map_err(|e| format!("serve on fd {fd}: {e}"))?
         .register_service(Service::methods(Service::new(Arc::clone(&tasks))))
+        // containerd keeps one connection per shim; one or two idle workers serve it, and
+        // more are started while calls (Wait blocks until an exit) keep them busy.
+        .set_thread_count_min(1)
+        .set_thread_count_default(2)
+        .set_thread_count_max(3)
         .set_accept_hook(PeerIsRoot);
     server
         .start()
@@ -103,7 +111,7 @@ fn join_shim_cgroup() {
     let Ok(cg) = std::env::var(ENV_SHIM_CGROUP) else {
         return;
     };
-    if let Err(e) = containerd_shim::cgroup::add_task_to_cgroup(&cg, std::process::id()) {
+    if let Err(e) = crate::cgroups::join(Path::new("/sys/fs/cgroup"), &cg, std::process::id()) {
         log::error!("join shim cgroup {cg} (ShimCgroup): {e}");
     }
 }

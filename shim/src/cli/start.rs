@@ -174,6 +174,18 @@ pub fn encode_reply(address: &str, protocol: Protocol) -> Vec<u8> {
     }
 }
 
+/// Memory settings for the serving shim's allocator: one malloc arena (its threads mostly
+/// wait), and no cache of finished threads' stacks (copier threads come and go with each
+/// process; cached stacks would stay resident).
+const TUNABLES: &str = "glibc.malloc.arena_max=1:glibc.pthread.stack_cache_size=0";
+
+fn glibc_tunables(inherited: Option<String>) -> String {
+    match inherited.filter(|t| !t.is_empty()) {
+        Some(t) => format!("{t}:{TUNABLES}"),
+        None => TUNABLES.to_string(),
+    }
+}
+
 /// The group a task's shim serves: a pod's sandbox, or the task alone.
 fn group_id(bundle: &Path, id: &str) -> String {
     let Ok(text) = std::fs::read(bundle.join("config.json")) else {
@@ -252,6 +264,10 @@ fn spawn_server(
         .env("GRPC_ADDRESS", &params.grpc_address)
         .env("NAMESPACE", &params.namespace)
         .env(ENV_LISTEN_FD, listener.as_raw_fd().to_string())
+        .env(
+            "GLIBC_TUNABLES",
+            glibc_tunables(std::env::var("GLIBC_TUNABLES").ok()),
+        )
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -364,6 +380,15 @@ mod tests {
     fn missing_ttrpc_address_is_an_error() {
         let e = parse_start_input(&[], &flags(), "", "").unwrap_err();
         assert!(e.contains("TTRPC_ADDRESS"), "{e}");
+    }
+
+    #[test]
+    fn tunables_extend_what_containerd_set() {
+        assert_eq!(glibc_tunables(None), TUNABLES);
+        assert_eq!(
+            glibc_tunables(Some("a=1".into())),
+            format!("a=1:{TUNABLES}")
+        );
     }
 
     #[test]

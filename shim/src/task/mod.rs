@@ -490,7 +490,7 @@ impl Tasks {
                 Some(p) => p,
                 None => {
                     if r.pending > 0 {
-                        r.early.push(exit);
+                        r.keep_early(exit);
                     }
                     return;
                 }
@@ -619,6 +619,25 @@ impl Container {
     }
 }
 
+impl Routes {
+    /// Keeps an unclaimed exit for a start in flight. Most are the runtime CLI's own
+    /// processes, which nobody claims: under a steady stream of overlapping starts
+    /// `pending` may never reach zero, so old entries are dropped (a start claims its
+    /// pid within moments of the runtime returning).
+    fn keep_early(&mut self, exit: Exit) {
+        let cutoff = exit.at.checked_sub(EARLY_EXIT_TTL);
+        self.early.retain(|e| cutoff.is_none_or(|c| e.at >= c));
+        if self.early.len() >= EARLY_EXIT_MAX {
+            self.early.remove(0);
+        }
+        self.early.push(exit);
+    }
+}
+
+/// How long, and how many, unclaimed exits are kept while starts are in flight.
+const EARLY_EXIT_TTL: Duration = Duration::from_secs(60);
+const EARLY_EXIT_MAX: usize = 4096;
+
 /// A create or exec in flight; see [`Routes::pending`].
 struct Pending<'a>(&'a Tasks);
 
@@ -684,6 +703,26 @@ mod tests {
                 crate::error::Kind::InvalidArgument
             );
         }
+    }
+
+    #[test]
+    fn unclaimed_exits_are_bounded_by_age_and_count() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let exit = |pid, secs| Exit {
+            pid,
+            status: 0,
+            at: t0 + Duration::from_secs(secs),
+        };
+        let mut r = Routes::default();
+        r.keep_early(exit(1, 0));
+        r.keep_early(exit(2, 30));
+        r.keep_early(exit(3, 61));
+        let pids: Vec<i32> = r.early.iter().map(|e| e.pid).collect();
+        assert_eq!(pids, [2, 3], "the exit older than the TTL is dropped");
+        for i in 0..(EARLY_EXIT_MAX as i32 + 10) {
+            r.keep_early(exit(100 + i, 61));
+        }
+        assert_eq!(r.early.len(), EARLY_EXIT_MAX);
     }
 
     #[test]

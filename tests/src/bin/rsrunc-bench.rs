@@ -6,7 +6,7 @@
 //! min / median / max and the ratio to the Go shim with the same OCI runtime, and writes
 //! every raw sample as JSON.
 //!
-//! Usage: rsrunc-bench [--quick] [--out FILE.json] [--markdown FILE.md]
+//! Usage: rsrunc-bench [--quick] [--soak N] [--soak-only] [--out FILE.json] [--markdown FILE.md]
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark driver: fail loudly
 
@@ -77,6 +77,8 @@ struct Config {
     out: PathBuf,
     markdown: Option<PathBuf>,
     quick: bool,
+    /// Only the exec soak (for investigating the shim's memory under load).
+    soak_only: bool,
 }
 
 /// metric -> peer -> samples
@@ -99,12 +101,14 @@ fn main() {
         daemon_version(),
         b.d.dir().display()
     );
-    b.cold(cfg.rounds, true);
-    b.cold(cfg.rounds, false);
-    b.exec_latency(cfg.rounds);
-    b.memory(1);
-    b.memory(cfg.busy);
-    b.churn(cfg.churn, 4);
+    if !cfg.soak_only {
+        b.cold(cfg.rounds, true);
+        b.cold(cfg.rounds, false);
+        b.exec_latency(cfg.rounds);
+        b.memory(1);
+        b.memory(cfg.busy);
+        b.churn(cfg.churn, 4);
+    }
     b.exec_soak(cfg.soak_execs, 4);
     b.report(&cfg, started.elapsed());
 }
@@ -118,6 +122,7 @@ fn parse_args() -> Config {
         out: PathBuf::from("target/bench/results.json"),
         markdown: None,
         quick: false,
+        soak_only: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -128,9 +133,11 @@ fn parse_args() -> Config {
                 cfg.soak_execs = 400;
                 cfg.churn = 20;
             }
+            "--soak-only" => cfg.soak_only = true,
+            "--soak" => cfg.soak_execs = args.next().and_then(|n| n.parse().ok()).expect("--soak N"),
             "--out" => cfg.out = PathBuf::from(args.next().expect("--out FILE")),
             "--markdown" => cfg.markdown = Some(PathBuf::from(args.next().expect("--markdown FILE"))),
-            other => panic!("unknown argument {other:?}; usage: rsrunc-bench [--quick] [--out FILE] [--markdown FILE]"),
+            other => panic!("unknown argument {other:?}; usage: rsrunc-bench [--quick] [--soak N] [--soak-only] [--out FILE] [--markdown FILE]"),
         }
     }
     cfg
