@@ -200,8 +200,17 @@ impl Task for Service {
         Ok(Empty::new())
     }
 
-    fn resize_pty(&self, _: &TtrpcContext, _: ResizePtyRequest) -> R<Empty> {
-        unsupported("ResizePty", "terminal support is tracked in its own issue")
+    fn resize_pty(&self, _: &TtrpcContext, req: ResizePtyRequest) -> R<Empty> {
+        log::debug!(
+            "ResizePty id={} exec_id={} {}x{}",
+            req.id,
+            req.exec_id,
+            req.width,
+            req.height
+        );
+        self.tasks
+            .resize_pty(&req.id, &req.exec_id, req.width, req.height)?;
+        Ok(Empty::new())
     }
 
     fn close_io(&self, _: &TtrpcContext, req: CloseIORequest) -> R<Empty> {

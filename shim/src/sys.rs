@@ -67,3 +67,55 @@ pub fn peer_uid(fd: impl AsFd) -> std::io::Result<u32> {
     let cred = nix::sys::socket::getsockopt(&fd, nix::sys::socket::sockopt::PeerCredentials)?;
     Ok(cred.uid())
 }
+
+/// Receives one file descriptor sent with SCM_RIGHTS on a connected unix socket: how
+/// runc and crun hand over a terminal's master end (`--console-socket`).
+pub fn recv_fd(sock: &impl AsFd) -> std::io::Result<OwnedFd> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let mut buf = [0u8; 4096];
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let msg = recvmsg::<()>(
+        sock.as_fd().as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )?;
+    for c in msg.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            let mut fds = fds.into_iter();
+            if let Some(fd) = fds.next() {
+                // SAFETY: the kernel just installed this descriptor in our table for us
+                // (SCM_RIGHTS); nothing else refers to it, so taking ownership is sound.
+                let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+                for extra in fds {
+                    // SAFETY: as above; extra descriptors are owned here only to be closed.
+                    drop(unsafe { OwnedFd::from_raw_fd(extra) });
+                }
+                return Ok(owned);
+            }
+        }
+    }
+    Err(std::io::Error::other(
+        "the runtime sent no terminal descriptor on the console socket",
+    ))
+}
+
+/// Sets a terminal's window size (ResizePty).
+pub fn set_winsize(fd: &impl AsFd, rows: u16, cols: u16) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let ws = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads one `winsize` from the pointer, which points to a live
+    // local; the fd is borrowed from an open terminal for the duration of the call.
+    let r = unsafe { libc::ioctl(fd.as_fd().as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}

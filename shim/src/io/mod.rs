@@ -9,11 +9,14 @@ use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{channel, Receiver};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use nix::fcntl::OFlag;
 use runc_driver::Stdio;
+
+mod console;
+pub use console::ConsoleSocket;
 
 use crate::error::{Error, Result};
 use crate::sys;
@@ -37,10 +40,53 @@ pub struct ProcessIo {
     /// One message per output copier when it has finished.
     done: Receiver<()>,
     outputs: usize,
+    /// A terminal's master end, for ResizePty; let go of when the process's output ends.
+    console: Arc<Mutex<Option<File>>>,
 }
 
 /// Copy threads need little stack: they loop over one buffer or splice.
 const COPY_STACK: usize = 64 * 1024;
+
+/// A process's stdio between "before the runtime runs" and "after it returned": pipes
+/// are set up before, a terminal can only be received after.
+pub enum PendingIo {
+    Pipes(ProcessIo),
+    Terminal(ConsoleSocket),
+}
+
+impl PendingIo {
+    /// Sets up what the runtime needs: pipes to pass as its stdio, or a console socket.
+    pub fn prepare(paths: &StdioPaths, io_uid: u32, io_gid: u32) -> Result<(Stdio, PendingIo)> {
+        if paths.terminal {
+            return Ok((Stdio::default(), PendingIo::Terminal(ConsoleSocket::new()?)));
+        }
+        let (stdio, io) = ProcessIo::open(paths, io_uid, io_gid)?;
+        Ok((stdio, PendingIo::Pipes(io)))
+    }
+
+    /// The `--console-socket` to pass to the runtime, for a terminal.
+    pub fn console_socket(&self) -> Option<PathBuf> {
+        match self {
+            PendingIo::Terminal(c) => Some(c.path().to_path_buf()),
+            PendingIo::Pipes(_) => None,
+        }
+    }
+
+    /// The runtime created the process: start copying.
+    pub fn complete(self, paths: &StdioPaths) -> Result<ProcessIo> {
+        match self {
+            PendingIo::Pipes(io) => Ok(io),
+            PendingIo::Terminal(sock) => ProcessIo::open_terminal(paths, sock.receive()?),
+        }
+    }
+
+    /// The runtime failed: let go of everything.
+    pub fn abandon(self) {
+        if let PendingIo::Pipes(io) = self {
+            io.finish(Duration::ZERO);
+        }
+    }
+}
 
 impl ProcessIo {
     /// Opens the fifos and starts copying. Returns the fds to hand to the runtime.
@@ -69,12 +115,7 @@ impl ProcessIo {
             if uri.is_empty() {
                 continue;
             }
-            let path = fifo_path(uri, name)?;
-            // Our own reader first: then the write open cannot block or fail for want of one.
-            let keep_reader = sys::open_fifo(&path, OFlag::O_RDONLY | OFlag::O_NONBLOCK)
-                .map_err(|e| Error::io(format!("open {name} fifo {}", path.display()), e))?;
-            let fifo = sys::open_fifo(&path, OFlag::O_WRONLY)
-                .map_err(|e| Error::io(format!("open {name} fifo {}", path.display()), e))?;
+            let (keep_reader, fifo) = open_output_fifo(uri, name)?;
             let (r, w) = sys::pipe().map_err(|e| Error::io(format!("create {name} pipe"), e))?;
             chown(&w, io_uid, io_gid)?;
             if name == "stdout" {
@@ -97,8 +138,63 @@ impl ProcessIo {
                 stdin_fifo,
                 done,
                 outputs,
+                console: Arc::new(Mutex::new(None)),
             },
         ))
+    }
+
+    /// Copies a terminal's master end to the stdout fifo and the stdin fifo into it.
+    pub fn open_terminal(paths: &StdioPaths, master: File) -> Result<ProcessIo> {
+        let (done_tx, done) = channel();
+        let clone = |what: &str| {
+            master
+                .try_clone()
+                .map_err(|e| Error::io(format!("duplicate the terminal for {what}"), e))
+        };
+        let console = Arc::new(Mutex::new(Some(clone("resizing")?)));
+        let mut stdin_close = None;
+        let mut stdin_fifo = None;
+        if !paths.stdin.is_empty() {
+            let path = fifo_path(&paths.stdin, "stdin")?;
+            let (cancel_r, cancel_w) =
+                sys::pipe().map_err(|e| Error::io("create stdin pipe", e))?;
+            let (p, to) = (path.clone(), clone("stdin")?);
+            spawn("stdin", move || copy_stdin(&p, to, &File::from(cancel_r)))?;
+            stdin_close = Some(File::from(cancel_w));
+            stdin_fifo = Some(path);
+        }
+        let mut outputs = 0;
+        if !paths.stdout.is_empty() {
+            let (keep_reader, fifo) = open_output_fifo(&paths.stdout, "stdout")?;
+            let console = Arc::clone(&console);
+            outputs = 1;
+            spawn("console", move || {
+                copy_output(master, fifo, "terminal");
+                drop(keep_reader);
+                // The process is gone with its end of the terminal: close ours.
+                lock(&console).take();
+                let _ = done_tx.send(());
+            })?;
+        }
+        Ok(ProcessIo {
+            stdin_close: Mutex::new(stdin_close),
+            stdin_fifo,
+            done,
+            outputs,
+            console,
+        })
+    }
+
+    /// ResizePty.
+    pub fn resize(&self, rows: u16, cols: u16) -> Result<()> {
+        match lock(&self.console).as_ref() {
+            Some(t) => {
+                sys::set_winsize(t, rows, cols).map_err(|e| Error::io("resize the terminal", e))
+            }
+            None => Err(Error::failed_precondition(
+                "the process has no terminal (or it has exited)",
+            )),
+        }
     }
 
     /// CloseIO: what the client already wrote is delivered, then the process reads
@@ -131,6 +227,17 @@ impl ProcessIo {
 
 fn lock(m: &Mutex<Option<File>>) -> std::sync::MutexGuard<'_, Option<File>> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Opens an output fifo for writing, with a reader of our own held beside it (opened
+/// first: then the write open cannot block or fail for want of a reader).
+fn open_output_fifo(uri: &str, name: &str) -> Result<(File, File)> {
+    let path = fifo_path(uri, name)?;
+    let keep_reader = sys::open_fifo(&path, OFlag::O_RDONLY | OFlag::O_NONBLOCK)
+        .map_err(|e| Error::io(format!("open {name} fifo {}", path.display()), e))?;
+    let fifo = sys::open_fifo(&path, OFlag::O_WRONLY)
+        .map_err(|e| Error::io(format!("open {name} fifo {}", path.display()), e))?;
+    Ok((keep_reader, fifo))
 }
 
 fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<()> {
@@ -178,9 +285,13 @@ fn chown(fd: &OwnedFd, uid: u32, gid: u32) -> Result<()> {
     })
 }
 
-/// pipe -> fifo until every writer of the pipe is gone. std's copy splices between fds.
+/// pipe (or terminal) -> fifo until every writer of the pipe is gone, or the terminal's
+/// other end is closed (EIO). std's copy splices between fds where it can.
 fn copy_output(mut from: File, mut to: File, name: &str) {
     if let Err(e) = std::io::copy(&mut from, &mut to) {
+        if e.raw_os_error() == Some(libc::EIO) {
+            return;
+        }
         // The reader went away for good (EPIPE cannot happen: we hold a reader), or the
         // fifo was removed. Keep draining so the process never blocks on a full pipe.
         log::warn!("copy {name}: {e}; discarding the rest");

@@ -2,7 +2,6 @@
 //! by pid, removed by Delete.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use containerd_shim_protos::events::task::{TaskExecAdded, TaskExecStarted};
 use containerd_shim_protos::protobuf::well_known_types::any::Any;
@@ -11,7 +10,7 @@ use runc_driver::ExecOpts;
 use super::state::{ExitInfo, Op, Status};
 use super::{bundle, lock, validate_id, Container, Process, Tasks, IO_DRAIN};
 use crate::error::{Error, Result};
-use crate::io::{ProcessIo, StdioPaths};
+use crate::io::{PendingIo, StdioPaths};
 
 /// What Exec needs, converted from the request.
 #[derive(Debug, Clone, Default)]
@@ -34,12 +33,6 @@ impl Tasks {
     pub fn exec(&self, req: ExecSpec) -> Result<()> {
         let c = self.container(&req.id)?;
         validate_id(&req.exec_id).map_err(|e| Error::invalid(format!("exec id: {e}")))?;
-        if req.stdio.terminal {
-            return Err(Error::unimplemented(format!(
-                "exec {} in {}: terminals are not supported yet",
-                req.exec_id, req.id
-            )));
-        }
         let spec = req.spec.filter(|a| !a.value.is_empty()).ok_or_else(|| {
             Error::invalid(format!(
                 "exec {} in {}: the request has no process spec",
@@ -84,8 +77,7 @@ impl Tasks {
             .lock()
             .status
             .after(Op::Exec, &format!("container {}", c.id))?;
-        let (stdio, io) = ProcessIo::open(&p.stdio, c.io_owner.0, c.io_owner.1)?;
-        p.set_io(io);
+        let (stdio, io) = PendingIo::prepare(&p.stdio, c.io_owner.0, c.io_owner.1)?;
         let stem = format!(".exec-{}", p.exec_id);
         let process_file = c.bundle.join(format!("{stem}.json"));
         let pid_file = c.bundle.join(format!("{stem}.pid"));
@@ -94,27 +86,33 @@ impl Tasks {
         let opts = ExecOpts {
             process_file: process_file.clone(),
             pid_file: Some(pid_file.clone()),
-            console_socket: None,
+            console_socket: io.console_socket(),
         };
 
         p.lock().starting = true;
         let pending = self.begin_pending();
+        let mut io = Some(io);
         let started = c
             .runtime
             .exec(&c.id, &opts, stdio)
             .map_err(Error::runtime)
-            .and_then(|()| bundle::read_pid(&pid_file));
+            .and_then(|()| bundle::read_pid(&pid_file))
+            .and_then(|pid| {
+                let io = io.take().map(|io| io.complete(&p.stdio)).transpose()?;
+                if let Some(io) = io {
+                    p.set_io(io);
+                }
+                Ok(pid)
+            });
         let _ = std::fs::remove_file(&process_file);
         let _ = std::fs::remove_file(&pid_file);
         let pid = match started {
             Ok(pid) => pid,
             Err(e) => {
                 drop(pending);
-                let mut st = p.lock();
-                st.starting = false;
-                drop(st);
-                if let Some(io) = p.take_io() {
-                    io.finish(Duration::ZERO);
+                p.lock().starting = false;
+                if let Some(io) = io {
+                    io.abandon();
                 }
                 self.release_held_init_exit(c);
                 return Err(e);

@@ -30,7 +30,7 @@ pub use self::process::Process;
 use self::state::{ExitInfo, Op, Status};
 use crate::error::{Error, Result};
 use crate::events::EventSink;
-use crate::io::{ProcessIo, StdioPaths};
+use crate::io::{PendingIo, StdioPaths};
 use crate::options::RuntimeConfig;
 use crate::supervise::{Exit, Reaper, ReaperWaiter};
 
@@ -151,12 +151,6 @@ impl Tasks {
                 spec.id
             )));
         }
-        if spec.stdio.terminal {
-            return Err(Error::unimplemented(format!(
-                "create {}: terminals are not supported yet",
-                spec.id
-            )));
-        }
         if !spec.checkpoint.is_empty() {
             return Err(Error::unimplemented(format!(
                 "create {}: restoring from a checkpoint is not supported",
@@ -198,12 +192,12 @@ impl Tasks {
             Arc::new(ReaperWaiter(Arc::clone(&self.reaper))),
         );
         let (stdio, io) =
-            ProcessIo::open(&spec.stdio, cfg.io_uid, cfg.io_gid).map_err(undo_mount)?;
+            PendingIo::prepare(&spec.stdio, cfg.io_uid, cfg.io_gid).map_err(undo_mount)?;
         let pid_file = spec.bundle.join("init.pid");
         let opts = CreateOpts {
             bundle: spec.bundle.clone(),
             pid_file: Some(pid_file.clone()),
-            console_socket: None,
+            console_socket: io.console_socket(),
             no_pivot: cfg.no_pivot_root,
             no_new_keyring: cfg.no_new_keyring,
         };
@@ -213,15 +207,15 @@ impl Tasks {
             .create(&spec.id, &opts, stdio)
             .map_err(Error::runtime)
             .and_then(|()| read_pid(&pid_file));
-        let pid = match created {
-            Ok(pid) => pid,
-            Err(e) => {
-                drop(pending);
-                if let Err(d) = runtime.delete(&spec.id, true) {
-                    log::debug!("cleanup after failed create id={}: {d}", spec.id);
+        let (pid, io) = match created {
+            Ok(pid) => match io.complete(&spec.stdio) {
+                Ok(io) => (pid, io),
+                Err(e) => {
+                    return self.failed_create(&runtime, &spec.id, pending, None, undo_mount(e))
                 }
-                io.finish(Duration::ZERO);
-                return Err(undo_mount(e));
+            },
+            Err(e) => {
+                return self.failed_create(&runtime, &spec.id, pending, Some(io), undo_mount(e))
             }
         };
 
@@ -257,6 +251,32 @@ impl Tasks {
             self.process_exited(&init, exit);
         }
         Ok(pid as u32)
+    }
+
+    /// Undoes a create the runtime failed (or whose terminal never arrived).
+    fn failed_create(
+        &self,
+        runtime: &Runtime,
+        id: &str,
+        pending: Pending<'_>,
+        io: Option<PendingIo>,
+        e: Error,
+    ) -> Result<u32> {
+        drop(pending);
+        if let Err(d) = runtime.delete(id, true) {
+            log::debug!("cleanup after failed create id={id}: {d}");
+        }
+        if let Some(io) = io {
+            io.abandon();
+        }
+        Err(e)
+    }
+
+    pub fn resize_pty(&self, id: &str, exec_id: &str, width: u32, height: u32) -> Result<()> {
+        let c = self.container(id)?;
+        let p = c.process(exec_id)?;
+        let clamp = |v: u32| u16::try_from(v).unwrap_or(u16::MAX);
+        p.resize(clamp(height), clamp(width))
     }
 
     pub fn start(&self, id: &str, exec_id: &str) -> Result<u32> {

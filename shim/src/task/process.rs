@@ -110,6 +110,16 @@ impl Process {
         }
     }
 
+    pub fn resize(&self, rows: u16, cols: u16) -> crate::error::Result<()> {
+        match self.io.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            Some(io) => io.resize(rows, cols),
+            None => Err(crate::error::Error::failed_precondition(format!(
+                "resize the terminal of {} {}: the process has not started",
+                self.container_id, self.exec_id
+            ))),
+        }
+    }
+
     pub fn set_io(&self, io: ProcessIo) {
         *self.io.lock().unwrap_or_else(|e| e.into_inner()) = Some(io);
     }
