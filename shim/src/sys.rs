@@ -119,3 +119,44 @@ pub fn set_winsize(fd: &impl AsFd, rows: u16, cols: u16) -> std::io::Result<()> 
     }
     Ok(())
 }
+
+/// Waits up to `timeout` for `fd` to become readable (or hung up).
+pub fn readable_within(fd: &impl AsFd, timeout: std::time::Duration) -> std::io::Result<bool> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let ms = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
+    let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+    let n = poll(&mut fds, PollTimeout::from(ms))?;
+    Ok(n > 0)
+}
+
+/// A pidfd for `pid`: it pins the process, so a signal sent through it can never reach a
+/// process that reused the pid, and it becomes readable when the process exits.
+pub fn pidfd_open(pid: i32) -> std::io::Result<OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: pidfd_open takes two integers and returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just returned this descriptor to us; nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+pub fn pidfd_send_signal(pidfd: &impl AsFd, signal: libc::c_int) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: the descriptor is borrowed and open for the call; the null siginfo asks the
+    // kernel to fill it in as for kill(2); flags must be 0.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_fd().as_raw_fd(),
+            signal,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}

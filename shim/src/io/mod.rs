@@ -16,7 +16,47 @@ use nix::fcntl::OFlag;
 use runc_driver::Stdio;
 
 mod console;
+mod logger_binary;
 pub use console::ConsoleSocket;
+use logger_binary::{BinaryLogger, LoggerCommand};
+
+/// Whose streams these are: the owner of the pipes, and what a logging binary is told.
+#[derive(Debug, Clone, Copy)]
+pub struct IoOwner<'a> {
+    pub uid: u32,
+    pub gid: u32,
+    pub container_id: &'a str,
+    pub namespace: &'a str,
+}
+
+/// Where one output stream goes, from its URI.
+#[derive(Debug, PartialEq, Eq)]
+enum Target {
+    None,
+    Fifo(PathBuf),
+    File(PathBuf),
+    Binary(LoggerCommand),
+}
+
+impl Target {
+    fn parse(uri: &str, stream: &str) -> Result<Target> {
+        if uri.is_empty() {
+            return Ok(Target::None);
+        }
+        if let Some(p) = uri.strip_prefix("file://") {
+            if !p.starts_with('/') {
+                return Err(Error::invalid(format!(
+                    "{stream} {uri:?}: a file:// URI needs an absolute path"
+                )));
+            }
+            return Ok(Target::File(PathBuf::from(p)));
+        }
+        if uri.starts_with("binary://") {
+            return Ok(Target::Binary(LoggerCommand::parse(uri)?));
+        }
+        Ok(Target::Fifo(fifo_path(uri, stream)?))
+    }
+}
 
 use crate::error::{Error, Result};
 use crate::sys;
@@ -42,6 +82,8 @@ pub struct ProcessIo {
     outputs: usize,
     /// A terminal's master end, for ResizePty; let go of when the process's output ends.
     console: Arc<Mutex<Option<File>>>,
+    /// The `binary://` logging program, stopped at Delete.
+    logger: Option<BinaryLogger>,
 }
 
 /// Copy threads need little stack: they loop over one buffer or splice.
@@ -56,11 +98,11 @@ pub enum PendingIo {
 
 impl PendingIo {
     /// Sets up what the runtime needs: pipes to pass as its stdio, or a console socket.
-    pub fn prepare(paths: &StdioPaths, io_uid: u32, io_gid: u32) -> Result<(Stdio, PendingIo)> {
+    pub fn prepare(paths: &StdioPaths, owner: IoOwner<'_>) -> Result<(Stdio, PendingIo)> {
         if paths.terminal {
             return Ok((Stdio::default(), PendingIo::Terminal(ConsoleSocket::new()?)));
         }
-        let (stdio, io) = ProcessIo::open(paths, io_uid, io_gid)?;
+        let (stdio, io) = ProcessIo::open(paths, owner)?;
         Ok((stdio, PendingIo::Pipes(io)))
     }
 
@@ -90,7 +132,8 @@ impl PendingIo {
 
 impl ProcessIo {
     /// Opens the fifos and starts copying. Returns the fds to hand to the runtime.
-    pub fn open(paths: &StdioPaths, io_uid: u32, io_gid: u32) -> Result<(Stdio, ProcessIo)> {
+    pub fn open(paths: &StdioPaths, owner: IoOwner<'_>) -> Result<(Stdio, ProcessIo)> {
+        let (io_uid, io_gid) = (owner.uid, owner.gid);
         let (done_tx, done) = channel();
         let mut stdio = Stdio::default();
         let mut outputs = 0;
@@ -111,26 +154,63 @@ impl ProcessIo {
             stdin_close = Some(File::from(cancel_w));
             stdin_fifo = Some(path);
         }
-        for (name, uri) in [("stdout", &paths.stdout), ("stderr", &paths.stderr)] {
-            if uri.is_empty() {
-                continue;
-            }
-            let (keep_reader, fifo) = open_output_fifo(uri, name)?;
-            let (r, w) = sys::pipe().map_err(|e| Error::io(format!("create {name} pipe"), e))?;
-            chown(&w, io_uid, io_gid)?;
-            if name == "stdout" {
-                stdio.stdout = Some(w);
+        let mut logger_pipes: [Option<OwnedFd>; 2] = [None, None];
+        let mut logger_cmd = None;
+        for (i, (name, uri)) in [("stdout", &paths.stdout), ("stderr", &paths.stderr)]
+            .into_iter()
+            .enumerate()
+        {
+            let container_end = match Target::parse(uri, name)? {
+                Target::None => continue,
+                Target::Fifo(_) => {
+                    let (keep_reader, fifo) = open_output_fifo(uri, name)?;
+                    let (r, w) =
+                        sys::pipe().map_err(|e| Error::io(format!("create {name} pipe"), e))?;
+                    let tx = done_tx.clone();
+                    outputs += 1;
+                    spawn(name, move || {
+                        copy_output(File::from(r), fifo, name);
+                        drop(keep_reader);
+                        let _ = tx.send(());
+                    })?;
+                    w
+                }
+                Target::File(path) => OwnedFd::from(open_log_file(&path, name)?),
+                Target::Binary(cmd) => {
+                    let (r, w) =
+                        sys::pipe().map_err(|e| Error::io(format!("create {name} pipe"), e))?;
+                    logger_pipes[i] = Some(r);
+                    logger_cmd = Some(cmd);
+                    w
+                }
+            };
+            chown(&container_end, io_uid, io_gid)?;
+            if i == 0 {
+                stdio.stdout = Some(container_end);
             } else {
-                stdio.stderr = Some(w);
+                stdio.stderr = Some(container_end);
             }
-            let tx = done_tx.clone();
-            outputs += 1;
-            spawn(name, move || {
-                copy_output(File::from(r), fifo, name);
-                drop(keep_reader);
-                let _ = tx.send(());
-            })?;
         }
+        let logger = match logger_cmd {
+            None => None,
+            Some(cmd) => {
+                // A stream not sent to the logger reaches it as an empty pipe.
+                let end = |p: Option<OwnedFd>| match p {
+                    Some(fd) => Ok(fd),
+                    None => sys::pipe()
+                        .map(|(r, _)| r)
+                        .map_err(|e| Error::io("create logger pipe", e)),
+                };
+                let (out, err) = (end(logger_pipes[0].take())?, end(logger_pipes[1].take())?);
+                Some(BinaryLogger::start(
+                    &cmd,
+                    owner.container_id,
+                    owner.namespace,
+                    out,
+                    err,
+                )?)
+            }
+        };
         Ok((
             stdio,
             ProcessIo {
@@ -139,6 +219,7 @@ impl ProcessIo {
                 done,
                 outputs,
                 console: Arc::new(Mutex::new(None)),
+                logger,
             },
         ))
     }
@@ -182,6 +263,7 @@ impl ProcessIo {
             done,
             outputs,
             console,
+            logger: None,
         })
     }
 
@@ -222,7 +304,27 @@ impl ProcessIo {
             }
         }
         self.close_stdin();
+        if let Some(logger) = &self.logger {
+            logger.stop();
+        }
     }
+}
+
+/// `file://PATH`: appended to, created if missing (with its directory).
+fn open_log_file(path: &Path, name: &str) -> Result<File> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            Error::io(
+                format!("create the directory of {name} log {}", path.display()),
+                e,
+            )
+        })?;
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| Error::io(format!("open {name} log file {}", path.display()), e))
 }
 
 fn lock(m: &Mutex<Option<File>>) -> std::sync::MutexGuard<'_, Option<File>> {
@@ -249,15 +351,19 @@ fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<()> {
         .map_err(|e| Error::io(format!("start {name} copier"), e))
 }
 
-/// Only plain fifo paths (and `fifo://`) are handled here; the other URI kinds are
-/// refused by name until they are implemented.
+/// A fifo path, plain or as `fifo://`. Any other scheme here is refused by name.
 fn fifo_path(uri: &str, stream: &str) -> Result<PathBuf> {
     if let Some(p) = uri.strip_prefix("fifo://") {
         return Ok(PathBuf::from(p));
     }
     if let Some((scheme, _)) = uri.split_once("://") {
-        return Err(Error::unimplemented(format!(
-            "{stream} {uri:?}: the {scheme}:// stdio scheme is not supported yet; use a fifo path"
+        let also = if stream == "stdin" {
+            ""
+        } else {
+            ", file:// or binary://"
+        };
+        return Err(Error::invalid(format!(
+            "{stream} {uri:?}: unknown stdio scheme {scheme}://; use a fifo path{also}"
         )));
     }
     if !Path::new(uri).is_absolute() {
@@ -346,6 +452,13 @@ fn copy_stdin(path: &Path, mut pipe: File, cancel: &File) {
 mod tests {
     use super::*;
 
+    const OWNER: IoOwner<'static> = IoOwner {
+        uid: 0,
+        gid: 0,
+        container_id: "c1",
+        namespace: "ns",
+    };
+
     #[test]
     fn fifo_uris() {
         assert_eq!(
@@ -356,9 +469,18 @@ mod tests {
             fifo_path("fifo:///run/x", "stdout").unwrap(),
             Path::new("/run/x")
         );
-        let e = fifo_path("binary:///bin/logger?a=b", "stdout").unwrap_err();
-        assert_eq!(e.kind, crate::error::Kind::Unimplemented);
-        assert!(e.message.contains("binary://"), "{e}");
+        let e = fifo_path("syslog://host/x", "stdout").unwrap_err();
+        assert_eq!(e.kind, crate::error::Kind::InvalidArgument);
+        assert!(e.message.contains("syslog://"), "{e}");
+        assert!(matches!(
+            Target::parse("file:///var/log/x", "stdout").unwrap(),
+            Target::File(_)
+        ));
+        assert!(matches!(
+            Target::parse("binary:///bin/cat", "stdout").unwrap(),
+            Target::Binary(_)
+        ));
+        assert_eq!(Target::parse("", "stdout").unwrap(), Target::None);
         assert_eq!(
             fifo_path("relative/path", "stdin").unwrap_err().kind,
             crate::error::Kind::InvalidArgument
@@ -381,7 +503,7 @@ mod tests {
             stdout: out.display().to_string(),
             ..Default::default()
         };
-        let (stdio, pio) = ProcessIo::open(&paths, 0, 0).unwrap();
+        let (stdio, pio) = ProcessIo::open(&paths, OWNER).unwrap();
         let mut child = std::process::Command::new("sh")
             .args(["-c", "read v; echo got $v"])
             .stdin(stdio.stdin.unwrap())
@@ -408,7 +530,7 @@ mod tests {
             stdin: inp.display().to_string(),
             ..Default::default()
         };
-        let (stdio, pio) = ProcessIo::open(&paths, 0, 0).unwrap();
+        let (stdio, pio) = ProcessIo::open(&paths, OWNER).unwrap();
         let child = std::process::Command::new("cat")
             .stdin(stdio.stdin.unwrap())
             .stdout(std::process::Stdio::piped())

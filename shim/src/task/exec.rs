@@ -77,7 +77,7 @@ impl Tasks {
             .lock()
             .status
             .after(Op::Exec, &format!("container {}", c.id))?;
-        let (stdio, io) = PendingIo::prepare(&p.stdio, c.io_owner.0, c.io_owner.1)?;
+        let (stdio, io) = PendingIo::prepare(&p.stdio, self.io_owner(&c.id, c.io_owner))?;
         let stem = format!(".exec-{}", p.exec_id);
         let process_file = c.bundle.join(format!("{stem}.json"));
         let pid_file = c.bundle.join(format!("{stem}.pid"));

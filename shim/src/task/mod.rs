@@ -30,7 +30,7 @@ pub use self::process::Process;
 use self::state::{ExitInfo, Op, Status};
 use crate::error::{Error, Result};
 use crate::events::EventSink;
-use crate::io::{PendingIo, StdioPaths};
+use crate::io::{IoOwner, PendingIo, StdioPaths};
 use crate::options::RuntimeConfig;
 use crate::supervise::{Exit, Reaper, ReaperWaiter};
 
@@ -191,8 +191,11 @@ impl Tasks {
             },
             Arc::new(ReaperWaiter(Arc::clone(&self.reaper))),
         );
-        let (stdio, io) =
-            PendingIo::prepare(&spec.stdio, cfg.io_uid, cfg.io_gid).map_err(undo_mount)?;
+        let (stdio, io) = PendingIo::prepare(
+            &spec.stdio,
+            self.io_owner(&spec.id, (cfg.io_uid, cfg.io_gid)),
+        )
+        .map_err(undo_mount)?;
         let pid_file = spec.bundle.join("init.pid");
         let opts = CreateOpts {
             bundle: spec.bundle.clone(),
@@ -270,6 +273,15 @@ impl Tasks {
             io.abandon();
         }
         Err(e)
+    }
+
+    fn io_owner<'a>(&'a self, id: &'a str, (uid, gid): (u32, u32)) -> IoOwner<'a> {
+        IoOwner {
+            uid,
+            gid,
+            container_id: id,
+            namespace: &self.namespace,
+        }
     }
 
     pub fn resize_pty(&self, id: &str, exec_id: &str, width: u32, height: u32) -> Result<()> {
