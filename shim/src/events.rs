@@ -76,7 +76,10 @@ fn send_loop(address: &str, namespace: &str, rx: Receiver<Box<dyn Event + Send>>
         let event = match rx.recv_timeout(IDLE) {
             Ok(e) => e,
             Err(RecvTimeoutError::Timeout) => {
-                client = None;
+                if client.take().is_some() {
+                    // The end of a burst of activity: give its memory back.
+                    crate::sys::release_free_memory();
+                }
                 continue;
             }
             Err(RecvTimeoutError::Disconnected) => return,

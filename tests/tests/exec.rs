@@ -145,6 +145,33 @@ fn exec_in_a_stopped_container_is_refused() {
 }
 
 #[test]
+fn exec_in_a_paused_container_is_refused() {
+    if !rsrunc_e2e::ours_only("refusing exec into a paused container, naming the state") {
+        return;
+    }
+    let d = Daemon::start();
+    for oci in Oci::ALL {
+        let id = running(&d, oci);
+        d.ctr(&["task", "pause", &id]).ok();
+        let out = d.ctr(&[
+            "task",
+            "exec",
+            "--exec-id",
+            &unique_id("frozen"),
+            &id,
+            "/bin/true",
+        ]);
+        assert_ne!(out.status, 0, "{oci:?}: {out:?}");
+        assert!(
+            out.stderr.contains("paused") && out.stderr.contains("failed precondition"),
+            "{oci:?}: {out:?}"
+        );
+        d.ctr(&["task", "resume", &id]).ok();
+        remove(&d, &id);
+    }
+}
+
+#[test]
 fn exec_exits_are_published_before_the_init_exit() {
     let d = Daemon::start();
     for oci in Oci::ALL {

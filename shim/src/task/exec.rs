@@ -147,10 +147,18 @@ impl Tasks {
         let p = c.process(exec_id)?;
         let status = p.lock().status;
         status.after(Op::Delete, &format!("exec {exec_id} in container {}", c.id))?;
-        lock(&c.execs).by_id.remove(exec_id);
+        {
+            let mut t = lock(&c.execs);
+            t.by_id.remove(exec_id);
+            let n = t.by_id.len() * 2;
+            t.by_id.shrink_to(n);
+        }
         let pid = p.pid();
         if pid > 0 {
-            lock(&self.routes).by_pid.remove(&pid);
+            let mut r = lock(&self.routes);
+            r.by_pid.remove(&pid);
+            let n = r.by_pid.len() * 2;
+            r.by_pid.shrink_to(n);
         }
         if let Some(io) = p.take_io() {
             io.finish(IO_DRAIN);
@@ -162,6 +170,7 @@ impl Tasks {
         log::info!("exec deleted id={} exec_id={exec_id} pid={pid}", c.id);
         // A created exec that never ran may have been all that held the init exit back.
         self.release_held_init_exit(c);
+        crate::sys::release_free_memory();
         Ok((pid.max(0) as u32, exit))
     }
 }

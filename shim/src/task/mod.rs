@@ -384,6 +384,7 @@ impl Tasks {
             ..Default::default()
         }));
         log::info!("deleted id={id} pid={pid} exit_status={}", exit.status);
+        crate::sys::release_free_memory();
         Ok((pid as u32, exit))
     }
 
@@ -678,7 +679,7 @@ impl Drop for Pending<'_> {
         let mut r = lock(&self.0.routes);
         r.pending -= 1;
         if r.pending == 0 {
-            r.early.clear();
+            r.early = Vec::new();
         }
     }
 }
