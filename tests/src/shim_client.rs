@@ -86,6 +86,70 @@ impl ShimConn {
         }
     }
 
+    /// Runs `args` as exec `exec_id` in container `id` with the container's own process
+    /// spec otherwise (`base`, the `process` of its config.json): Exec, Start, Wait,
+    /// Delete. Returns the exit status Wait and Delete reported.
+    pub fn exec_and_wait(
+        &self,
+        id: &str,
+        exec_id: &str,
+        base: &serde_json::Value,
+        args: &[&str],
+    ) -> (u32, u32) {
+        use containerd_shim_protos::api::{
+            DeleteRequest, DeleteResponse, ExecProcessRequest, StartRequest, StartResponse,
+            WaitRequest, WaitResponse,
+        };
+        use containerd_shim_protos::protobuf::well_known_types::{any::Any, empty::Empty};
+        let mut process = base.clone();
+        process["args"] = serde_json::json!(args);
+        process["terminal"] = false.into();
+        let req = ExecProcessRequest {
+            id: id.into(),
+            exec_id: exec_id.into(),
+            spec: Some(Any {
+                type_url: "types.containerd.io/opencontainers/runtime-spec/1/Process".into(),
+                value: serde_json::to_vec(&process).unwrap(),
+                ..Default::default()
+            })
+            .into(),
+            ..Default::default()
+        };
+        let _: Empty = self.call("Exec", &req).unwrap();
+        let (id, exec_id) = (id.to_string(), exec_id.to_string());
+        let _: StartResponse = self
+            .call(
+                "Start",
+                &StartRequest {
+                    id: id.clone(),
+                    exec_id: exec_id.clone(),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        let w: WaitResponse = self
+            .call(
+                "Wait",
+                &WaitRequest {
+                    id: id.clone(),
+                    exec_id: exec_id.clone(),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        let d: DeleteResponse = self
+            .call(
+                "Delete",
+                &DeleteRequest {
+                    id,
+                    exec_id,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        (w.exit_status, d.exit_status)
+    }
+
     /// Asks the shim to exit (it has no containers) and waits until its socket is gone.
     pub fn shutdown(&self) {
         let req = containerd_shim_protos::shim::shim::ShutdownRequest::new();

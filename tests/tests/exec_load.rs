@@ -6,12 +6,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use containerd_shim_protos::api::{
-    ConnectRequest, ConnectResponse, DeleteRequest, DeleteResponse, ExecProcessRequest,
-    StartRequest, StartResponse, WaitRequest, WaitResponse,
-};
-use containerd_shim_protos::protobuf::well_known_types::any::Any;
-use containerd_shim_protos::protobuf::well_known_types::empty::Empty;
+use containerd_shim_protos::api::{ConnectRequest, ConnectResponse};
 use rsrunc_e2e::shim_client::ShimConn;
 use rsrunc_e2e::{daemon, testing_ours, unique_id, Daemon, Oci};
 
@@ -129,7 +124,7 @@ fn a_thousand_execs_fifty_at_a_time() {
     d.ctr(&["containers", "rm", &id]).ok();
 }
 
-/// Exec, Start, Wait, Delete of `sh -c 'exit K'` for each i; returns how many were wrong.
+/// `sh -c 'exit K'` for each i; returns how many reported the wrong status.
 fn run_execs(
     conns: &[ShimConn],
     id: &str,
@@ -140,53 +135,13 @@ fn run_execs(
     let mut wrong = 0;
     for i in range {
         let code = (i * 7 % 256) as u32;
-        let mut process = spec["process"].clone();
-        process["args"] = serde_json::json!(["/bin/sh", "-c", format!("exit {code}")]);
-        process["terminal"] = false.into();
-        let exec_id = format!("load-{i}");
-        let req = ExecProcessRequest {
-            id: id.into(),
-            exec_id: exec_id.clone(),
-            spec: Some(Any {
-                type_url: "types.containerd.io/opencontainers/runtime-spec/1/Process".into(),
-                value: serde_json::to_vec(&process).unwrap(),
-                ..Default::default()
-            })
-            .into(),
-            ..Default::default()
-        };
-        let _: Empty = conn.call("Exec", &req).unwrap();
-        let _: StartResponse = conn
-            .call(
-                "Start",
-                &StartRequest {
-                    id: id.into(),
-                    exec_id: exec_id.clone(),
-                    ..Default::default()
-                },
-            )
-            .unwrap();
-        let w: WaitResponse = conn
-            .call(
-                "Wait",
-                &WaitRequest {
-                    id: id.into(),
-                    exec_id: exec_id.clone(),
-                    ..Default::default()
-                },
-            )
-            .unwrap();
-        let del: DeleteResponse = conn
-            .call(
-                "Delete",
-                &DeleteRequest {
-                    id: id.into(),
-                    exec_id,
-                    ..Default::default()
-                },
-            )
-            .unwrap();
-        if w.exit_status != code || del.exit_status != code {
+        let (waited, deleted) = conn.exec_and_wait(
+            id,
+            &format!("load-{i}"),
+            &spec["process"],
+            &["/bin/sh", "-c", &format!("exit {code}")],
+        );
+        if waited != code || deleted != code {
             wrong += 1;
         }
     }

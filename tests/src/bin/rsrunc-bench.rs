@@ -16,12 +16,6 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use containerd_shim_protos::api::{
-    DeleteRequest, DeleteResponse, ExecProcessRequest, StartRequest, StartResponse, WaitRequest,
-    WaitResponse,
-};
-use containerd_shim_protos::protobuf::well_known_types::any::Any;
-use containerd_shim_protos::protobuf::well_known_types::empty::Empty;
 use rsrunc_e2e::image::{import_busybox, IMAGE};
 use rsrunc_e2e::shim_client::ShimConn;
 use rsrunc_e2e::{daemon, rootfs, Daemon, Oci, GO_SHIM, RSRUNC};
@@ -433,56 +427,13 @@ impl Bench {
                         let conn = ShimConn::connect(&address);
                         for i in (worker..execs).step_by(parallel) {
                             let code = (i % 250) as u32;
-                            let mut process = spec["process"].clone();
-                            process["args"] =
-                                serde_json::json!(["/bin/sh", "-c", format!("exit {code}")]);
-                            process["terminal"] = false.into();
-                            let exec_id = format!("soak-{i}");
-                            let req = ExecProcessRequest {
-                                id: id.clone(),
-                                exec_id: exec_id.clone(),
-                                spec: Some(Any {
-                                    type_url:
-                                        "types.containerd.io/opencontainers/runtime-spec/1/Process"
-                                            .into(),
-                                    value: serde_json::to_vec(&process).unwrap(),
-                                    ..Default::default()
-                                })
-                                .into(),
-                                ..Default::default()
-                            };
-                            let _: Empty = conn.call("Exec", &req).unwrap();
-                            let _: StartResponse = conn
-                                .call(
-                                    "Start",
-                                    &StartRequest {
-                                        id: id.clone(),
-                                        exec_id: exec_id.clone(),
-                                        ..Default::default()
-                                    },
-                                )
-                                .unwrap();
-                            let w: WaitResponse = conn
-                                .call(
-                                    "Wait",
-                                    &WaitRequest {
-                                        id: id.clone(),
-                                        exec_id: exec_id.clone(),
-                                        ..Default::default()
-                                    },
-                                )
-                                .unwrap();
-                            let _: DeleteResponse = conn
-                                .call(
-                                    "Delete",
-                                    &DeleteRequest {
-                                        id: id.clone(),
-                                        exec_id,
-                                        ..Default::default()
-                                    },
-                                )
-                                .unwrap();
-                            if w.exit_status != code {
+                            let (status, _) = conn.exec_and_wait(
+                                &id,
+                                &format!("soak-{i}"),
+                                &spec["process"],
+                                &["/bin/sh", "-c", &format!("exit {code}")],
+                            );
+                            if status != code {
                                 wrong.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                             }
                         }
