@@ -316,10 +316,12 @@ impl Tasks {
             log::info!("started id={id} pid={}", st.pid);
         }
         let pid = st.pid as u32;
-        if let Some(exit) = pending_exit {
-            self.set_exited(&p, &mut st, exit);
-        }
         drop(st);
+        // It exited while starting: its TaskExit goes out now, after the TaskStart queued
+        // above, through the same path as any exit (which also cleans up after an init).
+        if let Some(exit) = pending_exit {
+            self.process_exited(&p, exit);
+        }
         result.map(|()| pid)
     }
 
