@@ -63,12 +63,13 @@ fn a_thousand_execs_fifty_at_a_time() {
     run_execs(std::slice::from_ref(&first), &id, &spec, 0..1);
     std::thread::sleep(std::time::Duration::from_millis(300));
     let (rss0, fds0) = (rss_kib(shim), fds(shim));
-    let mut conns = vec![first];
-    conns.extend((1..PARALLEL).map(|_| ShimConn::connect(&address)));
+    // containerd keeps one connection per shim and sends it concurrent calls; so does
+    // this test (ttrpc multiplexes the calls of all fifty workers).
+    let conn = &first;
 
     let wrong = AtomicUsize::new(0);
     std::thread::scope(|s| {
-        for (w, conn) in conns.iter().enumerate() {
+        for w in 0..PARALLEL {
             let (id, spec, wrong) = (&id, &spec, &wrong);
             s.spawn(move || {
                 wrong.fetch_add(
@@ -83,7 +84,7 @@ fn a_thousand_execs_fifty_at_a_time() {
             });
         }
     });
-    drop(conns);
+    drop(first);
     // The shim notices closed connections on its own schedule.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while fds(shim) >= fds0 && std::time::Instant::now() < deadline {
