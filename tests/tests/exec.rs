@@ -117,6 +117,34 @@ fn exec_pids_kill_and_duplicate_ids() {
 }
 
 #[test]
+fn a_failed_exec_leaves_no_shim_behind() {
+    let d = Daemon::start();
+    for oci in Oci::ALL {
+        let id = running(&d, oci);
+        let out = d.ctr(&[
+            "task",
+            "exec",
+            "--exec-id",
+            &unique_id("missing"),
+            &id,
+            "/bin/no-such-command",
+        ]);
+        assert_ne!(out.status, 0, "{oci:?}: {out:?}");
+        assert!(out.stderr.contains("no-such-command"), "{oci:?}: {out:?}");
+        remove(&d, &id);
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        while !d.shim_pids().is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert_eq!(
+            d.shim_pids(),
+            Vec::<i32>::new(),
+            "{oci:?}: the shim must exit after its last container"
+        );
+    }
+}
+
+#[test]
 fn exec_in_a_stopped_container_is_refused() {
     let d = Daemon::start();
     for oci in Oci::ALL {

@@ -71,12 +71,15 @@ pub fn run(flags: &Flags) -> Result<(), String> {
 
     tasks.wait_shutdown();
     log::info!("shutting down: no containers left");
-    server.shutdown();
     if let Some(path) = flags.socket.strip_prefix("unix://") {
         let _ = std::fs::remove_file(path);
     }
     publisher.close(Duration::from_secs(10));
-    Ok(())
+    // The server is not shut down gracefully: that waits for every call in flight, and a
+    // client may still be waiting on a process that is gone. Exiting ends them all.
+    drop(tasks);
+    std::mem::forget(server);
+    std::process::exit(0)
 }
 
 /// Only the socket owner's uid (root; containerd) may talk to the shim.

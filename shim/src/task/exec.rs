@@ -163,10 +163,20 @@ impl Tasks {
         if let Some(io) = p.take_io() {
             io.finish(IO_DRAIN);
         }
-        let exit = status.exit().unwrap_or(ExitInfo {
-            status: 0,
-            at: std::time::SystemTime::now(),
-        });
+        let exit = match status.exit() {
+            Some(e) => e,
+            None => {
+                // It never ran (its start failed, or nobody started it): whoever is still
+                // waiting for it gets an answer instead of waiting forever.
+                let e = ExitInfo {
+                    status: 255,
+                    at: std::time::SystemTime::now(),
+                };
+                p.lock().status = Status::Stopped(e);
+                p.notify_exited();
+                e
+            }
+        };
         log::info!("exec deleted id={} exec_id={exec_id} pid={pid}", c.id);
         // A created exec that never ran may have been all that held the init exit back.
         self.release_held_init_exit(c);
