@@ -245,8 +245,26 @@ mod tests {
     use super::*;
     use crate::monitor::StdWaiter;
 
+    /// Runs `op`, again while the kernel says the script is busy: another test's fork
+    /// may briefly hold our freshly written script open (ETXTBSY).
+    fn retry<T>(op: impl Fn() -> Result<T>) -> Result<T> {
+        for _ in 0..100 {
+            match op() {
+                Err(Error::Spawn { source, .. })
+                    if source.raw_os_error() == Some(libc::ETXTBSY) =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                other => return other,
+            }
+        }
+        op()
+    }
+
     fn fake_runtime(dir: &Path, script: &str) -> Runtime {
-        let bin = dir.join("fake-runtime");
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let bin = dir.join(format!("fake-runtime-{n}"));
         std::fs::write(&bin, format!("#!/bin/sh\n{script}\n")).unwrap();
         std::fs::set_permissions(&bin, std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .unwrap();
@@ -264,7 +282,7 @@ mod tests {
             dir.path(),
             r#"log="$2"; echo '{"level":"error","msg":"container \"c1\" does not exist"}' >> "$log"; exit 1"#,
         );
-        let err = rt.kill("c1", 9, false).unwrap_err();
+        let err = retry(|| rt.kill("c1", 9, false)).unwrap_err();
         assert!(err.is_not_found(), "{err}");
         assert!(
             err.to_string().contains("kill c1 failed (exit status 1)"),
@@ -279,7 +297,7 @@ mod tests {
             dir.path(),
             r#"echo 'time="x" level=error msg="container not running"' >&2; exit 1"#,
         );
-        let err = rt.pause("c1").unwrap_err();
+        let err = retry(|| rt.pause("c1")).unwrap_err();
         assert!(err.is_not_running(), "{err}");
         assert!(
             err.to_string().ends_with(": container not running"),
@@ -291,11 +309,11 @@ mod tests {
     fn ps_parses_pids_and_null() {
         let dir = tempfile::tempdir().unwrap();
         let rt = fake_runtime(dir.path(), "echo '[12,34]'");
-        assert_eq!(rt.ps("c1").unwrap(), vec![12, 34]);
+        assert_eq!(retry(|| rt.ps("c1")).unwrap(), vec![12, 34]);
         let rt = fake_runtime(dir.path(), "echo null");
-        assert!(rt.ps("c1").unwrap().is_empty());
+        assert!(retry(|| rt.ps("c1")).unwrap().is_empty());
         let rt = fake_runtime(dir.path(), "echo garbage");
-        assert!(matches!(rt.ps("c1"), Err(Error::Parse { .. })));
+        assert!(matches!(retry(|| rt.ps("c1")), Err(Error::Parse { .. })));
     }
 
     #[test]
