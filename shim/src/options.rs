@@ -162,23 +162,38 @@ impl RuntimeConfig {
         );
         set_plain(&mut self.root, &o.root);
         self.systemd_cgroup |= o.systemd_cgroup;
-        self.no_pivot_root |= o.no_pivot_root;
-        self.no_new_keyring |= o.no_new_keyring;
-        set_plain(&mut self.shim_cgroup, &o.shim_cgroup);
-        set_u32(&mut self.io_uid, o.io_uid);
-        set_u32(&mut self.io_gid, o.io_gid);
-        set_plain(&mut self.criu_image_path, &o.criu_image_path);
-        set_plain(&mut self.criu_work_path, &o.criu_work_path);
+        self.apply_shared(Shared {
+            no_pivot_root: o.no_pivot_root,
+            no_new_keyring: o.no_new_keyring,
+            shim_cgroup: &o.shim_cgroup,
+            io_uid: o.io_uid,
+            io_gid: o.io_gid,
+            criu_image_path: &o.criu_image_path,
+            criu_work_path: &o.criu_work_path,
+        });
     }
 
     fn apply_legacy(&mut self, o: &LegacyCreateOptions) {
+        self.apply_shared(Shared {
+            no_pivot_root: o.no_pivot_root,
+            no_new_keyring: o.no_new_keyring,
+            shim_cgroup: &o.shim_cgroup,
+            io_uid: o.io_uid,
+            io_gid: o.io_gid,
+            criu_image_path: &o.criu_image_path,
+            criu_work_path: &o.criu_work_path,
+        });
+    }
+
+    /// The fields runc's Options and the legacy CreateOptions have in common.
+    fn apply_shared(&mut self, o: Shared<'_>) {
         self.no_pivot_root |= o.no_pivot_root;
         self.no_new_keyring |= o.no_new_keyring;
-        set_plain(&mut self.shim_cgroup, &o.shim_cgroup);
+        set_plain(&mut self.shim_cgroup, o.shim_cgroup);
         set_u32(&mut self.io_uid, o.io_uid);
         set_u32(&mut self.io_gid, o.io_gid);
-        set_plain(&mut self.criu_image_path, &o.criu_image_path);
-        set_plain(&mut self.criu_work_path, &o.criu_work_path);
+        set_plain(&mut self.criu_image_path, o.criu_image_path);
+        set_plain(&mut self.criu_work_path, o.criu_work_path);
     }
 
     fn apply_runtime_options(&mut self, o: &RuntimeOptions) -> Result<()> {
@@ -230,6 +245,16 @@ impl RuntimeConfig {
             self.io_gid = v;
         }
     }
+}
+
+struct Shared<'a> {
+    no_pivot_root: bool,
+    no_new_keyring: bool,
+    shim_cgroup: &'a str,
+    io_uid: u32,
+    io_gid: u32,
+    criu_image_path: &'a str,
+    criu_work_path: &'a str,
 }
 
 /// Parses the TOML options form; the error names the source and the offending field.

@@ -651,45 +651,40 @@ fn bare_root(d: &Daemon, oci: Oci) -> String {
 }
 
 fn bare_run(bundle: &Path, oci: Oci, id: &str) {
+    bare(bundle, oci, id, false);
+}
+
+fn bare_start(bundle: &Path, oci: Oci, id: &str) {
+    bare(bundle, oci, id, true);
+}
+
+/// `<runtime> run [-d] --bundle B ID` with the runtime's state next to the bundles.
+fn bare(bundle: &Path, oci: Oci, id: &str, detach: bool) {
     let root = bundle
         .parent()
         .unwrap()
         .parent()
         .unwrap()
         .join(format!("bare-{}", oci.binary()));
-    let st = Command::new(oci.binary())
-        .arg("--root")
-        .arg(&root)
-        .arg("run")
+    let mut cmd = Command::new(oci.binary());
+    cmd.arg("--root").arg(&root).arg("run");
+    if detach {
+        cmd.arg("-d");
+    }
+    let st = cmd
         .arg("--bundle")
         .arg(bundle)
         .arg(id)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
+        .stderr(if detach {
+            Stdio::null()
+        } else {
+            Stdio::inherit()
+        })
         .status()
         .unwrap();
     assert!(st.success(), "{} run {id}: {st}", oci.binary());
-}
-
-fn bare_start(bundle: &Path, oci: Oci, id: &str) {
-    let root = bundle
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join(format!("bare-{}", oci.binary()));
-    let st = Command::new(oci.binary())
-        .arg("--root")
-        .arg(&root)
-        .args(["run", "-d", "--bundle"])
-        .arg(bundle)
-        .arg(id)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(st.success(), "{} run -d {id}: {st}", oci.binary());
 }
 
 fn bare_remove(d: &Daemon, oci: Oci, id: &str) {
