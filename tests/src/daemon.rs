@@ -306,6 +306,16 @@ disabled_plugins = {disabled}
             .collect()
     }
 
+    /// Waits up to 15 s for every shim of this daemon to exit (they do so after the
+    /// Shutdown that follows their last container's delete); returns those still there.
+    pub fn shims_left(&self) -> Vec<i32> {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !self.shim_pids().is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.shim_pids()
+    }
+
     /// Zombie children of this daemon or of its shims.
     pub fn zombies(&self) -> Vec<i32> {
         let mut parents = self.shim_pids();

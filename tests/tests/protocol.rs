@@ -35,9 +35,10 @@ fn containers_of_one_group_share_one_shim() {
         d.ctr(&["task", "kill", "-s", "SIGKILL", &b]).ok();
         d.wait_status(&b, "STOPPED");
         d.ctr(&["task", "rm", &b]).ok();
-        wait_until(
-            || d.shim_pids().is_empty(),
-            "the shim exits after its last container",
+        assert_eq!(
+            d.shims_left(),
+            Vec::<i32>::new(),
+            "{oci:?}: the shim exits after its last container"
         );
         for id in [&a, &b] {
             d.ctr(&["containers", "rm", id]).ok();
