@@ -6,6 +6,8 @@ mod error;
 mod events;
 mod io;
 mod logger;
+#[allow(dead_code)] // until the Stats RPC calls it
+mod metrics;
 mod mounts;
 mod options;
 mod service;
