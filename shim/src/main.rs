@@ -6,7 +6,6 @@ mod error;
 mod events;
 mod io;
 mod logger;
-#[allow(dead_code)] // until the Stats RPC calls it
 mod metrics;
 mod mounts;
 mod options;

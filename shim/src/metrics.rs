@@ -132,6 +132,14 @@ impl Cgroups {
         })
     }
 
+    /// The memory controller's directory, and whether it is cgroup v2.
+    pub fn memory_dir(&self) -> Option<(&Path, bool)> {
+        match self {
+            Cgroups::V1(dirs) => dirs.get("memory").map(|d| (d.as_path(), false)),
+            Cgroups::V2(dir) => Some((dir.as_path(), true)),
+        }
+    }
+
     /// How many processes the kernel's OOM killer killed in this cgroup: "oom_kill" in
     /// v1's memory.oom_control (kernel 4.13 and later) or v2's memory.events. None when
     /// the kernel does not say.

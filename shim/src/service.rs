@@ -221,8 +221,15 @@ impl Task for Service {
         Ok(Empty::new())
     }
 
-    fn update(&self, _: &TtrpcContext, _: UpdateTaskRequest) -> R<Empty> {
-        unsupported("Update", "resource updates are tracked in the Docker issue")
+    fn update(&self, _: &TtrpcContext, req: UpdateTaskRequest) -> R<Empty> {
+        log::debug!("Update id={}", req.id);
+        let resources = req
+            .resources
+            .as_ref()
+            .map(|a| a.value.as_slice())
+            .unwrap_or(b"");
+        self.tasks.update(&req.id, resources)?;
+        Ok(Empty::new())
     }
 
     fn wait(&self, _: &TtrpcContext, req: WaitRequest) -> R<WaitResponse> {
@@ -235,8 +242,12 @@ impl Task for Service {
         })
     }
 
-    fn stats(&self, _: &TtrpcContext, _: StatsRequest) -> R<StatsResponse> {
-        unsupported("Stats", "cgroup metrics are tracked in the Docker issue")
+    fn stats(&self, _: &TtrpcContext, req: StatsRequest) -> R<StatsResponse> {
+        log::debug!("Stats id={}", req.id);
+        Ok(StatsResponse {
+            stats: MessageField::some(self.tasks.stats(&req.id)?),
+            ..Default::default()
+        })
     }
 
     fn connect(&self, _: &TtrpcContext, req: ConnectRequest) -> R<ConnectResponse> {

@@ -1,5 +1,8 @@
-//! Child processes: the one reaper, and the waiter the runtime driver uses through it.
+//! Child processes: the one reaper, the waiter the runtime driver uses through it, and
+//! the OOM watcher.
 
+pub mod oom;
 pub mod reaper;
 
+pub use oom::OomWatcher;
 pub use reaper::{Exit, Reaper, ReaperWaiter};

@@ -11,11 +11,11 @@ pub mod state;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, SystemTime};
 
 use containerd_shim_protos::events::task::{
-    TaskCreate, TaskDelete, TaskExit, TaskIO, TaskPaused, TaskResumed, TaskStart,
+    TaskCreate, TaskDelete, TaskExit, TaskIO, TaskOOM, TaskPaused, TaskResumed, TaskStart,
 };
 use containerd_shim_protos::protobuf::well_known_types::any::Any;
 use containerd_shim_protos::protobuf::well_known_types::timestamp::Timestamp;
@@ -31,8 +31,9 @@ use self::state::{ExitInfo, Op, Status};
 use crate::error::{Error, Result};
 use crate::events::EventSink;
 use crate::io::{IoOwner, PendingIo, StdioPaths};
+use crate::metrics::Cgroups;
 use crate::options::RuntimeConfig;
-use crate::supervise::{Exit, Reaper, ReaperWaiter};
+use crate::supervise::{Exit, OomWatcher, Reaper, ReaperWaiter};
 
 /// How long Delete waits for a process's output to drain before letting go of it.
 const IO_DRAIN: Duration = Duration::from_secs(2);
@@ -72,6 +73,8 @@ pub struct Tasks {
     routes: Mutex<Routes>,
     /// Set by Shutdown once no container is left.
     shutdown: (Mutex<bool>, Condvar),
+    /// Names containers whose memory cgroup reported an OOM.
+    oom: Arc<OomWatcher>,
 }
 
 pub struct Container {
@@ -88,6 +91,10 @@ pub struct Container {
     /// Guards the execs and the init exit held back for them. Lock order: this before
     /// any process's state lock.
     execs: Mutex<ExecTable>,
+    /// The init's cgroups, found at Create (None if they could not be read).
+    cgroups: Option<Cgroups>,
+    /// Guards the kernel's oom_kill count for this cgroup as of the last TaskOOM.
+    oom_kills: Mutex<u64>,
 }
 
 #[derive(Default)]
@@ -118,6 +125,13 @@ impl Tasks {
         reaper: Arc<Reaper>,
         events: Arc<dyn EventSink>,
     ) -> std::io::Result<Arc<Tasks>> {
+        let me: Arc<OnceLock<Weak<Tasks>>> = Arc::default();
+        let me_for_oom = Arc::clone(&me);
+        let oom = OomWatcher::new(move |id| {
+            if let Some(t) = me_for_oom.get().and_then(Weak::upgrade) {
+                t.oom_event(id);
+            }
+        })?;
         let tasks = Arc::new(Tasks {
             namespace,
             defaults,
@@ -126,7 +140,9 @@ impl Tasks {
             containers: Mutex::new(HashMap::new()),
             routes: Mutex::new(Routes::default()),
             shutdown: (Mutex::new(false), Condvar::new()),
+            oom,
         });
+        let _ = me.set(Arc::downgrade(&tasks));
         let sub = tasks.reaper.subscribe();
         let weak = Arc::downgrade(&tasks);
         std::thread::Builder::new()
@@ -223,6 +239,19 @@ impl Tasks {
         };
 
         let init = Arc::new(Process::init(&spec.id, spec.stdio.clone(), pid, io));
+        let cgroups = Cgroups::of_pid(pid)
+            .map_err(|e| log::warn!("no stats or OOM events for {}: {e}", spec.id))
+            .ok();
+        let oom_kills = cgroups.as_ref().and_then(Cgroups::oom_kills).unwrap_or(0);
+        if let Some((dir, unified)) = cgroups.as_ref().and_then(Cgroups::memory_dir) {
+            if let Err(e) = self.oom.watch(&spec.id, dir, unified) {
+                log::warn!(
+                    "no OOM events for {}: watch {}: {e}",
+                    spec.id,
+                    dir.display()
+                );
+            }
+        }
         let container = Arc::new(Container {
             id: spec.id.clone(),
             bundle: spec.bundle.clone(),
@@ -232,6 +261,8 @@ impl Tasks {
             io_owner: (cfg.io_uid, cfg.io_gid),
             init: Arc::clone(&init),
             execs: Mutex::new(ExecTable::default()),
+            cgroups,
+            oom_kills: Mutex::new(oom_kills),
         });
         lock(&self.containers).insert(spec.id.clone(), container);
         self.events.publish(Box::new(TaskCreate {
@@ -375,6 +406,7 @@ impl Tasks {
             io.finish(IO_DRAIN);
         }
         let pid = c.init.pid();
+        self.oom.unwatch(id);
         lock(&self.containers).remove(id);
         lock(&self.routes).by_pid.remove(&pid);
         self.events.publish(Box::new(TaskDelete {
@@ -423,6 +455,67 @@ impl Tasks {
         }
         log::info!("{op} done id={id}");
         Ok(())
+    }
+
+    /// Update: hands the container's new resources (an OCI LinuxResources JSON object)
+    /// to the runtime's `update`.
+    pub fn update(&self, id: &str, resources: &[u8]) -> Result<()> {
+        let c = self.container(id)?;
+        p_status(&c.init).after(Op::Update, &format!("container {id}"))?;
+        match serde_json::from_slice::<serde_json::Value>(resources) {
+            Ok(serde_json::Value::Object(_)) => {}
+            _ => return Err(Error::invalid(format!(
+                "update of container {id}: the resources are not an OCI LinuxResources JSON object"
+            ))),
+        }
+        // One file per call, so that concurrent updates do not see each other's.
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let file = c.bundle.join(format!("rsrunc-update-{n}.json"));
+        std::fs::write(&file, resources)
+            .map_err(|e| Error::io(format_args!("write {}", file.display()), e))?;
+        let result = c.runtime.update(id, &file).map_err(Error::runtime);
+        let _ = std::fs::remove_file(&file);
+        result?;
+        log::info!("update done id={id}");
+        Ok(())
+    }
+
+    /// Stats: the container's cgroup metrics.
+    pub fn stats(&self, id: &str) -> Result<Any> {
+        let c = self.container(id)?;
+        let cg = c.cgroups.as_ref().ok_or_else(|| {
+            Error::unknown(format!(
+                "stats of container {id}: its cgroups could not be read at create (see the shim log)"
+            ))
+        })?;
+        cg.metrics()
+            .map_err(|e| Error::io(format_args!("stats of container {id}"), e))
+    }
+
+    /// The OOM watcher saw an event in container `id`'s memory cgroup.
+    fn oom_event(&self, id: &str) {
+        if let Ok(c) = self.container(id) {
+            self.report_oom(&c);
+        }
+    }
+
+    /// Publishes TaskOOM if the kernel killed a process in the container's cgroup since
+    /// the last one. Called by the watcher and before the init's exit is handled, so that
+    /// an OOM that killed the init is reported before its TaskExit.
+    fn report_oom(&self, c: &Container) {
+        let Some(now) = c.cgroups.as_ref().and_then(Cgroups::oom_kills) else {
+            return;
+        };
+        let mut seen = lock(&c.oom_kills);
+        if now > *seen {
+            *seen = now;
+            self.events.publish(Box::new(TaskOOM {
+                container_id: c.id.clone(),
+                ..Default::default()
+            }));
+            log::info!("oom id={} oom_kills={now}", c.id);
+        }
     }
 
     pub fn state(&self, id: &str, exec_id: &str) -> Result<ProcessView> {
@@ -564,6 +657,7 @@ impl Tasks {
 
     /// Publishes the init's exit now, or holds it until the last exec has exited.
     fn init_exited(&self, c: &Arc<Container>, exit: ExitInfo) {
+        self.report_oom(c);
         {
             let mut t = lock(&c.execs);
             if t.by_id.values().any(|e| e.is_live()) {

@@ -28,6 +28,7 @@ pub enum Op {
     Resume,
     Delete,
     Exec,
+    Update,
 }
 
 impl Status {
@@ -55,6 +56,7 @@ impl Status {
             (Op::Resume, Status::Paused) => Some(Status::Running),
             (Op::Delete, Status::Created | Status::Stopped(_)) => Some(*self),
             (Op::Exec, Status::Running) => Some(*self),
+            (Op::Update, Status::Created | Status::Running | Status::Paused) => Some(*self),
             _ => None,
         };
         next.ok_or_else(|| {
@@ -75,6 +77,7 @@ impl fmt::Display for Op {
             Op::Resume => "resume",
             Op::Delete => "delete",
             Op::Exec => "exec in",
+            Op::Update => "update the resources of",
         })
     }
 }
@@ -128,6 +131,12 @@ mod tests {
         );
         let e = stopped().after(Op::Exec, "container c1").unwrap_err();
         assert_eq!(e.message, "cannot exec in container c1: it is stopped");
+        let e = stopped().after(Op::Update, "container c1").unwrap_err();
+        assert_eq!(
+            e.message,
+            "cannot update the resources of container c1: it is stopped"
+        );
+        assert!(Status::Paused.after(Op::Update, "c").is_ok());
         assert!(Status::Created.after(Op::Pause, "c").is_err());
         assert!(Status::Running.after(Op::Resume, "c").is_err());
     }

@@ -1,0 +1,202 @@
+//! OOM notifications: one thread waits on the memory cgroup of every container and names
+//! the container whenever the kernel reports an out-of-memory event in it.
+//!
+//! cgroup v1 signals an eventfd registered through `cgroup.event_control` against
+//! `memory.oom_control`; cgroup v2 modifies `memory.events`, watched with inotify. Either
+//! way the callback only hears "look at this container"; whoever receives it compares the
+//! kernel's oom_kill counter with what it already reported, so a wake-up with nothing new
+//! (the cgroup being removed, an OOM without a kill) publishes nothing.
+
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use nix::sys::eventfd::{EfdFlags, EventFd};
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+
+type Callback = Box<dyn Fn(&str) + Send + Sync>;
+
+pub struct OomWatcher {
+    epoll: Epoll,
+    /// Guards the watched containers, by epoll token.
+    watched: Mutex<HashMap<u64, Watch>>,
+    next: AtomicU64,
+    on_oom: Callback,
+    /// The waiting thread, started with the first watch.
+    thread: OnceLock<io::Result<()>>,
+}
+
+struct Watch {
+    id: String,
+    /// What epoll waits on: the eventfd (v1) or the inotify instance (v2).
+    source: Source,
+}
+
+enum Source {
+    /// The eventfd, and the memory.oom_control it was registered against (kept open for
+    /// as long as the registration should last).
+    V1(EventFd, #[allow(dead_code)] OwnedFd),
+    V2(Inotify),
+}
+
+impl Source {
+    fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        match self {
+            Source::V1(e, _) => e.as_fd(),
+            Source::V2(i) => i.as_fd(),
+        }
+    }
+
+    /// Consumes the notification so that epoll does not report it again.
+    fn drain(&self) {
+        match self {
+            Source::V1(e, _) => {
+                let _ = e.read();
+            }
+            Source::V2(i) => {
+                let _ = i.read_events();
+            }
+        }
+    }
+}
+
+impl OomWatcher {
+    pub fn new(on_oom: impl Fn(&str) + Send + Sync + 'static) -> io::Result<Arc<OomWatcher>> {
+        Ok(Arc::new(OomWatcher {
+            epoll: Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?,
+            watched: Mutex::new(HashMap::new()),
+            next: AtomicU64::new(1),
+            on_oom: Box::new(on_oom),
+            thread: OnceLock::new(),
+        }))
+    }
+
+    /// Starts watching the memory cgroup directory `dir` of container `id`.
+    pub fn watch(self: &Arc<Self>, id: &str, dir: &Path, unified: bool) -> io::Result<()> {
+        let source = if unified {
+            let ino = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK)?;
+            ino.add_watch(&dir.join("memory.events"), AddWatchFlags::IN_MODIFY)?;
+            Source::V2(ino)
+        } else {
+            let efd = EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)?;
+            let control = std::fs::File::open(dir.join("memory.oom_control"))?;
+            std::fs::write(
+                dir.join("cgroup.event_control"),
+                format!("{} {}", efd.as_fd().as_raw_fd(), control.as_raw_fd()),
+            )?;
+            Source::V1(efd, control.into())
+        };
+        self.ensure_thread()?;
+        let token = self.next.fetch_add(1, Ordering::Relaxed);
+        self.epoll
+            .add(source.fd(), EpollEvent::new(EpollFlags::EPOLLIN, token))?;
+        lock(&self.watched).insert(
+            token,
+            Watch {
+                id: id.to_string(),
+                source,
+            },
+        );
+        Ok(())
+    }
+
+    /// Stops watching container `id` (its descriptors close, which ends the kernel's
+    /// registration).
+    pub fn unwatch(&self, id: &str) {
+        let mut w = lock(&self.watched);
+        let tokens: Vec<u64> = w
+            .iter()
+            .filter(|(_, v)| v.id == id)
+            .map(|(k, _)| *k)
+            .collect();
+        for t in tokens {
+            if let Some(v) = w.remove(&t) {
+                let _ = self.epoll.delete(v.source.fd());
+            }
+        }
+    }
+
+    fn ensure_thread(self: &Arc<Self>) -> io::Result<()> {
+        let started = self.thread.get_or_init(|| {
+            let weak = Arc::downgrade(self);
+            std::thread::Builder::new()
+                .name("oom".into())
+                .stack_size(64 * 1024)
+                .spawn(move || {
+                    let mut events = [EpollEvent::empty(); 8];
+                    loop {
+                        let Some(w) = weak.upgrade() else { return };
+                        let n = match w.epoll.wait(&mut events, EpollTimeout::NONE) {
+                            Ok(n) => n,
+                            Err(nix::errno::Errno::EINTR) => continue,
+                            Err(e) => {
+                                log::error!("oom watcher stopped: {e}");
+                                return;
+                            }
+                        };
+                        for ev in &events[..n] {
+                            w.fired(ev.data());
+                        }
+                    }
+                })
+                .map(drop)
+        });
+        match started {
+            Ok(()) => Ok(()),
+            Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
+        }
+    }
+
+    fn fired(&self, token: u64) {
+        let id = {
+            let w = lock(&self.watched);
+            let Some(v) = w.get(&token) else { return };
+            v.source.drain();
+            v.id.clone()
+        };
+        (self.on_oom)(&id);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    #[test]
+    fn a_modified_memory_events_file_names_its_container() {
+        // The v2 path on a fake cgroup directory: inotify sees the kernel's write as a
+        // modification, which is all the watcher relies on.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("memory.events"), "oom 0\noom_kill 0\n").unwrap();
+        let (tx, rx) = mpsc::channel();
+        let tx = Mutex::new(tx);
+        let w = OomWatcher::new(move |id| {
+            let _ = lock(&tx).send(id.to_string());
+        })
+        .unwrap();
+        w.watch("c1", dir.path(), true).unwrap();
+        std::fs::write(dir.path().join("memory.events"), "oom 1\noom_kill 1\n").unwrap();
+        assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), "c1");
+
+        w.unwatch("c1");
+        std::fs::write(dir.path().join("memory.events"), "oom 2\noom_kill 2\n").unwrap();
+        assert!(rx.recv_timeout(Duration::from_millis(300)).is_err());
+    }
+
+    #[test]
+    fn a_missing_cgroup_is_an_error() {
+        let w = OomWatcher::new(|_| {}).unwrap();
+        assert!(w.watch("c1", Path::new("/nonexistent/cg"), false).is_err());
+        assert!(w.watch("c1", Path::new("/nonexistent/cg"), true).is_err());
+    }
+}
