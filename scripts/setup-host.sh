@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what rsrunc's demo, tests and benchmarks need on a fresh Debian 12 machine:
-# containerd 1.7 (Debian trixie), runc, crun, busybox-static, and the cgroup fix crun needs
-# on hybrid hosts. Idempotent: safe to run before every `make test`.
+# containerd 1.7 and Docker 26 (Debian trixie), runc, crun, busybox-static, and the cgroup
+# fix crun needs on hybrid hosts. Idempotent: safe to run before every `make test`.
 set -euo pipefail
 
 need_root() { [ "$(id -u)" = 0 ] || { echo "setup-host: run as root (apt-get and mount need it)" >&2; exit 1; }; }
@@ -31,16 +31,20 @@ PIN
   rm -f /var/lib/rsrunc-setup.done
 fi
 
-want="containerd runc crun busybox-static"
+want="containerd runc crun busybox-static docker.io"
 missing=""
 for p in $want; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 ctr_ver=$(dpkg-query -W -f '${Version}' containerd 2>/dev/null || true)
 case "$ctr_ver" in 1.7.*) ;; *) missing="$missing containerd" ;; esac
+# Docker 23+ hands dotted runtime names to containerd; bookworm's docker.io is 20.10.
+docker_ver=$(dpkg-query -W -f '${Version}' docker.io 2>/dev/null || true)
+case "$docker_ver" in 2[3-9].*) ;; *) missing="$missing docker.io" ;; esac
 if [ -n "$missing" ]; then
   apt-get update -qq
-  apt-get install -y -qq -t trixie containerd runc crun busybox-static >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -t trixie $want >/dev/null
 fi
-# Debian's package starts a system containerd; tests never use it, and it is not ours to stop.
+# Debian's packages may start a system containerd and dockerd; tests never use them, and
+# they are not ours to stop.
 
 # containerd 1.6 and 2.x beside the installed 1.7, for the protocol tests across daemon
 # versions: each runs from its own directory, where it also finds its own Go shim.
@@ -67,4 +71,4 @@ if [ -d /sys/fs/cgroup/cpu ] && [ ! -e /sys/fs/cgroup/cgroup.controllers ]; then
     mountpoint -q /sys/fs/cgroup/hugetlb || mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb
   fi
 fi
-echo "setup-host: containerd $(dpkg-query -W -f '${Version}' containerd), runc $(dpkg-query -W -f '${Version}' runc), crun $(dpkg-query -W -f '${Version}' crun)"
+echo "setup-host: containerd $(dpkg-query -W -f '${Version}' containerd), docker.io $(dpkg-query -W -f '${Version}' docker.io), runc $(dpkg-query -W -f '${Version}' runc), crun $(dpkg-query -W -f '${Version}' crun)"

@@ -341,16 +341,26 @@ disabled_plugins = {disabled}
         PathBuf::from("/run/containerd/s").join(hex)
     }
 
-    /// Deletes whatever a failed test left in the namespace, through containerd.
+    /// Deletes whatever a failed test left, through containerd, in every namespace of
+    /// this private daemon (Docker's `moby` too).
     fn remove_leftovers(&self) {
-        let tasks = self.ctr(&["task", "ls", "-q"]).stdout;
-        for id in tasks.lines().filter(|l| !l.is_empty()) {
-            let _ = self.ctr(&["task", "kill", "-s", "SIGKILL", "--all", id]);
-            let _ = self.ctr(&["task", "rm", "-f", id]);
-        }
-        let containers = self.ctr(&["containers", "ls", "-q"]).stdout;
-        for id in containers.lines().filter(|l| !l.is_empty()) {
-            let _ = self.ctr(&["containers", "rm", id]);
+        let namespaces = self.ctr(&["namespaces", "ls", "-q"]).stdout;
+        for ns in namespaces.lines().filter(|l| !l.is_empty()) {
+            let ctr = |args: &[&str]| {
+                let mut a = vec!["--namespace", ns];
+                a.extend_from_slice(args);
+                self.ctr(&a).stdout
+            };
+            for id in ctr(&["task", "ls", "-q"]).lines().filter(|l| !l.is_empty()) {
+                ctr(&["task", "kill", "-s", "SIGKILL", "--all", id]);
+                ctr(&["task", "rm", "-f", id]);
+            }
+            for id in ctr(&["containers", "ls", "-q"])
+                .lines()
+                .filter(|l| !l.is_empty())
+            {
+                ctr(&["containers", "rm", id]);
+            }
         }
     }
 }

@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test harness: failing loudly is the point
 
 pub mod daemon;
+pub mod docker;
 pub mod image;
 pub mod rootfs;
 pub mod shim_client;

@@ -1,0 +1,272 @@
+//! A private dockerd for one test, on its own private containerd ([`Daemon`]): its own
+//! data-root, exec-root, socket and pidfile, no iptables and no bridge; stopped by pid
+//! when dropped, even when the test failed.
+//!
+//! The runtime under test is reached the two ways Docker users have: a dotted runtime
+//! name handed to containerd verbatim (`--runtime io.containerd.rsrunc.v2`, no daemon
+//! configuration), and a daemon.json `runtimes` entry with `runtimeType` and `options`
+//! (how crun is chosen).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::daemon::{exit_code, mounts_under};
+use crate::{rootfs, runtime_name, CtrOutput, Daemon, Oci};
+
+/// The local image every Docker test runs: a busybox rootfs imported with `docker import`.
+pub const IMAGE: &str = "busybox:local";
+/// The daemon.json runtime entry that runs crun under the shim being tested.
+pub const CRUN_ENTRY: &str = "test-crun";
+
+pub struct Docker {
+    /// Dropped after dockerd has stopped (field order matters: see Drop).
+    pub containerd: Daemon,
+    child: Child,
+    socket: PathBuf,
+    /// dockerd's arguments, to start it again.
+    args: Vec<String>,
+}
+
+impl Docker {
+    /// dockerd with a daemon.json that defines [`CRUN_ENTRY`] for the shim under test.
+    pub fn start() -> Docker {
+        Self::start_with(|_| serde_json::json!({}))
+    }
+
+    /// dockerd with extra daemon.json settings (merged over the [`CRUN_ENTRY`] runtime),
+    /// built from the containerd daemon's directory (where option files go).
+    pub fn start_with(extra: impl FnOnce(&Path) -> serde_json::Value) -> Docker {
+        let containerd = Daemon::start();
+        let dir = containerd.dir().to_path_buf();
+        let mut config = serde_json::json!({ "runtimes": { CRUN_ENTRY: crun_entry(&containerd) } });
+        if let (Some(base), serde_json::Value::Object(more)) = (config.as_object_mut(), extra(&dir))
+        {
+            for (k, v) in more {
+                match (base.get_mut(&k), v) {
+                    (Some(serde_json::Value::Object(b)), serde_json::Value::Object(m)) => {
+                        b.extend(m)
+                    }
+                    (_, v) => {
+                        base.insert(k, v);
+                    }
+                }
+            }
+        }
+        std::fs::write(dir.join("daemon.json"), config.to_string()).unwrap();
+        let socket = dir.join("docker.sock");
+        let args: Vec<String> = vec![
+            "--containerd".into(),
+            containerd.socket.display().to_string(),
+            "--data-root".into(),
+            dir.join("docker").display().to_string(),
+            "--exec-root".into(),
+            dir.join("dexec").display().to_string(),
+            "--pidfile".into(),
+            dir.join("docker.pid").display().to_string(),
+            "-H".into(),
+            format!("unix://{}", socket.display()),
+            "--iptables=false".into(),
+            "--ip6tables=false".into(),
+            "--bridge=none".into(),
+            "--userland-proxy=false".into(),
+            "--config-file".into(),
+            dir.join("daemon.json").display().to_string(),
+        ];
+        let child = spawn_dockerd(&dir, &args, &[]);
+        let d = Docker {
+            containerd,
+            child,
+            socket,
+            args,
+        };
+        d.wait_ready();
+        d.import_busybox();
+        d
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.containerd.dir()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir().join("dockerd.log")).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.docker(&["version"]).status != 0 {
+            assert!(
+                Instant::now() < deadline,
+                "dockerd did not come up:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn import_busybox(&self) {
+        let dir = self.dir().join("busybox-rootfs");
+        rootfs::build(&dir);
+        let mut tar = Command::new("tar")
+            .arg("-C")
+            .arg(&dir)
+            .args(["-c", "."])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = self
+            .docker_cmd(&["import", "-c", "CMD [\"/bin/sh\"]", "-", IMAGE])
+            .stdin(tar.stdout.take().unwrap())
+            .output()
+            .unwrap();
+        assert!(tar.wait().unwrap().success(), "tar of the busybox rootfs failed");
+        assert!(out.status.success(), "docker import: {out:?}");
+    }
+
+    /// The `--runtime` value that runs the shim under test with `oci`.
+    pub fn runtime(&self, oci: Oci) -> String {
+        match oci {
+            Oci::Runc => runtime_name(),
+            Oci::Crun => CRUN_ENTRY.to_string(),
+        }
+    }
+
+    pub fn docker_cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(docker_client());
+        c.arg("-H").arg(format!("unix://{}", self.socket.display()));
+        c.args(args);
+        c
+    }
+
+    /// Runs the docker client to completion.
+    pub fn docker(&self, args: &[&str]) -> CtrOutput {
+        let out = self
+            .docker_cmd(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run the docker client");
+        CtrOutput {
+            status: exit_code(out.status),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Runs the docker client and panics with what it said unless it exited 0; returns
+    /// its trimmed stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.docker(args);
+        assert_eq!(out.status, 0, "docker {args:?} failed: {out:?}");
+        out.stdout.trim().to_string()
+    }
+
+    /// The docker client in the background (`logs -f`, `events`, `attach`).
+    pub fn spawn(&self, args: &[&str]) -> Child {
+        self.docker_cmd(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    /// `docker inspect -f FORMAT NAME`, trimmed.
+    pub fn inspect(&self, name: &str, format: &str) -> String {
+        self.ok(&["inspect", "-f", format, name])
+    }
+
+    /// Waits up to 20 s for `.State.Status` to become `want`.
+    pub fn wait_state(&self, name: &str, want: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let s = self.inspect(name, "{{.State.Status}}");
+            if s == want {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "container {name} is {s}, expected {want}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stops dockerd and starts it again with the same configuration plus `extra_args`.
+    pub fn restart(&mut self, extra_args: &[&str]) {
+        self.stop_dockerd();
+        self.child = spawn_dockerd(self.containerd.dir(), &self.args, extra_args);
+        self.wait_ready();
+    }
+
+    fn stop_dockerd(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.pid());
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Docker {
+    fn drop(&mut self) {
+        let ids = self.docker(&["ps", "-aq"]).stdout;
+        for id in ids.lines().filter(|l| !l.is_empty()) {
+            let _ = self.docker(&["rm", "-f", id]);
+        }
+        self.stop_dockerd();
+        for m in mounts_under(&self.dir().join("docker")).iter().rev() {
+            let _ = nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH);
+        }
+        // containerd (and whatever shim is left) is stopped when `self.containerd` drops.
+    }
+}
+
+fn spawn_dockerd(dir: &Path, args: &[String], extra: &[&str]) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("dockerd.log"))
+        .unwrap();
+    Command::new("dockerd")
+        .args(args)
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("start dockerd: the test command installs docker.io")
+}
+
+/// Debian's docker client, installed with dockerd (another client may come first on PATH).
+fn docker_client() -> &'static str {
+    if Path::new("/usr/bin/docker").exists() {
+        "/usr/bin/docker"
+    } else {
+        "docker"
+    }
+}
+
+/// The daemon.json runtime entry that runs crun under the shim being tested: ours reads
+/// an options file (`ConfigPath`), the Go shim takes `BinaryName`.
+fn crun_entry(containerd: &Daemon) -> serde_json::Value {
+    if containerd.is_go_shim() {
+        serde_json::json!({
+            "runtimeType": containerd.runtime,
+            "options": { "BinaryName": "crun" }
+        })
+    } else {
+        let file = containerd.options_file("crun", "BinaryName = \"crun\"\n");
+        serde_json::json!({
+            "runtimeType": containerd.runtime,
+            "options": { "ConfigPath": file }
+        })
+    }
+}

@@ -1,0 +1,400 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+//! Docker on the shim under test: what Docker users do, each checked end to end through a
+//! private dockerd on a private containerd (see `rsrunc_e2e::docker`).
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rsrunc_e2e::docker::{Docker, IMAGE};
+use rsrunc_e2e::{ours_only, testing_ours, Oci};
+
+/// The shim binaries serving this test's containerd, by name.
+fn shim_names(d: &Docker) -> Vec<String> {
+    let pids = d.containerd.shim_pids();
+    rsrunc_e2e::daemon::processes()
+        .into_iter()
+        .filter(|p| pids.contains(&p.pid))
+        .filter_map(|p| p.cmdline.first().cloned())
+        .collect()
+}
+
+fn expected_shim() -> &'static str {
+    if testing_ours() {
+        "containerd-shim-rsrunc-v2"
+    } else {
+        "containerd-shim-runc-v2"
+    }
+}
+
+/// Whether `oci` knows container `id`, under the shims' default state root or the one
+/// Docker hands to runc-type runtimes (its exec-root).
+fn created_by(d: &Docker, oci: Oci, id: &str) -> bool {
+    let roots = [
+        std::path::PathBuf::from("/run/containerd/runc/moby"),
+        d.dir().join("dexec/runtime-runc/moby"),
+    ];
+    roots.iter().any(|root| {
+        Command::new(oci.binary())
+            .arg("--root")
+            .arg(root)
+            .args(["state", id])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    })
+}
+
+/// Polls `f` for up to `secs` seconds.
+fn eventually(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn run_with_the_runtime_name_alone_and_with_a_daemon_json_entry() {
+    let d = Docker::start();
+    for oci in Oci::ALL {
+        let rt = d.runtime(oci);
+        // --rm, attached: output and exit code.
+        let out = d.docker(&[
+            "run",
+            "--rm",
+            "--runtime",
+            &rt,
+            IMAGE,
+            "sh",
+            "-c",
+            "echo hello; exit 3",
+        ]);
+        assert_eq!(out.status, 3, "{oci:?}: {out:?}");
+        assert_eq!(out.stdout.trim(), "hello", "{oci:?}");
+
+        // -d: the container runs on the shim and OCI runtime asked for.
+        let id = d.ok(&["run", "-d", "--runtime", &rt, IMAGE, "sleep", "300"]);
+        let shims = shim_names(&d);
+        assert!(
+            shims.iter().any(|s| s.ends_with(expected_shim())),
+            "{oci:?}: shims {shims:?}"
+        );
+        assert!(
+            created_by(&d, oci, &id),
+            "{oci:?}: the container was not created by {}",
+            oci.binary()
+        );
+        d.ok(&["rm", "-f", &id]);
+
+        // -d, then wait: the exit code comes back.
+        let id = d.ok(&[
+            "run",
+            "-d",
+            "--runtime",
+            &rt,
+            IMAGE,
+            "sh",
+            "-c",
+            "sleep 1; exit 5",
+        ]);
+        assert_eq!(d.ok(&["wait", &id]), "5", "{oci:?}");
+        assert_eq!(d.inspect(&id, "{{.State.ExitCode}}"), "5");
+        d.ok(&["rm", &id]);
+    }
+    assert!(
+        d.containerd.shims_left().is_empty(),
+        "a shim outlived its containers"
+    );
+}
+
+#[test]
+fn a_daemon_json_entry_works_as_the_default_runtime() {
+    let d = Docker::start_with(|_| serde_json::json!({ "default-runtime": "test-crun" }));
+    let id = d.ok(&["run", "-d", IMAGE, "sleep", "300"]);
+    assert_eq!(d.inspect(&id, "{{.HostConfig.Runtime}}"), "test-crun");
+    let shims = shim_names(&d);
+    assert!(
+        shims.iter().any(|s| s.ends_with(expected_shim())),
+        "shims {shims:?}"
+    );
+    assert!(created_by(&d, Oci::Crun, &id), "not run by crun");
+    d.ok(&["rm", "-f", &id]);
+}
+
+#[test]
+fn stop_kill_restart_and_restart_policy() {
+    let d = Docker::start();
+    let rt = d.runtime(Oci::Runc);
+    // stop: SIGTERM first (the trap turns it into exit 7)...
+    let id = d.ok(&[
+        "run",
+        "-d",
+        "--runtime",
+        &rt,
+        IMAGE,
+        "sh",
+        "-c",
+        "trap 'exit 7' TERM; while true; do sleep 0.1; done",
+    ]);
+    d.wait_state(&id, "running");
+    std::thread::sleep(Duration::from_millis(300));
+    d.ok(&["stop", "-t", "10", &id]);
+    assert_eq!(d.inspect(&id, "{{.State.ExitCode}}"), "7");
+    // ...then SIGKILL after -t when SIGTERM is ignored (pid 1 without a handler).
+    d.ok(&["start", &id]);
+    d.wait_state(&id, "running");
+    let ignoring = d.ok(&["run", "-d", "--runtime", &rt, IMAGE, "sleep", "300"]);
+    let t0 = Instant::now();
+    d.ok(&["stop", "-t", "1", &ignoring]);
+    assert!(t0.elapsed() >= Duration::from_millis(900));
+    assert_eq!(d.inspect(&ignoring, "{{.State.ExitCode}}"), "137");
+
+    // kill -s: the signal reaches the process.
+    let sig = d.ok(&[
+        "run",
+        "-d",
+        "--runtime",
+        &rt,
+        IMAGE,
+        "sh",
+        "-c",
+        "trap 'echo got-usr1; exit 9' USR1; while true; do sleep 0.1; done",
+    ]);
+    std::thread::sleep(Duration::from_millis(300));
+    d.ok(&["kill", "-s", "USR1", &sig]);
+    assert_eq!(d.ok(&["wait", &sig]), "9");
+    assert!(d.ok(&["logs", &sig]).contains("got-usr1"));
+
+    // restart: a new init process, running again.
+    let pid_before = d.inspect(&id, "{{.State.Pid}}");
+    d.ok(&["restart", "-t", "1", &id]);
+    d.wait_state(&id, "running");
+    assert_ne!(d.inspect(&id, "{{.State.Pid}}"), pid_before);
+
+    // --restart on-failure:2: every exit event arrives, so the count is exact.
+    let flaky = d.ok(&[
+        "run",
+        "-d",
+        "--runtime",
+        &rt,
+        "--restart",
+        "on-failure:2",
+        IMAGE,
+        "sh",
+        "-c",
+        "exit 1",
+    ]);
+    eventually(30, "two restarts and a final exit", || {
+        d.inspect(&flaky, "{{.State.Status}} {{.RestartCount}}") == "exited 2"
+    });
+    assert_eq!(d.inspect(&flaky, "{{.State.ExitCode}}"), "1");
+    for c in [&id, &ignoring, &sig, &flaky] {
+        d.ok(&["rm", "-f", c]);
+    }
+    assert!(d.containerd.shims_left().is_empty());
+    assert!(d.containerd.zombies().is_empty());
+}
+
+#[test]
+fn logs_follow_and_attach() {
+    let d = Docker::start();
+    let rt = d.runtime(Oci::Runc);
+    let id = d.ok(&[
+        "run",
+        "-d",
+        "--runtime",
+        &rt,
+        IMAGE,
+        "sh",
+        "-c",
+        "i=0; while true; do i=$((i+1)); echo line-$i; echo err-$i >&2; sleep 0.2; done",
+    ]);
+    eventually(10, "the first lines in docker logs", || {
+        d.ok(&["logs", &id]).contains("line-2")
+    });
+    let both = d.docker(&["logs", &id]);
+    assert!(both.stderr.contains("err-1"), "{both:?}");
+
+    // logs -f keeps delivering new lines.
+    let mut follow = d.spawn(&["logs", "-f", "--since", "0s", &id]);
+    let mut lines = BufReader::new(follow.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        let l = lines.next().expect("logs -f ended early").unwrap();
+        if l.starts_with("line-") {
+            seen.push(l);
+        }
+    }
+    let _ = follow.kill();
+    let _ = follow.wait();
+
+    // attach: the live output stream.
+    let mut attach = d.spawn(&["attach", "--no-stdin", "--sig-proxy=false", &id]);
+    let mut out = attach.stdout.take().unwrap();
+    let mut buf = [0u8; 256];
+    let n = out.read(&mut buf).unwrap();
+    assert!(
+        String::from_utf8_lossy(&buf[..n]).contains("line-"),
+        "attach showed {:?}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    let _ = attach.kill();
+    let _ = attach.wait();
+    d.ok(&["rm", "-f", &id]);
+}
+
+#[test]
+fn exec_with_and_without_a_terminal() {
+    let d = Docker::start();
+    for oci in Oci::ALL {
+        let id = d.ok(&[
+            "run",
+            "-d",
+            "--runtime",
+            &d.runtime(oci),
+            IMAGE,
+            "sleep",
+            "300",
+        ]);
+        assert_eq!(d.ok(&["exec", &id, "echo", "from-exec"]), "from-exec");
+        assert_eq!(d.docker(&["exec", &id, "sh", "-c", "exit 6"]).status, 6);
+        // stdin reaches the exec, then EOF.
+        let mut child = d
+            .docker_cmd(&["exec", "-i", &id, "sh", "-c", "cat; echo done"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), b"via-stdin\n").unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "via-stdin\ndone\n");
+
+        // exec -it on a real terminal: the process sees the client's size.
+        let cmd = format!(
+            "stty rows 31 cols 93; /usr/bin/docker -H unix://{} exec -it {id} sh -c 'stty size; exit 2'",
+            d.dir().join("docker.sock").display()
+        );
+        let out = Command::new("script")
+            .args(["-qec", &cmd, "/dev/null"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("31 93"), "{oci:?}: {text:?}");
+        assert_eq!(out.status.code(), Some(2), "{oci:?}: {text:?}");
+        d.ok(&["rm", "-f", &id]);
+    }
+    assert!(d.containerd.zombies().is_empty());
+}
+
+#[test]
+fn pause_top_stats_and_update() {
+    let d = Docker::start();
+    for oci in Oci::ALL {
+        let id = d.ok(&[
+            "run",
+            "-d",
+            "--runtime",
+            &d.runtime(oci),
+            IMAGE,
+            "sleep",
+            "300",
+        ]);
+        d.ok(&["pause", &id]);
+        assert_eq!(d.inspect(&id, "{{.State.Status}}"), "paused");
+        d.ok(&["unpause", &id]);
+        assert_eq!(d.inspect(&id, "{{.State.Status}}"), "running");
+
+        let top = d.ok(&["top", &id]);
+        assert!(top.contains("sleep 300"), "{oci:?}: {top}");
+
+        let stats = d.ok(&[
+            "stats",
+            "--no-stream",
+            "--format",
+            "{{.MemUsage}} {{.PIDs}}",
+            &id,
+        ]);
+        assert!(
+            !stats.starts_with("0B"),
+            "{oci:?}: no memory figure: {stats}"
+        );
+        assert!(stats.ends_with(" 1"), "{oci:?}: pids: {stats}");
+
+        d.ok(&["update", "--memory", "64m", "--memory-swap", "128m", &id]);
+        let pid = d.inspect(&id, "{{.State.Pid}}");
+        assert_eq!(memory_limit(&pid), Some(64 << 20), "{oci:?}");
+        d.ok(&["update", "--cpus", "0.5", &id]);
+        assert_eq!(d.inspect(&id, "{{.HostConfig.NanoCpus}}"), "500000000");
+        d.ok(&["rm", "-f", &id]);
+    }
+}
+
+/// The memory limit of a process's cgroup, read on the host (cgroup v1 or v2).
+fn memory_limit(pid: &str) -> Option<u64> {
+    let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    for line in cg.lines() {
+        let mut f = line.splitn(3, ':');
+        let (_, ctrl, path) = (f.next()?, f.next()?, f.next()?);
+        if ctrl.split(',').any(|c| c == "memory") {
+            let file = format!("/sys/fs/cgroup/memory{path}/memory.limit_in_bytes");
+            return std::fs::read_to_string(file).ok()?.trim().parse().ok();
+        }
+    }
+    let path = cg.lines().find_map(|l| l.strip_prefix("0::"))?;
+    let v = std::fs::read_to_string(format!("/sys/fs/cgroup{path}/memory.max")).ok()?;
+    v.trim().parse().ok()
+}
+
+#[test]
+fn an_oom_kill_shows_in_inspect_and_events() {
+    let d = Docker::start();
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    };
+    let t0 = (now() - 1).to_string();
+    let id = d.ok(&[
+        "run",
+        "-d",
+        "--runtime",
+        &d.runtime(Oci::Runc),
+        "-m",
+        "16m",
+        "--memory-swap",
+        "16m",
+        IMAGE,
+        "sh",
+        "-c",
+        "x=0123456789; while true; do x=$x$x; done",
+    ]);
+    assert_eq!(d.ok(&["wait", &id]), "137");
+    assert_eq!(d.inspect(&id, "{{.State.OOMKilled}}"), "true");
+    let t1 = (now() + 1).to_string();
+    let events = d.ok(&[
+        "events",
+        "--since",
+        &t0,
+        "--until",
+        &t1,
+        "--filter",
+        &format!("container={id}"),
+        "--format",
+        "{{.Action}}",
+    ]);
+    let actions: Vec<&str> = events.lines().collect();
+    let pos = |a: &str| actions.iter().position(|x| *x == a);
+    let (start, oom, die) = (pos("start"), pos("oom"), pos("die"));
+    assert!(
+        start.is_some() && oom.is_some() && die.is_some(),
+        "{actions:?}"
+    );
+    // The Go shim publishes TaskOOM whenever its watcher gets to it, often after TaskExit.
+    if ours_only("TaskOOM before TaskExit") {
+        assert!(oom < die, "oom must come before die: {actions:?}");
+    }
+    d.ok(&["rm", &id]);
+}
