@@ -124,7 +124,10 @@ impl Docker {
             .stdin(tar.stdout.take().unwrap())
             .output()
             .unwrap();
-        assert!(tar.wait().unwrap().success(), "tar of the busybox rootfs failed");
+        assert!(
+            tar.wait().unwrap().success(),
+            "tar of the busybox rootfs failed"
+        );
         assert!(out.status.success(), "docker import: {out:?}");
     }
 

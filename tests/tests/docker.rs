@@ -398,3 +398,169 @@ fn an_oom_kill_shows_in_inspect_and_events() {
     }
     d.ok(&["rm", &id]);
 }
+
+#[test]
+fn an_oom_kill_of_a_child_is_reported_while_the_container_runs() {
+    let d = Docker::start();
+    let t0 = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - 1)
+    .to_string();
+    let id = d.ok(&[
+        "run",
+        "-d",
+        "--runtime",
+        &d.runtime(Oci::Runc),
+        "-m",
+        "16m",
+        "--memory-swap",
+        "16m",
+        IMAGE,
+        "sh",
+        "-c",
+        "sh -c 'x=0123456789; while true; do x=$x$x; done'; echo child-gone; sleep 300",
+    ]);
+    eventually(30, "the child's OOM kill", || {
+        d.ok(&["logs", &id]).contains("child-gone")
+    });
+    let events = |until: &str| {
+        d.ok(&[
+            "events",
+            "--since",
+            &t0,
+            "--until",
+            until,
+            "--filter",
+            &format!("container={id}"),
+            "--format",
+            "{{.Action}}",
+        ])
+    };
+    eventually(10, "an oom event", || {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            .to_string();
+        events(&now).lines().any(|a| a == "oom")
+    });
+    assert_eq!(d.inspect(&id, "{{.State.Status}}"), "running");
+    d.ok(&["rm", "-f", &id]);
+}
+
+#[test]
+fn live_restore_keeps_containers_running_across_a_dockerd_restart() {
+    let mut d = Docker::start_with(|_| serde_json::json!({ "live-restore": true }));
+    let id = d.ok(&[
+        "run",
+        "-d",
+        "--runtime",
+        &d.runtime(Oci::Runc),
+        IMAGE,
+        "sh",
+        "-c",
+        "i=0; while true; do i=$((i+1)); echo tick-$i; sleep 0.2; done",
+    ]);
+    d.wait_state(&id, "running");
+    let pid = d.inspect(&id, "{{.State.Pid}}");
+    d.restart(&[]);
+    assert_eq!(d.inspect(&id, "{{.State.Status}}"), "running");
+    assert_eq!(
+        d.inspect(&id, "{{.State.Pid}}"),
+        pid,
+        "the container was restarted"
+    );
+    // Still manageable: output, exec, stop.
+    let count = |d: &Docker| d.ok(&["logs", &id]).lines().count();
+    let before = count(&d);
+    eventually(10, "new output after the restart", || {
+        count(&d) > before + 2
+    });
+    assert_eq!(d.ok(&["exec", &id, "echo", "still-here"]), "still-here");
+    d.ok(&["stop", "-t", "1", &id]);
+    assert_eq!(d.inspect(&id, "{{.State.Status}}"), "exited");
+    d.ok(&["rm", &id]);
+    assert!(d.containerd.shims_left().is_empty(), "a shim was left");
+}
+
+#[test]
+fn a_containerd_restart_under_a_running_container() {
+    let mut d = Docker::start();
+    let id = d.ok(&[
+        "run",
+        "-d",
+        "--runtime",
+        &d.runtime(Oci::Runc),
+        IMAGE,
+        "sh",
+        "-c",
+        "i=0; while true; do i=$((i+1)); echo tick-$i; sleep 0.2; done",
+    ]);
+    d.wait_state(&id, "running");
+    let pid = d.inspect(&id, "{{.State.Pid}}");
+    d.containerd.restart();
+    let count = |d: &Docker| d.ok(&["logs", &id]).lines().count();
+    let before = count(&d);
+    eventually(20, "output after containerd came back", || {
+        count(&d) > before + 2
+    });
+    assert_eq!(d.inspect(&id, "{{.State.Pid}}"), pid);
+    assert_eq!(d.ok(&["exec", &id, "echo", "still-here"]), "still-here");
+    d.ok(&["stop", "-t", "1", &id]);
+    assert_eq!(d.inspect(&id, "{{.State.ExitCode}}"), "137");
+    d.ok(&["rm", &id]);
+    assert!(d.containerd.shims_left().is_empty(), "a shim was left");
+    assert!(d.containerd.zombies().is_empty());
+}
+
+#[test]
+fn bad_runtime_names_and_options_files_are_named_in_the_error() {
+    let d = Docker::start_with(|dir| {
+        let broken = dir.join("broken.toml");
+        std::fs::write(&broken, "BinaryName = \"crun\"\nNoSuchField = 1\n").unwrap();
+        serde_json::json!({ "runtimes": {
+            "missing-file": {
+                "runtimeType": rsrunc_e2e::RSRUNC,
+                "options": { "ConfigPath": dir.join("nowhere.toml") }
+            },
+            "broken-file": {
+                "runtimeType": rsrunc_e2e::RSRUNC,
+                "options": { "ConfigPath": broken }
+            }
+        }})
+    });
+    let out = d.docker(&[
+        "run",
+        "--rm",
+        "--runtime",
+        "io.containerd.nosuch.v2",
+        IMAGE,
+        "true",
+    ]);
+    assert_ne!(out.status, 0);
+    assert!(
+        out.stderr.contains("containerd-shim-nosuch-v2"),
+        "the error does not name the missing shim: {}",
+        out.stderr
+    );
+    if !ours_only("options files through runtimeoptions ConfigPath") {
+        return;
+    }
+    let out = d.docker(&["run", "--rm", "--runtime", "missing-file", IMAGE, "true"]);
+    assert_ne!(out.status, 0);
+    assert!(
+        out.stderr.contains("nowhere.toml"),
+        "the error does not name the file: {}",
+        out.stderr
+    );
+    let out = d.docker(&["run", "--rm", "--runtime", "broken-file", IMAGE, "true"]);
+    assert_ne!(out.status, 0);
+    assert!(
+        out.stderr.contains("broken.toml") && out.stderr.contains("NoSuchField"),
+        "the error does not name the file and the field: {}",
+        out.stderr
+    );
+    assert!(d.containerd.shims_left().is_empty(), "a shim was left");
+}

@@ -18,7 +18,11 @@ use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTime
 use nix::sys::eventfd::{EfdFlags, EventFd};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 
-type Callback = Box<dyn Fn(&str) + Send + Sync>;
+/// Called with a container id; returns whether it found (and reported) an OOM kill.
+type Callback = Box<dyn Fn(&str) -> bool + Send + Sync>;
+
+/// Pauses before looking again at a cgroup whose notification showed no kill yet.
+const RECHECKS_MS: [u64; 5] = [10, 30, 60, 150, 300];
 
 pub struct OomWatcher {
     epoll: Epoll,
@@ -65,7 +69,9 @@ impl Source {
 }
 
 impl OomWatcher {
-    pub fn new(on_oom: impl Fn(&str) + Send + Sync + 'static) -> io::Result<Arc<OomWatcher>> {
+    pub fn new(
+        on_oom: impl Fn(&str) -> bool + Send + Sync + 'static,
+    ) -> io::Result<Arc<OomWatcher>> {
         Ok(Arc::new(OomWatcher {
             epoll: Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?,
             watched: Mutex::new(HashMap::new()),
@@ -158,7 +164,15 @@ impl OomWatcher {
             v.source.drain();
             v.id.clone()
         };
-        (self.on_oom)(&id);
+        if (self.on_oom)(&id) {
+            return;
+        }
+        for ms in RECHECKS_MS {
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+            if (self.on_oom)(&id) {
+                return;
+            }
+        }
     }
 }
 
@@ -180,10 +194,7 @@ mod tests {
         std::fs::write(dir.path().join("memory.events"), "oom 0\noom_kill 0\n").unwrap();
         let (tx, rx) = mpsc::channel();
         let tx = Mutex::new(tx);
-        let w = OomWatcher::new(move |id| {
-            let _ = lock(&tx).send(id.to_string());
-        })
-        .unwrap();
+        let w = OomWatcher::new(move |id| lock(&tx).send(id.to_string()).is_ok()).unwrap();
         w.watch("c1", dir.path(), true).unwrap();
         std::fs::write(dir.path().join("memory.events"), "oom 1\noom_kill 1\n").unwrap();
         assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), "c1");
@@ -195,7 +206,7 @@ mod tests {
 
     #[test]
     fn a_missing_cgroup_is_an_error() {
-        let w = OomWatcher::new(|_| {}).unwrap();
+        let w = OomWatcher::new(|_| true).unwrap();
         assert!(w.watch("c1", Path::new("/nonexistent/cg"), false).is_err());
         assert!(w.watch("c1", Path::new("/nonexistent/cg"), true).is_err());
     }

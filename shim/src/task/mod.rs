@@ -128,9 +128,10 @@ impl Tasks {
         let me: Arc<OnceLock<Weak<Tasks>>> = Arc::default();
         let me_for_oom = Arc::clone(&me);
         let oom = OomWatcher::new(move |id| {
-            if let Some(t) = me_for_oom.get().and_then(Weak::upgrade) {
-                t.oom_event(id);
-            }
+            me_for_oom
+                .get()
+                .and_then(Weak::upgrade)
+                .is_none_or(|t| t.oom_event(id))
         })?;
         let tasks = Arc::new(Tasks {
             namespace,
@@ -464,9 +465,11 @@ impl Tasks {
         p_status(&c.init).after(Op::Update, &format!("container {id}"))?;
         match serde_json::from_slice::<serde_json::Value>(resources) {
             Ok(serde_json::Value::Object(_)) => {}
-            _ => return Err(Error::invalid(format!(
+            _ => {
+                return Err(Error::invalid(format!(
                 "update of container {id}: the resources are not an OCI LinuxResources JSON object"
-            ))),
+            )))
+            }
         }
         // One file per call, so that concurrent updates do not see each other's.
         static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -493,29 +496,45 @@ impl Tasks {
             .map_err(|e| Error::io(format_args!("stats of container {id}"), e))
     }
 
-    /// The OOM watcher saw an event in container `id`'s memory cgroup.
-    fn oom_event(&self, id: &str) {
-        if let Ok(c) = self.container(id) {
-            self.report_oom(&c);
+    /// The OOM watcher saw an event in container `id`'s memory cgroup; false asks it to
+    /// look again shortly (the kill is not counted yet).
+    fn oom_event(&self, id: &str) -> bool {
+        let Ok(c) = self.container(id) else {
+            return true;
+        };
+        match c.cgroups.as_ref().and_then(Cgroups::oom_kills) {
+            Some(_) => self.report_oom(&c),
+            None => {
+                // A kernel that does not count kills (before 4.13): every OOM
+                // notification is reported, as containerd's Go shim does.
+                self.publish_oom(&c, None);
+                true
+            }
         }
     }
 
     /// Publishes TaskOOM if the kernel killed a process in the container's cgroup since
-    /// the last one. Called by the watcher and before the init's exit is handled, so that
-    /// an OOM that killed the init is reported before its TaskExit.
-    fn report_oom(&self, c: &Container) {
+    /// the last one; returns whether it did. Called by the watcher and before the init's
+    /// exit is handled, so that an OOM that killed the init comes before its TaskExit.
+    fn report_oom(&self, c: &Container) -> bool {
         let Some(now) = c.cgroups.as_ref().and_then(Cgroups::oom_kills) else {
-            return;
+            return false;
         };
         let mut seen = lock(&c.oom_kills);
-        if now > *seen {
-            *seen = now;
-            self.events.publish(Box::new(TaskOOM {
-                container_id: c.id.clone(),
-                ..Default::default()
-            }));
-            log::info!("oom id={} oom_kills={now}", c.id);
+        if now <= *seen {
+            return false;
         }
+        *seen = now;
+        self.publish_oom(c, Some(now));
+        true
+    }
+
+    fn publish_oom(&self, c: &Container, kills: Option<u64>) {
+        self.events.publish(Box::new(TaskOOM {
+            container_id: c.id.clone(),
+            ..Default::default()
+        }));
+        log::info!("oom id={} oom_kills={kills:?}", c.id);
     }
 
     pub fn state(&self, id: &str, exec_id: &str) -> Result<ProcessView> {
