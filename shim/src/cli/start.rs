@@ -175,9 +175,13 @@ pub fn encode_reply(address: &str, protocol: Protocol) -> Vec<u8> {
 }
 
 /// Memory settings for the serving shim's allocator: one malloc arena (its threads mostly
-/// wait), and no cache of finished threads' stacks (copier threads come and go with each
-/// process; cached stacks would stay resident).
-const TUNABLES: &str = "glibc.malloc.arena_max=1:glibc.pthread.stack_cache_size=0";
+/// wait); no per-thread cache of freed chunks (each long-lived thread would keep up to 7
+/// chunks of every small size, scattered over the heap after a burst of execs, and every
+/// page holding one stays resident: malloc_trim cannot return it); and no cache of
+/// finished threads' stacks (copier threads come and go with each process; cached stacks
+/// would stay resident).
+const TUNABLES: &str =
+    "glibc.malloc.arena_max=1:glibc.malloc.tcache_count=0:glibc.pthread.stack_cache_size=0";
 
 fn glibc_tunables(inherited: Option<String>) -> String {
     match inherited.filter(|t| !t.is_empty()) {
