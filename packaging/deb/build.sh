@@ -12,6 +12,8 @@ install -D -m 0644 "$top/packaging/rsrunc.toml" "$stage/usr/share/doc/rsrunc/exa
 install -D -m 0644 "$top/packaging/crun.toml" "$stage/usr/share/doc/rsrunc/examples/crun.toml"
 install -D -m 0644 "$top/packaging/containerd/config-1.x.toml" "$stage/usr/share/doc/rsrunc/examples/containerd-config-1.x.toml"
 install -D -m 0644 "$top/packaging/containerd/config-2.x.toml" "$stage/usr/share/doc/rsrunc/examples/containerd-config-2.x.toml"
+install -D -m 0644 "$top/packaging/docker/daemon.json" "$stage/usr/share/doc/rsrunc/examples/docker-daemon.json"
+install -D -m 0644 "$top/packaging/docker/daemon-default-runtime.json" "$stage/usr/share/doc/rsrunc/examples/docker-daemon-default-runtime.json"
 mkdir -p "$stage/DEBIAN"
 cat > "$stage/DEBIAN/control" <<CTL
 Package: rsrunc

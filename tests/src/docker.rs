@@ -37,25 +37,50 @@ impl Docker {
     /// dockerd with extra daemon.json settings (merged over the [`CRUN_ENTRY`] runtime),
     /// built from the containerd daemon's directory (where option files go).
     pub fn start_with(extra: impl FnOnce(&Path) -> serde_json::Value) -> Docker {
-        let containerd = Daemon::start();
-        let dir = containerd.dir().to_path_buf();
-        let mut config = serde_json::json!({ "runtimes": { CRUN_ENTRY: crun_entry(&containerd) } });
-        if let (Some(base), serde_json::Value::Object(more)) = (config.as_object_mut(), extra(&dir))
-        {
-            for (k, v) in more {
-                match (base.get_mut(&k), v) {
-                    (Some(serde_json::Value::Object(b)), serde_json::Value::Object(m)) => {
-                        b.extend(m)
-                    }
-                    (_, v) => {
-                        base.insert(k, v);
+        Self::start_config(|containerd| {
+            let mut config =
+                serde_json::json!({ "runtimes": { CRUN_ENTRY: crun_entry(containerd) } });
+            if let (Some(base), serde_json::Value::Object(more)) =
+                (config.as_object_mut(), extra(containerd.dir()))
+            {
+                for (k, v) in more {
+                    match (base.get_mut(&k), v) {
+                        (Some(serde_json::Value::Object(b)), serde_json::Value::Object(m)) => {
+                            b.extend(m)
+                        }
+                        (_, v) => {
+                            base.insert(k, v);
+                        }
                     }
                 }
             }
-        }
-        std::fs::write(dir.join("daemon.json"), config.to_string()).unwrap();
+            Some(config)
+        })
+    }
+
+    /// dockerd without any daemon.json.
+    pub fn start_unconfigured() -> Docker {
+        Self::start_config(|_| None)
+    }
+
+    /// dockerd with one of the daemon.json examples in packaging/docker, its options
+    /// file paths pointed at a copy of packaging/crun.toml.
+    pub fn start_from_example(name: &str) -> Docker {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let text = std::fs::read_to_string(root.join("packaging/docker").join(name)).unwrap();
+        let crun = std::fs::read_to_string(root.join("packaging/crun.toml")).unwrap();
+        Self::start_config(|containerd| {
+            let file = containerd.options_file("example-crun", &crun);
+            let text = text.replace("/etc/containerd/rsrunc-crun.toml", &file);
+            Some(serde_json::from_str(&text).expect("the example is valid JSON"))
+        })
+    }
+
+    fn start_config(config: impl FnOnce(&Daemon) -> Option<serde_json::Value>) -> Docker {
+        let containerd = Daemon::start();
+        let dir = containerd.dir().to_path_buf();
         let socket = dir.join("docker.sock");
-        let args: Vec<String> = vec![
+        let mut args: Vec<String> = vec![
             "--containerd".into(),
             containerd.socket.display().to_string(),
             "--data-root".into(),
@@ -70,9 +95,12 @@ impl Docker {
             "--ip6tables=false".into(),
             "--bridge=none".into(),
             "--userland-proxy=false".into(),
-            "--config-file".into(),
-            dir.join("daemon.json").display().to_string(),
         ];
+        if let Some(config) = config(&containerd) {
+            std::fs::write(dir.join("daemon.json"), config.to_string()).unwrap();
+            args.push("--config-file".into());
+            args.push(dir.join("daemon.json").display().to_string());
+        }
         let child = spawn_dockerd(&dir, &args, &[]);
         let d = Docker {
             containerd,

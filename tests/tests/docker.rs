@@ -109,6 +109,50 @@ fn run_with_the_runtime_name_alone_and_with_a_daemon_json_entry() {
 }
 
 #[test]
+fn the_runtime_name_alone_needs_no_daemon_configuration() {
+    let d = Docker::start_unconfigured();
+    let out = d.docker(&[
+        "run",
+        "--rm",
+        "--runtime",
+        &rsrunc_e2e::runtime_name(),
+        IMAGE,
+        "sh",
+        "-c",
+        "echo unconfigured; exit 4",
+    ]);
+    assert_eq!(out.status, 4, "{out:?}");
+    assert_eq!(out.stdout.trim(), "unconfigured");
+}
+
+#[test]
+fn the_shipped_daemon_json_examples_work() {
+    if !ours_only("packaging/docker examples, written for io.containerd.rsrunc.v2") {
+        return;
+    }
+    let d = Docker::start_from_example("daemon.json");
+    for (rt, oci) in [("rsrunc", Oci::Runc), ("rsrunc-crun", Oci::Crun)] {
+        let id = d.ok(&["run", "-d", "--runtime", rt, IMAGE, "sleep", "300"]);
+        assert!(
+            created_by(&d, oci, &id),
+            "{rt}: not run by {}",
+            oci.binary()
+        );
+        assert!(shim_names(&d).iter().any(|s| s.ends_with(expected_shim())));
+        d.ok(&["rm", "-f", &id]);
+    }
+    drop(d);
+    let d = Docker::start_from_example("daemon-default-runtime.json");
+    let id = d.ok(&["run", "-d", IMAGE, "sleep", "300"]);
+    assert_eq!(d.inspect(&id, "{{.HostConfig.Runtime}}"), "rsrunc-crun");
+    assert!(
+        created_by(&d, Oci::Crun, &id),
+        "the default runtime did not run crun"
+    );
+    d.ok(&["rm", "-f", &id]);
+}
+
+#[test]
 fn a_daemon_json_entry_works_as_the_default_runtime() {
     let d = Docker::start_with(|_| serde_json::json!({ "default-runtime": "test-crun" }));
     let id = d.ok(&["run", "-d", IMAGE, "sleep", "300"]);
