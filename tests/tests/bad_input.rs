@@ -106,6 +106,8 @@ fn bundle(d: &Daemon, name: &str, args: &[&str], root: &Path) -> PathBuf {
     spec["root"]["readonly"] = false.into();
     spec["process"]["args"] = args.iter().map(|a| serde_json::Value::from(*a)).collect();
     spec["process"]["terminal"] = false.into();
+    // Its own cgroup: `ctr oci spec` names one shared by every bundle made from it.
+    spec["linux"]["cgroupsPath"] = format!("/{}/{name}", d.namespace).into();
     std::fs::write(dir.join("config.json"), serde_json::to_vec(&spec).unwrap()).unwrap();
     dir
 }
@@ -227,6 +229,70 @@ fn a_failed_create_leaves_nothing_mounted() {
         rsrunc_e2e::daemon::mounts_under(&b).is_empty(),
         "{:?}",
         rsrunc_e2e::daemon::mounts_under(&b)
+    );
+    conn.shutdown();
+}
+
+#[test]
+fn stats_and_update_of_a_created_container() {
+    use containerd_shim_protos::api::{StatsRequest, StatsResponse, UpdateTaskRequest};
+    use protobuf::well_known_types::any::Any;
+    let d = Daemon::start();
+    let b = bundle(&d, "res", &["/bin/sleep", "30"], rootfs::busybox());
+    let conn = ShimConn::start(&d, &shim_binary(&d), &b, "res");
+    create(&conn, "res", &b, vec![]).unwrap();
+
+    let stats: StatsResponse = conn
+        .call(
+            "Stats",
+            &StatsRequest {
+                id: "res".into(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert!(
+        stats.stats.type_url.starts_with("io.containerd.cgroups.v"),
+        "{}",
+        stats.stats.type_url
+    );
+    assert!(!stats.stats.value.is_empty());
+
+    let update = |value: &[u8]| -> Result<Empty, (Code, String)> {
+        conn.call(
+            "Update",
+            &UpdateTaskRequest {
+                id: "res".into(),
+                resources: protobuf::MessageField::some(Any {
+                    type_url: "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources"
+                        .into(),
+                    value: value.to_vec(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        )
+    };
+    update(br#"{"pids": {"limit": 99}}"#).unwrap();
+    if ours_only("InvalidArgument for resources that are not JSON") {
+        let (code, msg) = update(b"not json").unwrap_err();
+        assert_eq!(code, Code::INVALID_ARGUMENT, "{msg}");
+        assert!(msg.contains("LinuxResources"), "{msg}");
+    }
+    let _: Result<Empty, _> = conn.call(
+        "Kill",
+        &KillRequest {
+            id: "res".into(),
+            signal: 9,
+            ..Default::default()
+        },
+    );
+    let _: Result<DeleteResponse, _> = conn.call(
+        "Delete",
+        &DeleteRequest {
+            id: "res".into(),
+            ..Default::default()
+        },
     );
     conn.shutdown();
 }
