@@ -9,10 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::path::{Path, PathBuf};
 
-use containerd_shim_protos::cgroups::metrics as v1;
-use containerd_shim_protos::cgroups_v2::metrics as v2;
 use containerd_shim_protos::protobuf::well_known_types::any::Any;
-use containerd_shim_protos::protobuf::{Message, MessageField};
 
 /// The type URLs containerd's Go shim gives the two Metrics messages (typeurl's names).
 pub const V1_TYPE_URL: &str = "io.containerd.cgroups.v1.Metrics";
@@ -122,12 +119,12 @@ impl Cgroups {
     /// The statistics as containerd's Stats RPC returns them: v1 or v2 Metrics in an Any.
     pub fn metrics(&self) -> io::Result<Any> {
         let (type_url, value) = match self {
-            Cgroups::V1(dirs) => (V1_TYPE_URL, v1_metrics(dirs)?.write_to_bytes()),
-            Cgroups::V2(dir) => (V2_TYPE_URL, v2_metrics(dir)?.write_to_bytes()),
+            Cgroups::V1(dirs) => (V1_TYPE_URL, v1_metrics(dirs)?),
+            Cgroups::V2(dir) => (V2_TYPE_URL, v2_metrics(dir)?),
         };
         Ok(Any {
             type_url: type_url.to_string(),
-            value: value.map_err(|e| io::Error::other(format!("encode cgroup metrics: {e}")))?,
+            value: value.0,
             ..Default::default()
         })
     }
@@ -225,51 +222,229 @@ fn unescape(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn v1_metrics(dirs: &BTreeMap<String, PathBuf>) -> io::Result<v1::Metrics> {
+/// A protobuf message written field by field, in the wire format containerd decodes.
+/// Zero numbers and empty strings are left out, as proto3 encoders do; a nested message is
+/// always written, so an empty one still reads as present.
+///
+/// The shim writes these two messages by hand from the tables below rather than through
+/// the generated types: their code and reflection data made the binary (and so every
+/// shim's resident memory) about 100 KiB larger. The tests decode what this writes with
+/// the generated types.
+#[derive(Default)]
+struct Pb(Vec<u8>);
+
+impl Pb {
+    fn varint(&mut self, mut v: u64) {
+        while v >= 0x80 {
+            self.0.push((v & 0x7f) as u8 | 0x80);
+            v >>= 7;
+        }
+        self.0.push(v as u8);
+    }
+
+    fn key(&mut self, field: u32, wire_type: u8) {
+        self.varint(u64::from(field) << 3 | u64::from(wire_type));
+    }
+
+    fn uint(&mut self, field: u32, v: u64) {
+        if v != 0 {
+            self.key(field, 0);
+            self.varint(v);
+        }
+    }
+
+    fn bytes(&mut self, field: u32, b: &[u8]) {
+        self.key(field, 2);
+        self.varint(b.len() as u64);
+        self.0.extend_from_slice(b);
+    }
+
+    fn str(&mut self, field: u32, s: &str) {
+        if !s.is_empty() {
+            self.bytes(field, s.as_bytes());
+        }
+    }
+
+    fn msg(&mut self, field: u32, m: Pb) {
+        self.bytes(field, &m.0);
+    }
+
+    /// A repeated number field, packed (proto3's default).
+    fn packed(&mut self, field: u32, values: &[u64]) {
+        if values.is_empty() {
+            return;
+        }
+        let mut p = Pb::default();
+        for v in values {
+            p.varint(*v);
+        }
+        self.bytes(field, &p.0);
+    }
+
+    /// One number field per (file key, field number) pair of `table`, from "key value"
+    /// text.
+    fn table(&mut self, values: &HashMap<&str, u64>, table: &[(&str, u32)]) {
+        for (k, field) in table {
+            self.uint(*field, values.get(k).copied().unwrap_or(0));
+        }
+    }
+
+    fn from_table(values: &HashMap<&str, u64>, table: &[(&str, u32)]) -> Pb {
+        let mut m = Pb::default();
+        m.table(values, table);
+        m
+    }
+}
+
+// Field numbers of io.containerd.cgroups.v1.Metrics (containerd/cgroups stats/v1).
+mod v1f {
+    pub const HUGETLB: u32 = 1;
+    pub const PIDS: u32 = 2;
+    pub const CPU: u32 = 3;
+    pub const MEMORY: u32 = 4;
+    pub const BLKIO: u32 = 5;
+    pub const MEMORY_OOM_CONTROL: u32 = 9;
+}
+
+/// memory.stat keys and MemoryStat field numbers (v1).
+const V1_MEMORY_STAT: &[(&str, u32)] = &[
+    ("cache", 1),
+    ("rss", 2),
+    ("rss_huge", 3),
+    ("mapped_file", 4),
+    ("dirty", 5),
+    ("writeback", 6),
+    ("pgpgin", 7),
+    ("pgpgout", 8),
+    ("pgfault", 9),
+    ("pgmajfault", 10),
+    ("inactive_anon", 11),
+    ("active_anon", 12),
+    ("inactive_file", 13),
+    ("active_file", 14),
+    ("unevictable", 15),
+    ("hierarchical_memory_limit", 16),
+    ("hierarchical_memsw_limit", 17),
+    ("total_cache", 18),
+    ("total_rss", 19),
+    ("total_rss_huge", 20),
+    ("total_mapped_file", 21),
+    ("total_dirty", 22),
+    ("total_writeback", 23),
+    ("total_pgpgin", 24),
+    ("total_pgpgout", 25),
+    ("total_pgfault", 26),
+    ("total_pgmajfault", 27),
+    ("total_inactive_anon", 28),
+    ("total_active_anon", 29),
+    ("total_inactive_file", 30),
+    ("total_active_file", 31),
+    ("total_unevictable", 32),
+];
+/// MemoryStat's usage, swap, kernel and kernel_tcp entries: field and file prefix.
+const V1_MEMORY_ENTRIES: [(u32, &str); 4] = [
+    (33, "memory."),
+    (34, "memory.memsw."),
+    (35, "memory.kmem."),
+    (36, "memory.kmem.tcp."),
+];
+/// MemoryEntry: file suffix and field.
+const V1_MEMORY_ENTRY: [(&str, u32); 4] = [
+    ("limit_in_bytes", 1),
+    ("usage_in_bytes", 2),
+    ("max_usage_in_bytes", 3),
+    ("failcnt", 4),
+];
+const V1_OOM_CONTROL: &[(&str, u32)] =
+    &[("oom_kill_disable", 1), ("under_oom", 2), ("oom_kill", 3)];
+const V1_THROTTLE: &[(&str, u32)] = &[
+    ("nr_periods", 1),
+    ("nr_throttled", 2),
+    ("throttled_time", 3),
+];
+
+fn v1_metrics(dirs: &BTreeMap<String, PathBuf>) -> io::Result<Pb> {
     let dir = |c: &str| dirs.get(c).map(PathBuf::as_path);
     for c in ["pids", "cpu", "cpuacct", "memory", "blkio", "hugetlb"] {
         if let Some(d) = dir(c) {
             must_exist(d)?;
         }
     }
-    let mut m = v1::Metrics::new();
-    if let Some(d) = dir("pids") {
-        m.pids = MessageField::from_option(v1_pids(d)?);
+    let mut m = Pb::default();
+    if let Some(d) = dir("hugetlb") {
+        for size in hugepage_sizes(d, ".usage_in_bytes")? {
+            let f =
+                |name: &str| uint(d, &format!("hugetlb.{size}.{name}"), 0).map(|v| v.unwrap_or(0));
+            let mut h = Pb::default();
+            h.uint(1, f("usage_in_bytes")?);
+            h.uint(2, f("max_usage_in_bytes")?);
+            h.uint(3, f("failcnt")?);
+            h.str(4, &size);
+            m.msg(v1f::HUGETLB, h);
+        }
+    }
+    if let Some(current) = dir("pids")
+        .map(|d| uint(d, "pids.current", 0))
+        .transpose()?
+        .flatten()
+    {
+        let mut p = Pb::default();
+        p.uint(1, current);
+        p.uint(
+            2,
+            dir("pids")
+                .map(|d| uint(d, "pids.max", 0))
+                .transpose()?
+                .flatten()
+                .unwrap_or(0),
+        );
+        m.msg(v1f::PIDS, p);
     }
     let usage = dir("cpuacct").map(v1_cpu_usage).transpose()?.flatten();
-    let throttling = dir("cpu").map(v1_throttling).transpose()?.flatten();
+    let throttling = dir("cpu")
+        .map(|d| read(d, "cpu.stat"))
+        .transpose()?
+        .flatten()
+        .map(|t| Pb::from_table(&kv(&t), V1_THROTTLE));
     if usage.is_some() || throttling.is_some() {
-        m.cpu = MessageField::some(v1::CPUStat {
-            usage: MessageField::from_option(usage),
-            throttling: MessageField::from_option(throttling),
-            ..Default::default()
-        });
+        let mut cpu = Pb::default();
+        if let Some(u) = usage {
+            cpu.msg(1, u);
+        }
+        if let Some(t) = throttling {
+            cpu.msg(2, t);
+        }
+        m.msg(v1f::CPU, cpu);
     }
     if let Some(d) = dir("memory") {
-        m.memory = MessageField::from_option(v1_memory(d)?);
-        m.memory_oom_control = MessageField::from_option(v1_oom_control(d)?);
+        if let Some(text) = read(d, "memory.stat")? {
+            let mut mem = Pb::from_table(&kv(&text), V1_MEMORY_STAT);
+            // Every entry is written, zero when its files are missing, as containerd
+            // does: Docker reads memory.usage without checking it is there.
+            for (field, prefix) in V1_MEMORY_ENTRIES {
+                let mut e = Pb::default();
+                for (suffix, f) in V1_MEMORY_ENTRY {
+                    e.uint(f, uint(d, &format!("{prefix}{suffix}"), 0)?.unwrap_or(0));
+                }
+                mem.msg(field, e);
+            }
+            m.msg(v1f::MEMORY, mem);
+        }
+        if let Some(text) = read(d, "memory.oom_control")? {
+            m.msg(
+                v1f::MEMORY_OOM_CONTROL,
+                Pb::from_table(&kv(&text), V1_OOM_CONTROL),
+            );
+        }
     }
     if let Some(d) = dir("blkio") {
-        m.blkio = MessageField::some(v1_blkio(d)?);
-    }
-    if let Some(d) = dir("hugetlb") {
-        m.hugetlb = v1_hugetlb(d)?;
+        m.msg(v1f::BLKIO, v1_blkio(d)?);
     }
     Ok(m)
 }
 
-fn v1_pids(dir: &Path) -> io::Result<Option<v1::PidsStat>> {
-    let Some(current) = uint(dir, "pids.current", 0)? else {
-        return Ok(None);
-    };
-    Ok(Some(v1::PidsStat {
-        current,
-        limit: uint(dir, "pids.max", 0)?.unwrap_or(0),
-        ..Default::default()
-    }))
-}
-
-fn v1_cpu_usage(dir: &Path) -> io::Result<Option<v1::CPUUsage>> {
+/// CPUUsage: total, kernel, user, per_cpu.
+fn v1_cpu_usage(dir: &Path) -> io::Result<Option<Pb>> {
     let total = uint(dir, "cpuacct.usage", 0)?;
     let per_cpu = read(dir, "cpuacct.usage_percpu")?;
     let stat = read(dir, "cpuacct.stat")?;
@@ -278,110 +453,23 @@ fn v1_cpu_usage(dir: &Path) -> io::Result<Option<v1::CPUUsage>> {
     }
     let stat = kv(stat.as_deref().unwrap_or(""));
     let ns = |k: &str| stat.get(k).map_or(0, |t| t.saturating_mul(NS_PER_TICK));
-    Ok(Some(v1::CPUUsage {
-        total: total.unwrap_or(0),
-        kernel: ns("system"),
-        user: ns("user"),
-        per_cpu: per_cpu
-            .as_deref()
-            .unwrap_or("")
-            .split_whitespace()
-            .filter_map(parse_u64)
-            .collect(),
-        ..Default::default()
-    }))
+    let per_cpu: Vec<u64> = per_cpu
+        .as_deref()
+        .unwrap_or("")
+        .split_whitespace()
+        .filter_map(parse_u64)
+        .collect();
+    let mut u = Pb::default();
+    u.uint(1, total.unwrap_or(0));
+    u.uint(2, ns("system"));
+    u.uint(3, ns("user"));
+    u.packed(4, &per_cpu);
+    Ok(Some(u))
 }
 
-fn v1_throttling(dir: &Path) -> io::Result<Option<v1::Throttle>> {
-    let Some(text) = read(dir, "cpu.stat")? else {
-        return Ok(None);
-    };
-    let s = kv(&text);
-    let g = |k: &str| s.get(k).copied().unwrap_or(0);
-    Ok(Some(v1::Throttle {
-        periods: g("nr_periods"),
-        throttled_periods: g("nr_throttled"),
-        throttled_time: g("throttled_time"),
-        ..Default::default()
-    }))
-}
-
-fn v1_memory(dir: &Path) -> io::Result<Option<v1::MemoryStat>> {
-    let Some(text) = read(dir, "memory.stat")? else {
-        return Ok(None);
-    };
-    let s = kv(&text);
-    let g = |k: &str| s.get(k).copied().unwrap_or(0);
-    // Every entry is set, zero when its files are missing, as containerd does: Docker reads
-    // memory.usage without checking it is there.
-    let entry = |prefix: &str| -> io::Result<MessageField<v1::MemoryEntry>> {
-        let f = |name: &str| uint(dir, &format!("{prefix}{name}"), 0).map(|v| v.unwrap_or(0));
-        Ok(MessageField::some(v1::MemoryEntry {
-            limit: f("limit_in_bytes")?,
-            usage: f("usage_in_bytes")?,
-            max: f("max_usage_in_bytes")?,
-            failcnt: f("failcnt")?,
-            ..Default::default()
-        }))
-    };
-    Ok(Some(v1::MemoryStat {
-        cache: g("cache"),
-        rss: g("rss"),
-        rss_huge: g("rss_huge"),
-        mapped_file: g("mapped_file"),
-        dirty: g("dirty"),
-        writeback: g("writeback"),
-        pg_pg_in: g("pgpgin"),
-        pg_pg_out: g("pgpgout"),
-        pg_fault: g("pgfault"),
-        pg_maj_fault: g("pgmajfault"),
-        inactive_anon: g("inactive_anon"),
-        active_anon: g("active_anon"),
-        inactive_file: g("inactive_file"),
-        active_file: g("active_file"),
-        unevictable: g("unevictable"),
-        hierarchical_memory_limit: g("hierarchical_memory_limit"),
-        hierarchical_swap_limit: g("hierarchical_memsw_limit"),
-        total_cache: g("total_cache"),
-        total_rss: g("total_rss"),
-        total_rss_huge: g("total_rss_huge"),
-        total_mapped_file: g("total_mapped_file"),
-        total_dirty: g("total_dirty"),
-        total_writeback: g("total_writeback"),
-        total_pg_pg_in: g("total_pgpgin"),
-        total_pg_pg_out: g("total_pgpgout"),
-        total_pg_fault: g("total_pgfault"),
-        total_pg_maj_fault: g("total_pgmajfault"),
-        total_inactive_anon: g("total_inactive_anon"),
-        total_active_anon: g("total_active_anon"),
-        total_inactive_file: g("total_inactive_file"),
-        total_active_file: g("total_active_file"),
-        total_unevictable: g("total_unevictable"),
-        usage: entry("memory.")?,
-        swap: entry("memory.memsw.")?,
-        kernel: entry("memory.kmem.")?,
-        kernel_tcp: entry("memory.kmem.tcp.")?,
-        ..Default::default()
-    }))
-}
-
-fn v1_oom_control(dir: &Path) -> io::Result<Option<v1::MemoryOomControl>> {
-    let Some(text) = read(dir, "memory.oom_control")? else {
-        return Ok(None);
-    };
-    let s = kv(&text);
-    let g = |k: &str| s.get(k).copied().unwrap_or(0);
-    Ok(Some(v1::MemoryOomControl {
-        oom_kill_disable: g("oom_kill_disable"),
-        under_oom: g("under_oom"),
-        oom_kill: g("oom_kill"),
-        ..Default::default()
-    }))
-}
-
-/// Bytes and operations per device: from the throttle files, which count every I/O
-/// whatever the scheduler, else from the CFQ or BFQ scheduler's.
-fn v1_blkio(dir: &Path) -> io::Result<v1::BlkIOStat> {
+/// BlkIOStat: bytes and operations per device, from the throttle files, which count every
+/// I/O whatever the scheduler, else from the CFQ or BFQ scheduler's.
+fn v1_blkio(dir: &Path) -> io::Result<Pb> {
     const SOURCES: [[&str; 2]; 4] = [
         [
             "blkio.throttle.io_service_bytes_recursive",
@@ -400,23 +488,27 @@ fn v1_blkio(dir: &Path) -> io::Result<v1::BlkIOStat> {
             "blkio.bfq.io_serviced_recursive",
         ],
     ];
+    let mut stat = Pb::default();
     for [bytes, ios] in SOURCES {
         let bytes = blkio_entries(read(dir, bytes)?.as_deref().unwrap_or(""));
         let ios = blkio_entries(read(dir, ios)?.as_deref().unwrap_or(""));
         if !bytes.is_empty() || !ios.is_empty() {
-            return Ok(v1::BlkIOStat {
-                io_service_bytes_recursive: bytes,
-                io_serviced_recursive: ios,
-                ..Default::default()
-            });
+            // io_service_bytes_recursive = 1, io_serviced_recursive = 2.
+            for e in bytes {
+                stat.msg(1, e);
+            }
+            for e in ios {
+                stat.msg(2, e);
+            }
+            break;
         }
     }
-    Ok(v1::BlkIOStat::new())
+    Ok(stat)
 }
 
-/// "8:0 Read 4096" lines (or "8:0 4096" in files without operations); "Total N" and
-/// malformed lines are skipped.
-fn blkio_entries(text: &str) -> Vec<v1::BlkIOEntry> {
+/// BlkIOEntry messages from "8:0 Read 4096" lines (or "8:0 4096" in files without
+/// operations); "Total N" and malformed lines are skipped.
+fn blkio_entries(text: &str) -> Vec<Pb> {
     text.lines()
         .filter_map(|line| {
             let f: Vec<&str> = line.split([' ', ':']).filter(|s| !s.is_empty()).collect();
@@ -425,164 +517,158 @@ fn blkio_entries(text: &str) -> Vec<v1::BlkIOEntry> {
                 4 => (f[2], f[3]),
                 _ => return None,
             };
-            Some(v1::BlkIOEntry {
-                op: op.to_string(),
-                major: f[0].parse().ok()?,
-                minor: f[1].parse().ok()?,
-                value: parse_u64(value)?,
-                ..Default::default()
-            })
+            let mut e = Pb::default();
+            e.str(1, op);
+            e.uint(3, f[0].parse().ok()?);
+            e.uint(4, f[1].parse().ok()?);
+            e.uint(5, parse_u64(value)?);
+            Some(e)
         })
         .collect()
 }
 
-fn v1_hugetlb(dir: &Path) -> io::Result<Vec<v1::HugetlbStat>> {
-    let mut out = Vec::new();
-    for size in hugepage_sizes(dir, ".usage_in_bytes")? {
-        let f =
-            |name: &str| uint(dir, &format!("hugetlb.{size}.{name}"), 0).map(|v| v.unwrap_or(0));
-        out.push(v1::HugetlbStat {
-            usage: f("usage_in_bytes")?,
-            max: f("max_usage_in_bytes")?,
-            failcnt: f("failcnt")?,
-            pagesize: size,
-            ..Default::default()
-        });
-    }
-    Ok(out)
+// Field numbers of io.containerd.cgroups.v2.Metrics (containerd/cgroups cgroup2/stats).
+mod v2f {
+    pub const PIDS: u32 = 1;
+    pub const CPU: u32 = 2;
+    pub const MEMORY: u32 = 4;
+    pub const IO: u32 = 6;
+    pub const HUGETLB: u32 = 7;
+    pub const MEMORY_EVENTS: u32 = 8;
 }
 
-fn v2_metrics(dir: &Path) -> io::Result<v2::Metrics> {
+const V2_CPU_STAT: &[(&str, u32)] = &[
+    ("usage_usec", 1),
+    ("user_usec", 2),
+    ("system_usec", 3),
+    ("nr_periods", 4),
+    ("nr_throttled", 5),
+    ("throttled_usec", 6),
+    ("nr_bursts", 8),
+    ("burst_usec", 9),
+];
+const V2_MEMORY_STAT: &[(&str, u32)] = &[
+    ("anon", 1),
+    ("file", 2),
+    ("kernel_stack", 3),
+    ("slab", 4),
+    ("sock", 5),
+    ("shmem", 6),
+    ("file_mapped", 7),
+    ("file_dirty", 8),
+    ("file_writeback", 9),
+    ("anon_thp", 10),
+    ("inactive_anon", 11),
+    ("active_anon", 12),
+    ("inactive_file", 13),
+    ("active_file", 14),
+    ("unevictable", 15),
+    ("slab_reclaimable", 16),
+    ("slab_unreclaimable", 17),
+    ("pgfault", 18),
+    ("pgmajfault", 19),
+    ("workingset_nodereclaim", 22),
+    ("pgrefill", 23),
+    ("pgscan", 24),
+    ("pgsteal", 25),
+    ("pgactivate", 26),
+    ("pgdeactivate", 27),
+    ("pglazyfree", 28),
+    ("pglazyfreed", 29),
+    ("thp_fault_alloc", 30),
+    ("thp_collapse_alloc", 31),
+];
+/// MemoryStat fields read from files of their own ("max" reads as u64::MAX).
+const V2_MEMORY_FILES: [(&str, u32); 6] = [
+    ("memory.current", 32),
+    ("memory.max", 33),
+    ("memory.swap.current", 34),
+    ("memory.swap.max", 35),
+    ("memory.peak", 36),
+    ("memory.swap.peak", 37),
+];
+const V2_MEMORY_EVENTS: &[(&str, u32)] = &[
+    ("low", 1),
+    ("high", 2),
+    ("max", 3),
+    ("oom", 4),
+    ("oom_kill", 5),
+    ("oom_group_kill", 6),
+];
+
+fn v2_metrics(dir: &Path) -> io::Result<Pb> {
     must_exist(dir)?;
-    let mut m = v2::Metrics::new();
+    let mut m = Pb::default();
     if let Some(current) = uint(dir, "pids.current", u64::MAX)? {
-        m.pids = MessageField::some(v2::PidsStat {
-            current,
-            limit: uint(dir, "pids.max", u64::MAX)?.unwrap_or(0),
-            ..Default::default()
-        });
+        let mut p = Pb::default();
+        p.uint(1, current);
+        p.uint(2, uint(dir, "pids.max", u64::MAX)?.unwrap_or(0));
+        m.msg(v2f::PIDS, p);
     }
     if let Some(text) = read(dir, "cpu.stat")? {
-        let s = kv(&text);
-        let g = |k: &str| s.get(k).copied().unwrap_or(0);
-        m.cpu = MessageField::some(v2::CPUStat {
-            usage_usec: g("usage_usec"),
-            user_usec: g("user_usec"),
-            system_usec: g("system_usec"),
-            nr_periods: g("nr_periods"),
-            nr_throttled: g("nr_throttled"),
-            throttled_usec: g("throttled_usec"),
-            nr_bursts: g("nr_bursts"),
-            burst_usec: g("burst_usec"),
-            ..Default::default()
-        });
+        m.msg(v2f::CPU, Pb::from_table(&kv(&text), V2_CPU_STAT));
     }
-    m.memory = MessageField::from_option(v2_memory(dir)?);
-    if let Some(text) = read(dir, "memory.events")? {
+    if let Some(text) = read(dir, "memory.stat")? {
         let s = kv(&text);
+        let mut mem = Pb::from_table(&s, V2_MEMORY_STAT);
+        // Since Linux 5.9 the workingset counters are split into _anon and _file.
         let g = |k: &str| s.get(k).copied().unwrap_or(0);
-        m.memory_events = MessageField::some(v2::MemoryEvents {
-            low: g("low"),
-            high: g("high"),
-            max: g("max"),
-            oom: g("oom"),
-            oom_kill: g("oom_kill"),
-            oom_group_kill: g("oom_group_kill"),
-            ..Default::default()
-        });
+        for (key, field) in [("workingset_refault", 20), ("workingset_activate", 21)] {
+            let v = s.get(key).copied().unwrap_or_else(|| {
+                g(&format!("{key}_anon")).saturating_add(g(&format!("{key}_file")))
+            });
+            mem.uint(field, v);
+        }
+        for (file, field) in V2_MEMORY_FILES {
+            mem.uint(field, uint(dir, file, u64::MAX)?.unwrap_or(0));
+        }
+        m.msg(v2f::MEMORY, mem);
     }
     if let Some(text) = read(dir, "io.stat")? {
-        m.io = MessageField::some(v2::IOStat {
-            usage: io_entries(&text),
-            ..Default::default()
-        });
+        let mut io = Pb::default();
+        for e in io_entries(&text) {
+            io.msg(1, e);
+        }
+        m.msg(v2f::IO, io);
     }
     for size in hugepage_sizes(dir, ".current")? {
         let f = |name: &str| uint(dir, &format!("hugetlb.{size}.{name}"), u64::MAX);
         let events = read(dir, &format!("hugetlb.{size}.events"))?;
-        m.hugetlb.push(v2::HugeTlbStat {
-            current: f("current")?.unwrap_or(0),
-            max: f("max")?.unwrap_or(0),
-            failcnt: events.map_or(0, |t| kv(&t).get("max").copied().unwrap_or(0)),
-            pagesize: size,
-            ..Default::default()
-        });
+        let mut h = Pb::default();
+        h.uint(1, f("current")?.unwrap_or(0));
+        h.uint(2, f("max")?.unwrap_or(0));
+        h.str(3, &size);
+        h.uint(
+            4,
+            events.map_or(0, |t| kv(&t).get("max").copied().unwrap_or(0)),
+        );
+        m.msg(v2f::HUGETLB, h);
+    }
+    if let Some(text) = read(dir, "memory.events")? {
+        m.msg(
+            v2f::MEMORY_EVENTS,
+            Pb::from_table(&kv(&text), V2_MEMORY_EVENTS),
+        );
     }
     Ok(m)
 }
 
-fn v2_memory(dir: &Path) -> io::Result<Option<v2::MemoryStat>> {
-    let Some(text) = read(dir, "memory.stat")? else {
-        return Ok(None);
-    };
-    let s = kv(&text);
-    let g = |k: &str| s.get(k).copied().unwrap_or(0);
-    let f = |name: &str| uint(dir, name, u64::MAX).map(|v| v.unwrap_or(0));
-    Ok(Some(v2::MemoryStat {
-        anon: g("anon"),
-        file: g("file"),
-        kernel_stack: g("kernel_stack"),
-        slab: g("slab"),
-        sock: g("sock"),
-        shmem: g("shmem"),
-        file_mapped: g("file_mapped"),
-        file_dirty: g("file_dirty"),
-        file_writeback: g("file_writeback"),
-        anon_thp: g("anon_thp"),
-        inactive_anon: g("inactive_anon"),
-        active_anon: g("active_anon"),
-        inactive_file: g("inactive_file"),
-        active_file: g("active_file"),
-        unevictable: g("unevictable"),
-        slab_reclaimable: g("slab_reclaimable"),
-        slab_unreclaimable: g("slab_unreclaimable"),
-        pgfault: g("pgfault"),
-        pgmajfault: g("pgmajfault"),
-        // Since Linux 5.9 the workingset counters are split into _anon and _file.
-        workingset_refault: s.get("workingset_refault").copied().unwrap_or_else(|| {
-            g("workingset_refault_anon").saturating_add(g("workingset_refault_file"))
-        }),
-        workingset_activate: s.get("workingset_activate").copied().unwrap_or_else(|| {
-            g("workingset_activate_anon").saturating_add(g("workingset_activate_file"))
-        }),
-        workingset_nodereclaim: g("workingset_nodereclaim"),
-        pgrefill: g("pgrefill"),
-        pgscan: g("pgscan"),
-        pgsteal: g("pgsteal"),
-        pgactivate: g("pgactivate"),
-        pgdeactivate: g("pgdeactivate"),
-        pglazyfree: g("pglazyfree"),
-        pglazyfreed: g("pglazyfreed"),
-        thp_fault_alloc: g("thp_fault_alloc"),
-        thp_collapse_alloc: g("thp_collapse_alloc"),
-        usage: f("memory.current")?,
-        usage_limit: f("memory.max")?,
-        max_usage: f("memory.peak")?,
-        swap_usage: f("memory.swap.current")?,
-        swap_limit: f("memory.swap.max")?,
-        swap_max_usage: f("memory.swap.peak")?,
-        ..Default::default()
-    }))
-}
-
-/// "8:0 rbytes=4096 wbytes=0 rios=1 wios=0 dbytes=0 dios=0" lines.
-fn io_entries(text: &str) -> Vec<v2::IOEntry> {
+/// IOEntry messages from "8:0 rbytes=4096 wbytes=0 rios=1 wios=0 dbytes=0 dios=0" lines.
+fn io_entries(text: &str) -> Vec<Pb> {
     text.lines()
         .filter_map(|line| {
             let mut f = line.split_whitespace();
             let (major, minor) = f.next()?.split_once(':')?;
-            let mut e = v2::IOEntry {
-                major: major.parse().ok()?,
-                minor: minor.parse().ok()?,
-                ..Default::default()
-            };
+            let mut e = Pb::default();
+            e.uint(1, major.parse().ok()?);
+            e.uint(2, minor.parse().ok()?);
             for (k, v) in f.filter_map(|kv| kv.split_once('=')) {
                 let Some(v) = parse_u64(v) else { continue };
                 match k {
-                    "rbytes" => e.rbytes = v,
-                    "wbytes" => e.wbytes = v,
-                    "rios" => e.rios = v,
-                    "wios" => e.wios = v,
+                    "rbytes" => e.uint(3, v),
+                    "wbytes" => e.uint(4, v),
+                    "rios" => e.uint(5, v),
+                    "wios" => e.uint(6, v),
                     _ => {}
                 }
             }
@@ -671,6 +757,9 @@ fn parse_u64(s: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use containerd_shim_protos::cgroups::metrics as v1;
+    use containerd_shim_protos::cgroups_v2::metrics as v2;
+    use containerd_shim_protos::protobuf::Message;
 
     /// From a cgroup v1 hybrid host (Linux 6.x), a container in "/docker/abc", with the
     /// memory hierarchy bind-mounted from a parent's cgroup namespace.
