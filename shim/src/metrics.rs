@@ -165,7 +165,7 @@ impl<'a> Mount<'a> {
         let (before, after) = line.split_once(" - ")?;
         let mut before = before.split(' ');
         let root = before.nth(3)?;
-        let point = PathBuf::from(unescape(before.next()?));
+        let point = PathBuf::from(crate::mounts::unescape_mountinfo(before.next()?));
         let mut after = after.split(' ');
         let fstype = after.next()?;
         let super_options = after.nth(1)?;
@@ -196,30 +196,6 @@ impl<'a> Mount<'a> {
             self.point.join(rel)
         })
     }
-}
-
-/// Undoes mountinfo's octal escapes ("\040" for a space).
-fn unescape(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let octal = b
-            .get(i + 1..i + 4)
-            .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
-        match octal {
-            Some(d) if b[i] == b'\\' => {
-                let v = d.iter().fold(0u32, |v, c| v * 8 + u32::from(c - b'0'));
-                out.push(v as u8);
-                i += 4;
-            }
-            _ => {
-                out.push(b[i]);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// A protobuf message written field by field, in the wire format containerd decodes.

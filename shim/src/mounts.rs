@@ -78,7 +78,7 @@ pub fn mounts_at_or_below(mountinfo: &str, target: &Path) -> Vec<std::path::Path
 }
 
 /// mountinfo writes space, tab, newline and backslash as octal escapes (`\040`).
-fn unescape_mountinfo(s: &str) -> String {
+pub fn unescape_mountinfo(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;

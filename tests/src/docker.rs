@@ -206,6 +206,15 @@ impl Docker {
             .unwrap()
     }
 
+    /// `docker run -d --runtime RUNTIME [OPTIONS] IMAGE CMD...`; returns the container id.
+    pub fn run_detached(&self, runtime: &str, options: &[&str], cmd: &[&str]) -> String {
+        let mut args = vec!["run", "-d", "--runtime", runtime];
+        args.extend_from_slice(options);
+        args.push(IMAGE);
+        args.extend_from_slice(cmd);
+        self.ok(&args)
+    }
+
     /// `docker inspect -f FORMAT NAME`, trimmed.
     pub fn inspect(&self, name: &str, format: &str) -> String {
         self.ok(&["inspect", "-f", format, name])

@@ -74,7 +74,7 @@ fn run_with_the_runtime_name_alone_and_with_a_daemon_json_entry() {
         assert_eq!(out.stdout.trim(), "hello", "{oci:?}");
 
         // -d: the container runs on the shim and OCI runtime asked for.
-        let id = d.ok(&["run", "-d", "--runtime", &rt, IMAGE, "sleep", "300"]);
+        let id = d.run_detached(&rt, &[], &["sleep", "300"]);
         let shims = shim_names(&d);
         assert!(
             shims.iter().any(|s| s.ends_with(expected_shim())),
@@ -88,16 +88,7 @@ fn run_with_the_runtime_name_alone_and_with_a_daemon_json_entry() {
         d.ok(&["rm", "-f", &id]);
 
         // -d, then wait: the exit code comes back.
-        let id = d.ok(&[
-            "run",
-            "-d",
-            "--runtime",
-            &rt,
-            IMAGE,
-            "sh",
-            "-c",
-            "sleep 1; exit 5",
-        ]);
+        let id = d.run_detached(&rt, &[], &["sh", "-c", "sleep 1; exit 5"]);
         assert_eq!(d.ok(&["wait", &id]), "5", "{oci:?}");
         assert_eq!(d.inspect(&id, "{{.State.ExitCode}}"), "5");
         d.ok(&["rm", &id]);
@@ -132,7 +123,7 @@ fn the_shipped_daemon_json_examples_work() {
     }
     let d = Docker::start_from_example("daemon.json");
     for (rt, oci) in [("rsrunc", Oci::Runc), ("rsrunc-crun", Oci::Crun)] {
-        let id = d.ok(&["run", "-d", "--runtime", rt, IMAGE, "sleep", "300"]);
+        let id = d.run_detached(rt, &[], &["sleep", "300"]);
         assert!(
             created_by(&d, oci, &id),
             "{rt}: not run by {}",
@@ -171,16 +162,15 @@ fn stop_kill_restart_and_restart_policy() {
     let d = Docker::start();
     let rt = d.runtime(Oci::Runc);
     // stop: SIGTERM first (the trap turns it into exit 7)...
-    let id = d.ok(&[
-        "run",
-        "-d",
-        "--runtime",
+    let id = d.run_detached(
         &rt,
-        IMAGE,
-        "sh",
-        "-c",
-        "trap 'exit 7' TERM; while true; do sleep 0.1; done",
-    ]);
+        &[],
+        &[
+            "sh",
+            "-c",
+            "trap 'exit 7' TERM; while true; do sleep 0.1; done",
+        ],
+    );
     d.wait_state(&id, "running");
     std::thread::sleep(Duration::from_millis(300));
     d.ok(&["stop", "-t", "10", &id]);
@@ -188,23 +178,22 @@ fn stop_kill_restart_and_restart_policy() {
     // ...then SIGKILL after -t when SIGTERM is ignored (pid 1 without a handler).
     d.ok(&["start", &id]);
     d.wait_state(&id, "running");
-    let ignoring = d.ok(&["run", "-d", "--runtime", &rt, IMAGE, "sleep", "300"]);
+    let ignoring = d.run_detached(&rt, &[], &["sleep", "300"]);
     let t0 = Instant::now();
     d.ok(&["stop", "-t", "1", &ignoring]);
     assert!(t0.elapsed() >= Duration::from_millis(900));
     assert_eq!(d.inspect(&ignoring, "{{.State.ExitCode}}"), "137");
 
     // kill -s: the signal reaches the process.
-    let sig = d.ok(&[
-        "run",
-        "-d",
-        "--runtime",
+    let sig = d.run_detached(
         &rt,
-        IMAGE,
-        "sh",
-        "-c",
-        "trap 'echo got-usr1; exit 9' USR1; while true; do sleep 0.1; done",
-    ]);
+        &[],
+        &[
+            "sh",
+            "-c",
+            "trap 'echo got-usr1; exit 9' USR1; while true; do sleep 0.1; done",
+        ],
+    );
     std::thread::sleep(Duration::from_millis(300));
     d.ok(&["kill", "-s", "USR1", &sig]);
     assert_eq!(d.ok(&["wait", &sig]), "9");
@@ -217,18 +206,7 @@ fn stop_kill_restart_and_restart_policy() {
     assert_ne!(d.inspect(&id, "{{.State.Pid}}"), pid_before);
 
     // --restart on-failure:2: every exit event arrives, so the count is exact.
-    let flaky = d.ok(&[
-        "run",
-        "-d",
-        "--runtime",
-        &rt,
-        "--restart",
-        "on-failure:2",
-        IMAGE,
-        "sh",
-        "-c",
-        "exit 1",
-    ]);
+    let flaky = d.run_detached(&rt, &["--restart", "on-failure:2"], &["sh", "-c", "exit 1"]);
     eventually(30, "two restarts and a final exit", || {
         d.inspect(&flaky, "{{.State.Status}} {{.RestartCount}}") == "exited 2"
     });
@@ -244,16 +222,15 @@ fn stop_kill_restart_and_restart_policy() {
 fn logs_follow_and_attach() {
     let d = Docker::start();
     let rt = d.runtime(Oci::Runc);
-    let id = d.ok(&[
-        "run",
-        "-d",
-        "--runtime",
+    let id = d.run_detached(
         &rt,
-        IMAGE,
-        "sh",
-        "-c",
-        "i=0; while true; do i=$((i+1)); echo line-$i; echo err-$i >&2; sleep 0.2; done",
-    ]);
+        &[],
+        &[
+            "sh",
+            "-c",
+            "i=0; while true; do i=$((i+1)); echo line-$i; echo err-$i >&2; sleep 0.2; done",
+        ],
+    );
     eventually(10, "the first lines in docker logs", || {
         d.ok(&["logs", &id]).contains("line-2")
     });
@@ -292,15 +269,7 @@ fn logs_follow_and_attach() {
 fn exec_with_and_without_a_terminal() {
     let d = Docker::start();
     for oci in Oci::ALL {
-        let id = d.ok(&[
-            "run",
-            "-d",
-            "--runtime",
-            &d.runtime(oci),
-            IMAGE,
-            "sleep",
-            "300",
-        ]);
+        let id = d.run_detached(&d.runtime(oci), &[], &["sleep", "300"]);
         assert_eq!(d.ok(&["exec", &id, "echo", "from-exec"]), "from-exec");
         assert_eq!(d.docker(&["exec", &id, "sh", "-c", "exit 6"]).status, 6);
         // stdin reaches the exec, then EOF.
@@ -336,15 +305,7 @@ fn exec_with_and_without_a_terminal() {
 fn pause_top_stats_and_update() {
     let d = Docker::start();
     for oci in Oci::ALL {
-        let id = d.ok(&[
-            "run",
-            "-d",
-            "--runtime",
-            &d.runtime(oci),
-            IMAGE,
-            "sleep",
-            "300",
-        ]);
+        let id = d.run_detached(&d.runtime(oci), &[], &["sleep", "300"]);
         d.ok(&["pause", &id]);
         assert_eq!(d.inspect(&id, "{{.State.Status}}"), "paused");
         d.ok(&["unpause", &id]);
@@ -401,20 +362,11 @@ fn an_oom_kill_shows_in_inspect_and_events() {
             .as_secs()
     };
     let t0 = (now() - 1).to_string();
-    let id = d.ok(&[
-        "run",
-        "-d",
-        "--runtime",
+    let id = d.run_detached(
         &d.runtime(Oci::Runc),
-        "-m",
-        "16m",
-        "--memory-swap",
-        "16m",
-        IMAGE,
-        "sh",
-        "-c",
-        "x=0123456789; while true; do x=$x$x; done",
-    ]);
+        &["-m", "16m", "--memory-swap", "16m"],
+        &["sh", "-c", "x=0123456789; while true; do x=$x$x; done"],
+    );
     assert_eq!(d.ok(&["wait", &id]), "137");
     assert_eq!(d.inspect(&id, "{{.State.OOMKilled}}"), "true");
     let t1 = (now() + 1).to_string();
@@ -452,20 +404,15 @@ fn an_oom_kill_of_a_child_is_reported_while_the_container_runs() {
         .as_secs()
         - 1)
     .to_string();
-    let id = d.ok(&[
-        "run",
-        "-d",
-        "--runtime",
+    let id = d.run_detached(
         &d.runtime(Oci::Runc),
-        "-m",
-        "16m",
-        "--memory-swap",
-        "16m",
-        IMAGE,
-        "sh",
-        "-c",
-        "sh -c 'x=0123456789; while true; do x=$x$x; done'; echo child-gone; sleep 300",
-    ]);
+        &["-m", "16m", "--memory-swap", "16m"],
+        &[
+            "sh",
+            "-c",
+            "sh -c 'x=0123456789; while true; do x=$x$x; done'; echo child-gone; sleep 300",
+        ],
+    );
     eventually(30, "the child's OOM kill", || {
         d.ok(&["logs", &id]).contains("child-gone")
     });
@@ -497,16 +444,15 @@ fn an_oom_kill_of_a_child_is_reported_while_the_container_runs() {
 #[test]
 fn live_restore_keeps_containers_running_across_a_dockerd_restart() {
     let mut d = Docker::start_with(|_| serde_json::json!({ "live-restore": true }));
-    let id = d.ok(&[
-        "run",
-        "-d",
-        "--runtime",
+    let id = d.run_detached(
         &d.runtime(Oci::Runc),
-        IMAGE,
-        "sh",
-        "-c",
-        "i=0; while true; do i=$((i+1)); echo tick-$i; sleep 0.2; done",
-    ]);
+        &[],
+        &[
+            "sh",
+            "-c",
+            "i=0; while true; do i=$((i+1)); echo tick-$i; sleep 0.2; done",
+        ],
+    );
     d.wait_state(&id, "running");
     let pid = d.inspect(&id, "{{.State.Pid}}");
     d.restart(&[]);
@@ -532,16 +478,15 @@ fn live_restore_keeps_containers_running_across_a_dockerd_restart() {
 #[test]
 fn a_containerd_restart_under_a_running_container() {
     let mut d = Docker::start();
-    let id = d.ok(&[
-        "run",
-        "-d",
-        "--runtime",
+    let id = d.run_detached(
         &d.runtime(Oci::Runc),
-        IMAGE,
-        "sh",
-        "-c",
-        "i=0; while true; do i=$((i+1)); echo tick-$i; sleep 0.2; done",
-    ]);
+        &[],
+        &[
+            "sh",
+            "-c",
+            "i=0; while true; do i=$((i+1)); echo tick-$i; sleep 0.2; done",
+        ],
+    );
     d.wait_state(&id, "running");
     let pid = d.inspect(&id, "{{.State.Pid}}");
     d.containerd.restart();
