@@ -168,11 +168,11 @@ fn stop_kill_restart_and_restart_policy() {
         &[
             "sh",
             "-c",
-            "trap 'exit 7' TERM; while true; do sleep 0.1; done",
+            "trap 'exit 7' TERM; echo trap-set; while true; do sleep 0.1; done",
         ],
     );
-    d.wait_state(&id, "running");
-    std::thread::sleep(Duration::from_millis(300));
+    let trap_set = |c: &str| eventually(10, "the trap", || d.ok(&["logs", c]).contains("trap-set"));
+    trap_set(&id);
     d.ok(&["stop", "-t", "10", &id]);
     assert_eq!(d.inspect(&id, "{{.State.ExitCode}}"), "7");
     // ...then SIGKILL after -t when SIGTERM is ignored (pid 1 without a handler).
@@ -191,10 +191,10 @@ fn stop_kill_restart_and_restart_policy() {
         &[
             "sh",
             "-c",
-            "trap 'echo got-usr1; exit 9' USR1; while true; do sleep 0.1; done",
+            "trap 'echo got-usr1; exit 9' USR1; echo trap-set; while true; do sleep 0.1; done",
         ],
     );
-    std::thread::sleep(Duration::from_millis(300));
+    trap_set(&sig);
     d.ok(&["kill", "-s", "USR1", &sig]);
     assert_eq!(d.ok(&["wait", &sig]), "9");
     assert!(d.ok(&["logs", &sig]).contains("got-usr1"));
