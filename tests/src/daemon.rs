@@ -452,3 +452,68 @@ pub fn mounts_under(dir: &Path) -> Vec<String> {
         .filter(|m| m.starts_with(&prefix))
         .collect()
 }
+
+/// `ctr events` of one daemon, read in the background: started and known to be
+/// subscribed before [`Daemon::events`] returns, so no event of the test is missed.
+pub struct Events {
+    child: Child,
+    text: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Daemon {
+    pub fn events(&self) -> Events {
+        use std::io::BufRead;
+        let mut child = self.ctr_spawn(&["events"]);
+        let text = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let out = child.stdout.take().unwrap();
+        let sink = std::sync::Arc::clone(&text);
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                let mut t = sink.lock().unwrap();
+                t.push_str(&line);
+                t.push('\n');
+            }
+        });
+        let ev = Events { child, text };
+        // A labelled namespace publishes /namespaces/update: once one shows up, the
+        // subscription is live. (The namespace may not exist yet: then create it.)
+        let _ = self.ctr(&["namespaces", "create", &self.namespace]);
+        for n in 0.. {
+            let label = format!("rsrunc-probe={n}");
+            self.ctr(&["namespaces", "label", &self.namespace, &label]);
+            let seen = format!("\"rsrunc-probe\":\"{n}\"");
+            if ev.wait_for(Duration::from_millis(200), |t| t.contains(&seen)) {
+                break;
+            }
+            assert!(n < 100, "ctr events never showed a namespace update");
+        }
+        ev
+    }
+}
+
+impl Events {
+    /// Waits up to `timeout` for the text so far to satisfy `done`.
+    pub fn wait_for(&self, timeout: Duration, done: impl Fn(&str) -> bool) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if done(&self.text()) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn text(&self) -> String {
+        self.text.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Events {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

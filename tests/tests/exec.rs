@@ -199,8 +199,7 @@ fn exec_in_a_paused_container_is_refused() {
 fn exec_exits_are_published_before_the_init_exit() {
     let d = Daemon::start();
     for oci in Oci::ALL {
-        let mut events = d.ctr_spawn(&["events"]);
-        std::thread::sleep(Duration::from_millis(300));
+        let events = d.events();
         let id = running(&d, oci);
         let execs: Vec<String> = (0..3).map(|_| unique_id("bg")).collect();
         for e in &execs {
@@ -219,9 +218,14 @@ fn exec_exits_are_published_before_the_init_exit() {
         // Killing the init ends its pid namespace, and with it every exec.
         d.ctr(&["task", "kill", "-s", "SIGKILL", &id]).ok();
         d.wait_status(&id, "STOPPED");
-        std::thread::sleep(Duration::from_millis(500));
-        let _ = events.kill();
-        let text = String::from_utf8_lossy(&events.wait_with_output().unwrap().stdout).into_owned();
+        // Three exec exits and the init's.
+        events.wait_for(Duration::from_secs(10), |t| {
+            t.lines()
+                .filter(|l| l.contains("/tasks/exit") && l.contains(&id))
+                .count()
+                >= 4
+        });
+        let text = events.text();
         let exits: Vec<&str> = text
             .lines()
             .filter(|l| l.contains("/tasks/exit") && l.contains(&id))

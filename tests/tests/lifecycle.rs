@@ -173,8 +173,7 @@ fn stdin_end_of_file_reaches_the_process() {
 fn events_arrive_in_order() {
     let d = Daemon::start();
     for oci in Oci::ALL {
-        let mut events = d.ctr_spawn(&["events"]);
-        std::thread::sleep(Duration::from_millis(300));
+        let events = d.events();
         let id = unique_id("events");
         d.run(oci, &["-d"], &id, &["/bin/sleep", "300"]).ok();
         d.wait_status(&id, "RUNNING");
@@ -184,11 +183,11 @@ fn events_arrive_in_order() {
         d.wait_status(&id, "STOPPED");
         d.ctr(&["task", "rm", &id]).ok();
         d.ctr(&["containers", "rm", &id]).ok();
-        // Events are published asynchronously; give the last one time to arrive.
-        std::thread::sleep(Duration::from_millis(1000));
-        let _ = events.kill();
-        let out = events.wait_with_output().unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
+        // Events are published asynchronously: wait for the last one.
+        events.wait_for(Duration::from_secs(10), |t| {
+            task_topics(t, &id).iter().any(|x| x == "/tasks/delete")
+        });
+        let text = events.text();
         let want = [
             "/tasks/create",
             "/tasks/start",
