@@ -179,6 +179,7 @@ impl Runtime {
         let log_offset = self.global.log.as_deref().map(runtime_log::log_len);
         let mut cmd = Command::new(&self.binary);
         cmd.args(&args);
+        let stderr_captured = stdio.is_none();
         match stdio {
             Some(s) => {
                 cmd.stdin(to_stdio(s.stdin))
@@ -205,7 +206,14 @@ impl Runtime {
         };
         let message = from_log
             .or_else(|| last_line(&out.stderr))
-            .unwrap_or_else(|| "the runtime printed no error message".to_string());
+            .unwrap_or_else(|| {
+                if stderr_captured {
+                    "the runtime printed no error message".to_string()
+                } else {
+                    "the runtime logged no error; look for its message in the container's stderr"
+                        .to_string()
+                }
+            });
         Err(Error::Failed {
             binary: self.binary.clone(),
             verb,

@@ -1,5 +1,7 @@
 //! The runtime's own JSON log (`--log FILE --log-format json`): one object per line with
-//! `level` and `msg`. Its last error line is the most useful thing to show a person.
+//! a level and a message. Its last error line is the most useful thing to show a person.
+//! runc and crun write `{"level":"error","msg":...}`; youki writes
+//! `{"level":"ERROR","message":...}` with a stack backtrace after the message.
 
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::path::Path;
@@ -39,8 +41,19 @@ pub fn last_error_in(reader: impl BufRead) -> Option<String> {
         let Ok(entry) = serde_json::from_slice::<Entry>(&line) else {
             continue;
         };
-        if matches!(entry.level.as_str(), "error" | "fatal" | "panic") && !entry.msg.is_empty() {
-            last = Some(entry.msg);
+        let level = entry.level.to_ascii_lowercase();
+        let msg = if entry.msg.is_empty() {
+            entry.message
+        } else {
+            entry.msg
+        };
+        // youki appends "\n\nStack backtrace:\n ..." (addresses, no use to a person).
+        let msg = match msg.find("\n\nStack backtrace:") {
+            Some(i) => msg[..i].to_string(),
+            None => msg,
+        };
+        if matches!(level.as_str(), "error" | "fatal" | "panic") && !msg.trim().is_empty() {
+            last = Some(msg.trim().to_string());
         }
     }
     last
@@ -52,6 +65,8 @@ struct Entry {
     level: String,
     #[serde(default)]
     msg: String,
+    #[serde(default)]
+    message: String,
 }
 
 #[cfg(test)]
@@ -70,6 +85,16 @@ not json at all
         assert_eq!(
             last_error_in(&log[..]).as_deref(),
             Some("exec: \"nope\": executable file not found in $PATH")
+        );
+    }
+
+    #[test]
+    fn reads_youki_entries() {
+        let log = br#"{"timestamp":"t","level":"ERROR","message":"error in executing command: container nosuch does not exist.\n\nStack backtrace:\n   0: <unknown>\n   1: <unknown>","target":"youki"}
+"#;
+        assert_eq!(
+            last_error_in(&log[..]).as_deref(),
+            Some("error in executing command: container nosuch does not exist.")
         );
     }
 
