@@ -64,6 +64,15 @@ extract_containerd() { # $1: version prefix (1.6, 2.)
 extract_containerd 1.6
 extract_containerd 2.
 
+# youki, the third runc-compatible runtime the shim drives, from the crate registry (Debian
+# does not package it). cgroup v1 support is a feature of its own; this host is hybrid.
+youki_dir=/opt/rsrunc-test/youki
+if [ ! -x "$youki_dir/bin/youki" ]; then
+  dpkg -s libseccomp-dev pkg-config >/dev/null 2>&1 || apt-get install -y -qq libseccomp-dev pkg-config >/dev/null
+  echo "setup-host: building youki 0.7.0 (a few minutes, once)"
+  cargo install --quiet --root "$youki_dir" --version 0.7.0 --features v1 youki
+fi
+
 # crun refuses hybrid cgroups while a controller (hugetlb here) is left in the v2 hierarchy.
 if [ -d /sys/fs/cgroup/cpu ] && [ ! -e /sys/fs/cgroup/cgroup.controllers ]; then
   if grep -qw hugetlb /sys/fs/cgroup/unified/cgroup.controllers 2>/dev/null; then
@@ -71,4 +80,4 @@ if [ -d /sys/fs/cgroup/cpu ] && [ ! -e /sys/fs/cgroup/cgroup.controllers ]; then
     mountpoint -q /sys/fs/cgroup/hugetlb || mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb
   fi
 fi
-echo "setup-host: containerd $(dpkg-query -W -f '${Version}' containerd), docker.io $(dpkg-query -W -f '${Version}' docker.io), runc $(dpkg-query -W -f '${Version}' runc), crun $(dpkg-query -W -f '${Version}' crun)"
+echo "setup-host: containerd $(dpkg-query -W -f '${Version}' containerd), docker.io $(dpkg-query -W -f '${Version}' docker.io), runc $(dpkg-query -W -f '${Version}' runc), crun $(dpkg-query -W -f '${Version}' crun), $("$youki_dir/bin/youki" --version | head -1)"

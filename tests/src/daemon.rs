@@ -233,10 +233,13 @@ disabled_plugins = {disabled}
     pub fn oci_flags(&self, oci: Oci) -> Vec<String> {
         match oci {
             Oci::Runc => vec![],
-            Oci::Crun if self.is_go_shim() => vec!["--runc-binary".into(), "crun".into()],
-            Oci::Crun => vec![
+            _ if self.is_go_shim() => vec!["--runc-binary".into(), oci.binary().into()],
+            _ => vec![
                 "--runtime-config-path".into(),
-                self.options_file("crun", "BinaryName = \"crun\"\n"),
+                self.options_file(
+                    &format!("{oci:?}").to_lowercase(),
+                    &format!("BinaryName = \"{}\"\n", oci.binary()),
+                ),
             ],
         }
     }

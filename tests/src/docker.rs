@@ -16,8 +16,9 @@ use crate::{rootfs, runtime_name, CtrOutput, Daemon, Oci};
 
 /// The local image every Docker test runs: a busybox rootfs imported with `docker import`.
 pub const IMAGE: &str = "busybox:local";
-/// The daemon.json runtime entry that runs crun under the shim being tested.
+/// The daemon.json runtime entries that run crun and youki under the shim being tested.
 pub const CRUN_ENTRY: &str = "test-crun";
+pub const YOUKI_ENTRY: &str = "test-youki";
 
 pub struct Docker {
     /// Dropped after dockerd has stopped (field order matters: see Drop).
@@ -29,17 +30,20 @@ pub struct Docker {
 }
 
 impl Docker {
-    /// dockerd with a daemon.json that defines [`CRUN_ENTRY`] for the shim under test.
+    /// dockerd with a daemon.json that defines [`CRUN_ENTRY`] and [`YOUKI_ENTRY`] for the
+    /// shim under test.
     pub fn start() -> Docker {
         Self::start_with(|_| serde_json::json!({}))
     }
 
-    /// dockerd with extra daemon.json settings (merged over the [`CRUN_ENTRY`] runtime),
+    /// dockerd with extra daemon.json settings (merged over the runtime entries),
     /// built from the containerd daemon's directory (where option files go).
     pub fn start_with(extra: impl FnOnce(&Path) -> serde_json::Value) -> Docker {
         Self::start_config(|containerd| {
-            let mut config =
-                serde_json::json!({ "runtimes": { CRUN_ENTRY: crun_entry(containerd) } });
+            let mut config = serde_json::json!({ "runtimes": {
+                    CRUN_ENTRY: entry(containerd, Oci::Crun),
+                    YOUKI_ENTRY: entry(containerd, Oci::Youki),
+                } });
             if let (Some(base), serde_json::Value::Object(more)) =
                 (config.as_object_mut(), extra(containerd.dir()))
             {
@@ -164,6 +168,7 @@ impl Docker {
         match oci {
             Oci::Runc => runtime_name(),
             Oci::Crun => CRUN_ENTRY.to_string(),
+            Oci::Youki => YOUKI_ENTRY.to_string(),
         }
     }
 
@@ -294,16 +299,19 @@ fn docker_client() -> &'static str {
     }
 }
 
-/// The daemon.json runtime entry that runs crun under the shim being tested: ours reads
+/// The daemon.json runtime entry that runs `oci` under the shim being tested: ours reads
 /// an options file (`ConfigPath`), the Go shim takes `BinaryName`.
-fn crun_entry(containerd: &Daemon) -> serde_json::Value {
+fn entry(containerd: &Daemon, oci: Oci) -> serde_json::Value {
     if containerd.is_go_shim() {
         serde_json::json!({
             "runtimeType": containerd.runtime,
-            "options": { "BinaryName": "crun" }
+            "options": { "BinaryName": oci.binary() }
         })
     } else {
-        let file = containerd.options_file("crun", "BinaryName = \"crun\"\n");
+        let file = containerd.options_file(
+            &format!("docker-{oci:?}").to_lowercase(),
+            &format!("BinaryName = \"{}\"\n", oci.binary()),
+        );
         serde_json::json!({
             "runtimeType": containerd.runtime,
             "options": { "ConfigPath": file }

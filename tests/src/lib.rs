@@ -43,20 +43,24 @@ pub fn ours_only(what: &str) -> bool {
     false
 }
 
-/// The OCI runtimes every lifecycle test runs under.
+/// The OCI runtimes the tests run under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Oci {
     Runc,
     Crun,
+    /// Built from the crate registry by the test command (tests/tests/youki.rs).
+    Youki,
 }
 
 impl Oci {
+    /// Those every lifecycle test runs under.
     pub const ALL: [Oci; 2] = [Oci::Runc, Oci::Crun];
 
     pub fn binary(self) -> &'static str {
         match self {
             Oci::Runc => "runc",
             Oci::Crun => "crun",
+            Oci::Youki => "/opt/rsrunc-test/youki/bin/youki",
         }
     }
 }

@@ -553,3 +553,26 @@ fn bad_runtime_names_and_options_files_are_named_in_the_error() {
     );
     assert!(d.containerd.shims_left().is_empty(), "a shim was left");
 }
+
+#[test]
+fn youki_through_a_daemon_json_entry() {
+    let d = Docker::start();
+    let rt = d.runtime(Oci::Youki);
+    let out = d.docker(&[
+        "run",
+        "--rm",
+        "--runtime",
+        &rt,
+        IMAGE,
+        "sh",
+        "-c",
+        "echo hi; exit 6",
+    ]);
+    assert_eq!(out.status, 6, "{out:?}");
+    assert_eq!(out.stdout.trim(), "hi");
+    let id = d.run_detached(&rt, &[], &["sleep", "300"]);
+    assert!(created_by(&d, Oci::Youki, &id), "not run by youki");
+    assert_eq!(d.ok(&["exec", &id, "echo", "from-exec"]), "from-exec");
+    d.ok(&["rm", "-f", &id]);
+    assert!(d.containerd.shims_left().is_empty());
+}
