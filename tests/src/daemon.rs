@@ -124,7 +124,7 @@ disabled_plugins = {disabled}
             path_env: path,
             socket,
             ttrpc_socket,
-            namespace: format!("rsrunc-e2e-{}", std::process::id()),
+            namespace: crate::unique_id("rsrunc-e2e"),
             runtime: runtime.to_string(),
         };
         daemon.wait_ready();
@@ -382,6 +382,23 @@ impl Drop for Daemon {
         for m in self.mounts().iter().rev() {
             let _ = nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH);
         }
+        remove_namespace_cgroups(&self.namespace);
+    }
+}
+
+/// Containers get the cgroup /NAMESPACE/ID; the runtime removes the container's own, not
+/// the namespace's. This daemon's namespace is its alone, so its (empty) cgroups go too.
+fn remove_namespace_cgroups(namespace: &str) {
+    let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") else {
+        return;
+    };
+    let mut dirs: Vec<PathBuf> = hierarchies
+        .flatten()
+        .map(|h| h.path().join(namespace))
+        .collect();
+    dirs.push(Path::new("/sys/fs/cgroup").join(namespace));
+    for d in dirs {
+        let _ = std::fs::remove_dir(d);
     }
 }
 
