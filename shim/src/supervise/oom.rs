@@ -25,13 +25,12 @@ type Callback = Box<dyn Fn(&str) -> bool + Send + Sync>;
 const RECHECKS_MS: [u64; 5] = [10, 30, 60, 150, 300];
 
 pub struct OomWatcher {
-    epoll: Epoll,
+    /// The epoll instance the waiting thread waits on; both are made at the first watch.
+    epoll: OnceLock<io::Result<Arc<Epoll>>>,
     /// Guards the watched containers, by epoll token.
     watched: Mutex<HashMap<u64, Watch>>,
     next: AtomicU64,
     on_oom: Callback,
-    /// The waiting thread, started with the first watch.
-    thread: OnceLock<io::Result<()>>,
 }
 
 struct Watch {
@@ -69,16 +68,13 @@ impl Source {
 }
 
 impl OomWatcher {
-    pub fn new(
-        on_oom: impl Fn(&str) -> bool + Send + Sync + 'static,
-    ) -> io::Result<Arc<OomWatcher>> {
-        Ok(Arc::new(OomWatcher {
-            epoll: Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?,
+    pub fn new(on_oom: impl Fn(&str) -> bool + Send + Sync + 'static) -> Arc<OomWatcher> {
+        Arc::new(OomWatcher {
+            epoll: OnceLock::new(),
             watched: Mutex::new(HashMap::new()),
             next: AtomicU64::new(1),
             on_oom: Box::new(on_oom),
-            thread: OnceLock::new(),
-        }))
+        })
     }
 
     /// Starts watching the memory cgroup directory `dir` of container `id`.
@@ -96,10 +92,9 @@ impl OomWatcher {
             )?;
             Source::V1(efd, control.into())
         };
-        self.ensure_thread()?;
+        let epoll = self.epoll()?;
         let token = self.next.fetch_add(1, Ordering::Relaxed);
-        self.epoll
-            .add(source.fd(), EpollEvent::new(EpollFlags::EPOLLIN, token))?;
+        epoll.add(source.fd(), EpollEvent::new(EpollFlags::EPOLLIN, token))?;
         lock(&self.watched).insert(
             token,
             Watch {
@@ -120,14 +115,17 @@ impl OomWatcher {
             .map(|(k, _)| *k)
             .collect();
         for t in tokens {
-            if let Some(v) = w.remove(&t) {
-                let _ = self.epoll.delete(v.source.fd());
+            if let (Some(v), Some(Ok(epoll))) = (w.remove(&t), self.epoll.get()) {
+                let _ = epoll.delete(v.source.fd());
             }
         }
     }
 
-    fn ensure_thread(self: &Arc<Self>) -> io::Result<()> {
-        let started = self.thread.get_or_init(|| {
+    /// The epoll instance, made (with the thread that waits on it) on first use.
+    fn epoll(self: &Arc<Self>) -> io::Result<&Epoll> {
+        let made = self.epoll.get_or_init(|| {
+            let epoll = Arc::new(Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?);
+            let waiting = Arc::clone(&epoll);
             let weak = Arc::downgrade(self);
             std::thread::Builder::new()
                 .name("oom".into())
@@ -135,8 +133,7 @@ impl OomWatcher {
                 .spawn(move || {
                     let mut events = [EpollEvent::empty(); 8];
                     loop {
-                        let Some(w) = weak.upgrade() else { return };
-                        let n = match w.epoll.wait(&mut events, EpollTimeout::NONE) {
+                        let n = match waiting.wait(&mut events, EpollTimeout::NONE) {
                             Ok(n) => n,
                             Err(nix::errno::Errno::EINTR) => continue,
                             Err(e) => {
@@ -144,15 +141,16 @@ impl OomWatcher {
                                 return;
                             }
                         };
+                        let Some(w) = weak.upgrade() else { return };
                         for ev in &events[..n] {
                             w.fired(ev.data());
                         }
                     }
-                })
-                .map(drop)
+                })?;
+            Ok(epoll)
         });
-        match started {
-            Ok(()) => Ok(()),
+        match made {
+            Ok(epoll) => Ok(epoll),
             Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
         }
     }
@@ -194,7 +192,7 @@ mod tests {
         std::fs::write(dir.path().join("memory.events"), "oom 0\noom_kill 0\n").unwrap();
         let (tx, rx) = mpsc::channel();
         let tx = Mutex::new(tx);
-        let w = OomWatcher::new(move |id| lock(&tx).send(id.to_string()).is_ok()).unwrap();
+        let w = OomWatcher::new(move |id| lock(&tx).send(id.to_string()).is_ok());
         w.watch("c1", dir.path(), true).unwrap();
         std::fs::write(dir.path().join("memory.events"), "oom 1\noom_kill 1\n").unwrap();
         assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), "c1");
@@ -206,7 +204,7 @@ mod tests {
 
     #[test]
     fn a_missing_cgroup_is_an_error() {
-        let w = OomWatcher::new(|_| true).unwrap();
+        let w = OomWatcher::new(|_| true);
         assert!(w.watch("c1", Path::new("/nonexistent/cg"), false).is_err());
         assert!(w.watch("c1", Path::new("/nonexistent/cg"), true).is_err());
     }

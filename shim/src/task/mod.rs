@@ -11,7 +11,7 @@ pub mod state;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, SystemTime};
 
 use containerd_shim_protos::events::task::{
@@ -125,25 +125,19 @@ impl Tasks {
         reaper: Arc<Reaper>,
         events: Arc<dyn EventSink>,
     ) -> std::io::Result<Arc<Tasks>> {
-        let me: Arc<OnceLock<Weak<Tasks>>> = Arc::default();
-        let me_for_oom = Arc::clone(&me);
-        let oom = OomWatcher::new(move |id| {
-            me_for_oom
-                .get()
-                .and_then(Weak::upgrade)
-                .is_none_or(|t| t.oom_event(id))
-        })?;
-        let tasks = Arc::new(Tasks {
-            namespace,
-            defaults,
-            reaper,
-            events,
-            containers: Mutex::new(HashMap::new()),
-            routes: Mutex::new(Routes::default()),
-            shutdown: (Mutex::new(false), Condvar::new()),
-            oom,
+        let tasks = Arc::new_cyclic(|me: &Weak<Tasks>| {
+            let me = me.clone();
+            Tasks {
+                namespace,
+                defaults,
+                reaper,
+                events,
+                containers: Mutex::new(HashMap::new()),
+                routes: Mutex::new(Routes::default()),
+                shutdown: (Mutex::new(false), Condvar::new()),
+                oom: OomWatcher::new(move |id| me.upgrade().is_none_or(|t| t.oom_event(id))),
+            }
         });
-        let _ = me.set(Arc::downgrade(&tasks));
         let sub = tasks.reaper.subscribe();
         let weak = Arc::downgrade(&tasks);
         std::thread::Builder::new()
@@ -503,7 +497,7 @@ impl Tasks {
             return true;
         };
         match c.cgroups.as_ref().and_then(Cgroups::oom_kills) {
-            Some(_) => self.report_oom(&c),
+            Some(now) => self.report_kills(&c, now),
             None => {
                 // A kernel that does not count kills (before 4.13): every OOM
                 // notification is reported, as containerd's Go shim does.
@@ -514,12 +508,17 @@ impl Tasks {
     }
 
     /// Publishes TaskOOM if the kernel killed a process in the container's cgroup since
-    /// the last one; returns whether it did. Called by the watcher and before the init's
-    /// exit is handled, so that an OOM that killed the init comes before its TaskExit.
-    fn report_oom(&self, c: &Container) -> bool {
-        let Some(now) = c.cgroups.as_ref().and_then(Cgroups::oom_kills) else {
-            return false;
-        };
+    /// the last one. Called before the init's exit is handled, so that an OOM that killed
+    /// the init comes before its TaskExit.
+    fn report_oom(&self, c: &Container) {
+        if let Some(now) = c.cgroups.as_ref().and_then(Cgroups::oom_kills) {
+            self.report_kills(c, now);
+        }
+    }
+
+    /// Publishes TaskOOM if `now`, the kernel's count, is above the last one reported;
+    /// returns whether it did.
+    fn report_kills(&self, c: &Container, now: u64) -> bool {
         let mut seen = lock(&c.oom_kills);
         if now <= *seen {
             return false;
