@@ -4,9 +4,9 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::{rootfs, runtime_name, shim_binary, Oci, GO_SHIM};
+use crate::{poll_until, rootfs, runtime_name, shim_binary, Oci, GO_SHIM};
 
 pub struct Daemon {
     dir: tempfile::TempDir,
@@ -132,15 +132,10 @@ disabled_plugins = {disabled}
     }
 
     fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while self.ctr(&["version"]).status != 0 {
-            assert!(
-                Instant::now() < deadline,
-                "containerd did not come up:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let up = poll_until(Duration::from_secs(20), || {
+            self.ctr(&["version"]).status == 0
+        });
+        assert!(up, "containerd did not come up:\n{}", self.log());
     }
 
     /// Stops containerd (SIGTERM, as a service manager would) and starts it again with
@@ -156,14 +151,7 @@ disabled_plugins = {disabled}
     }
 
     fn stop_containerd(&mut self) {
-        let pid = nix::unistd::Pid::from_raw(self.pid());
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        stop_child(&mut self.child, Duration::from_secs(10));
     }
 
     pub fn dir(&self) -> &Path {
@@ -278,18 +266,12 @@ disabled_plugins = {disabled}
     }
 
     pub fn wait_status(&self, id: &str, want: &str) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let s = self.task_status(id);
-            if s.as_deref() == Some(want) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "task {id} is {s:?}, expected {want}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let mut s = None;
+        let reached = poll_until(Duration::from_secs(20), || {
+            s = self.task_status(id);
+            s.as_deref() == Some(want)
+        });
+        assert!(reached, "task {id} is {s:?}, expected {want}");
     }
 
     /// Shim processes serving this daemon (found by the address they were given).
@@ -312,10 +294,7 @@ disabled_plugins = {disabled}
     /// Waits up to 15 s for every shim of this daemon to exit (they do so after the
     /// Shutdown that follows their last container's delete); returns those still there.
     pub fn shims_left(&self) -> Vec<i32> {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while !self.shim_pids().is_empty() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        poll_until(Duration::from_secs(15), || self.shim_pids().is_empty());
         self.shim_pids()
     }
 
@@ -412,6 +391,15 @@ fn spawn_containerd(containerd: &Path, dir: &Path, path_env: &str, log: std::fs:
         .stderr(log)
         .spawn()
         .expect("start containerd: the test command installs it")
+}
+
+/// Stops a daemon as a service manager would: SIGTERM, then SIGKILL after `grace`.
+pub fn stop_child(child: &mut Child, grace: Duration) {
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+    poll_until(grace, || child.try_wait().ok().flatten().is_some());
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 pub fn exit_code(s: std::process::ExitStatus) -> i32 {
@@ -514,16 +502,7 @@ impl Daemon {
 impl Events {
     /// Waits up to `timeout` for the text so far to satisfy `done`.
     pub fn wait_for(&self, timeout: Duration, done: impl Fn(&str) -> bool) -> bool {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if done(&self.text()) {
-                return true;
-            }
-            if Instant::now() >= deadline {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        poll_until(timeout, || done(&self.text()))
     }
 
     pub fn text(&self) -> String {

@@ -9,10 +9,10 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::daemon::{exit_code, mounts_under};
-use crate::{rootfs, runtime_name, CtrOutput, Daemon, Oci};
+use crate::daemon::{exit_code, mounts_under, stop_child};
+use crate::{poll_until, rootfs, runtime_name, CtrOutput, Daemon, Oci};
 
 /// The local image every Docker test runs: a busybox rootfs imported with `docker import`.
 pub const IMAGE: &str = "busybox:local";
@@ -125,20 +125,11 @@ impl Docker {
         std::fs::read_to_string(self.dir().join("dockerd.log")).unwrap_or_default()
     }
 
-    pub fn pid(&self) -> i32 {
-        self.child.id() as i32
-    }
-
     fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while self.docker(&["version"]).status != 0 {
-            assert!(
-                Instant::now() < deadline,
-                "dockerd did not come up:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let up = poll_until(Duration::from_secs(30), || {
+            self.docker(&["version"]).status == 0
+        });
+        assert!(up, "dockerd did not come up:\n{}", self.log());
     }
 
     fn import_busybox(&self) {
@@ -227,18 +218,12 @@ impl Docker {
 
     /// Waits up to 20 s for `.State.Status` to become `want`.
     pub fn wait_state(&self, name: &str, want: &str) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let s = self.inspect(name, "{{.State.Status}}");
-            if s == want {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "container {name} is {s}, expected {want}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let mut s = String::new();
+        let reached = poll_until(Duration::from_secs(20), || {
+            s = self.inspect(name, "{{.State.Status}}");
+            s == want
+        });
+        assert!(reached, "container {name} is {s}, expected {want}");
     }
 
     /// Stops dockerd and starts it again with the same configuration plus `extra_args`.
@@ -249,14 +234,7 @@ impl Docker {
     }
 
     fn stop_dockerd(&mut self) {
-        let pid = nix::unistd::Pid::from_raw(self.pid());
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while self.child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        stop_child(&mut self.child, Duration::from_secs(30));
     }
 }
 

@@ -83,6 +83,20 @@ pub fn shim_binary() -> PathBuf {
     panic!("containerd-shim-rsrunc-v2 is not built: run `cargo build` (or set RSRUNC_SHIM_BIN)");
 }
 
+/// Polls `done` every 20 ms for up to `timeout`; returns whether it came true.
+pub fn poll_until(timeout: std::time::Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if done() {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 /// A unique, short id for a container in a test.
 pub fn unique_id(prefix: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};

@@ -46,12 +46,11 @@ fn created_by(d: &Docker, oci: Oci, id: &str) -> bool {
 }
 
 /// Polls `f` for up to `secs` seconds.
-fn eventually(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+fn eventually(secs: u64, what: &str, f: impl FnMut() -> bool) {
+    assert!(
+        rsrunc_e2e::poll_until(Duration::from_secs(secs), f),
+        "timed out waiting for {what}"
+    );
 }
 
 #[test]
