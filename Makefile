@@ -1,6 +1,9 @@
 # rsrunc: build, install, demo, test, bench.
-#   make demo   set up a fresh machine, build and install the shim, run a container with it
-#   make test   set up what the tests need, then lint, unit and end-to-end tests
+#   make demo        set up a fresh machine, build and install the shim, run a container with it
+#   make test        set up what the tests need, then check and end-to-end tests
+#   make check       fmt, clippy, unit tests and docs: no root, no daemon, no network
+#   make clean-host  remove what the set-up installed (scripts/clean-host.sh)
+# The set-up (scripts/setup-host.sh) never changes the version of an installed package.
 
 SHELL := /bin/bash
 PREFIX ?= /usr/local
@@ -10,7 +13,7 @@ export RSRUNC_REVISION := $(shell git rev-parse --short HEAD 2>/dev/null || echo
 export RSRUNC_SHIM_BIN := $(CURDIR)/target/release/$(BIN)
 E2E_THREADS ?= 2
 
-.PHONY: all build setup install uninstall demo test lint unit e2e e2e-ours e2e-go bench deb clean
+.PHONY: all build setup install uninstall demo test check lint unit doc e2e e2e-ours e2e-go bench deb clean clean-host
 
 all: build
 
@@ -22,7 +25,7 @@ build:
 	cargo rustc --release --locked -p rsrunc-shim --bin $(BIN) -- $(SHIM_RUSTFLAGS)
 
 setup:
-	bash scripts/setup-host.sh
+	bash scripts/setup-host.sh test
 
 install: build
 	install -D -m 0755 target/release/$(BIN) $(DESTDIR)$(PREFIX)/bin/$(BIN)
@@ -30,10 +33,13 @@ install: build
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/$(BIN)
 
-demo: setup install
+demo: install
+	bash scripts/setup-host.sh demo
 	bash scripts/demo.sh
 
-test: setup lint unit e2e
+test: setup check e2e
+
+check: lint unit doc
 
 lint:
 	cargo fmt --all -- --check
@@ -41,6 +47,9 @@ lint:
 
 unit:
 	cargo test --locked --workspace --exclude rsrunc-e2e
+
+doc:
+	RUSTDOCFLAGS="-D warnings" cargo doc --locked --workspace --no-deps
 
 # The same end-to-end suite against our shim and against containerd's Go shim.
 e2e: build e2e-ours e2e-go
@@ -57,9 +66,13 @@ deb: build
 clean:
 	cargo clean
 
+clean-host:
+	bash scripts/clean-host.sh
+
 # Benchmarks: our shim against containerd's Go shim in one run (see README.md).
 # BENCH_ARGS=--quick for a short run while developing.
 BENCH_ARGS ?=
-bench: setup build
+bench: build
+	bash scripts/setup-host.sh bench
 	cargo build --release --locked -p rsrunc-e2e --bin rsrunc-bench
 	target/release/rsrunc-bench $(BENCH_ARGS) --out target/bench/results.json --markdown target/bench/results.md

@@ -1,83 +1,159 @@
 #!/usr/bin/env bash
-# Installs what rsrunc's demo, tests and benchmarks need on a fresh Debian 12 machine:
-# containerd 1.7 and Docker 26 (Debian trixie), runc, crun, busybox-static, and the cgroup
-# fix crun needs on hybrid hosts. Idempotent: safe to run before every `make test`.
+# Installs what rsrunc's demo, tests and benchmarks need on a Debian 12 machine, without
+# changing the version of any package the machine already has:
+#
+#   setup-host.sh demo    busybox-static, and containerd with runc when no containerd (1.6+)
+#                         is installed: all from the machine's own release, only if missing
+#   setup-host.sh bench   the demo's set, runc and crun (machine's release, only if missing),
+#                         and under /opt/rsrunc-test (nothing installed over the host's):
+#                         containerd 1.6, 1.7 and 2.x and Docker 26 as trees extracted with
+#                         `dpkg -x`, links to the versions the tests run by default in
+#                         /opt/rsrunc-test/bin, youki built from the crate registry
+#   setup-host.sh test    the bench set, plus the node-like test VM image (scripts/vm)
+#
+# Newer releases' packages are only downloaded (through a private apt configuration under
+# /opt/rsrunc-test/apt, never the machine's own), then extracted. Every package this script
+# installs is listed in /opt/rsrunc-test/installed-packages, which `make clean-host` reads to
+# remove them again. Idempotent: quick when everything is there.
 set -euo pipefail
 
-need_root() { [ "$(id -u)" = 0 ] || { echo "setup-host: run as root (apt-get and mount need it)" >&2; exit 1; }; }
-need_root
+mode=${1:-test}
+case "$mode" in demo | bench | test) ;; *) echo "usage: setup-host.sh demo|bench|test" >&2; exit 2 ;; esac
+[ "$(id -u)" = 0 ] || { echo "setup-host: run as root (apt-get, dpkg and mount need it)" >&2; exit 1; }
 
-# Same mirror as the machine's own bookworm source, with trixie and sid pinned low so that
-# nothing else on the machine moves unless a package is asked for from that suite by name.
-if [ ! -f /etc/apt/sources.list.d/rsrunc-extra.sources ]; then
-  uri=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
-  uri=${uri:-http://deb.debian.org/debian}
-  cat > /etc/apt/sources.list.d/rsrunc-extra.sources <<SRC
-Types: deb
-URIs: $uri
-Suites: trixie sid
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-SRC
-  cat > /etc/apt/preferences.d/rsrunc-extra <<PIN
-Package: *
-Pin: release n=trixie
-Pin-Priority: 100
+top=$(cd "$(dirname "$0")/.." && pwd)
+opt=/opt/rsrunc-test
+mkdir -p "$opt/bin"
 
-Package: *
-Pin: release n=sid
-Pin-Priority: 50
-PIN
-  rm -f /var/lib/rsrunc-setup.done
-fi
+# Earlier versions of this script added trixie and sid to the machine's own apt sources;
+# those files are ours, and no longer wanted there.
+rm -f /etc/apt/sources.list.d/rsrunc-extra.sources /etc/apt/preferences.d/rsrunc-extra
 
-want="containerd runc crun busybox-static docker.io"
-missing=""
-for p in $want; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
-ctr_ver=$(dpkg-query -W -f '${Version}' containerd 2>/dev/null || true)
-case "$ctr_ver" in 1.7.*) ;; *) missing="$missing containerd" ;; esac
-# Docker 23+ hands dotted runtime names to containerd; bookworm's docker.io is 20.10.
-docker_ver=$(dpkg-query -W -f '${Version}' docker.io 2>/dev/null || true)
-case "$docker_ver" in 2[3-9].*) ;; *) missing="$missing docker.io" ;; esac
-if [ -n "$missing" ]; then
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -t trixie $want >/dev/null
-fi
-# Debian's packages may start a system containerd and dockerd; tests never use them, and
-# they are not ours to stop.
-
-# containerd 1.6 and 2.x beside the installed 1.7, for the protocol tests across daemon
-# versions: each runs from its own directory, where it also finds its own Go shim.
-extract_containerd() { # $1: version prefix (1.6, 2.)
-  local ver dir tmp
-  ver=$(apt-cache madison containerd | awk -v p="$1" 'index($3, p) == 1 {print $3; exit}')
-  [ -n "$ver" ] || { echo "setup-host: no containerd $1* in apt" >&2; return 1; }
-  dir=/opt/rsrunc-test/containerd-${ver%%~*}
-  dir=${dir%%+*}
-  [ -x "$dir/usr/bin/containerd" ] && return 0
-  tmp=$(mktemp -d)
-  (cd "$tmp" && apt-get download -qq "containerd=$ver" 2>/dev/null) || { apt-get update -qq; (cd "$tmp" && apt-get download -qq "containerd=$ver"); }
-  mkdir -p "$dir"
-  dpkg -x "$tmp"/containerd_*.deb "$dir"
-  rm -rf "$tmp"
+# --- Packages from the machine's own release, installed only when missing -------------------
+apt_updated=""
+install_missing() { # PACKAGE...
+  local missing="" p
+  for p in "$@"; do
+    dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"
+  done
+  [ -n "$missing" ] || return 0
+  if [ -z "$apt_updated" ]; then apt-get update -qq; apt_updated=1; fi
+  local before after
+  before=$(dpkg-query -W -f '${Package}\n' | sort)
+  echo "setup-host: installing from the machine's release:$missing"
+  # No target release: the candidate is the machine's own (and its security updates).
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
+  after=$(dpkg-query -W -f '${Package}\n' | sort)
+  comm -13 <(echo "$before") <(echo "$after") >>"$opt/installed-packages"
 }
-extract_containerd 1.6
-extract_containerd 2.
+
+install_missing busybox-static
+if ! command -v containerd >/dev/null 2>&1; then
+  install_missing containerd runc
+fi
+[ "$mode" = demo ] && exit 0
+
+install_missing runc libseccomp-dev pkg-config
+
+# --- Newer releases, extracted under /opt/rsrunc-test ----------------------------------------
+# A private apt configuration that knows bookworm, trixie and sid, used only to download.
+apt_dir=$opt/apt
+uri=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
+uri=${uri:-http://deb.debian.org/debian}
+mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial" "$apt_dir/empty"
+for suite in bookworm trixie sid; do
+  echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $uri $suite main"
+done >"$apt_dir/sources.list"
+xapt() { # apt-get or apt-cache ($1) on the private configuration
+  local tool=$1
+  shift
+  "$tool" -q -o Dir::Etc::SourceList="$apt_dir/sources.list" -o Dir::Etc::SourceParts="$apt_dir/empty" \
+    -o Dir::State::Lists="$apt_dir/lists" -o Dir::Cache="$apt_dir/cache" \
+    -o Dir::Etc::Preferences="$apt_dir/empty" -o Dir::Etc::PreferencesParts="$apt_dir/empty" \
+    -o APT::Sandbox::User=root "$@"
+}
+private_lists_fresh=""
+version_in() { # PACKAGE SUITE: the version of PACKAGE in that suite of Debian's archive
+  local ver
+  ver=$(xapt apt-cache madison "$1" | awk -v s="$2/main" '$0 ~ s {print $3; exit}')
+  if [ -z "$ver" ] && [ -z "$private_lists_fresh" ]; then
+    xapt apt-get update -qq >&2
+    private_lists_fresh=1
+    ver=$(xapt apt-cache madison "$1" | awk -v s="$2/main" '$0 ~ s {print $3; exit}')
+  fi
+  [ -n "$ver" ] || { echo "setup-host: no $1 in Debian $2" >&2; return 1; }
+  echo "$ver"
+}
+upstream() { # DEBIAN-VERSION: the upstream part (1:2.75-10 -> 2.75, 1.7.24~ds1-6 -> 1.7.24)
+  local v=${1#*:}
+  echo "${v%%[~+-]*}"
+}
+extract() { # DIR SUITE PACKAGE...: extracts the packages of that suite into DIR, once
+  local dir=$1 suite=$2 tmp p specs=""
+  shift 2
+  [ -e "$dir/.extracted" ] && return 0
+  for p in "$@"; do specs="$specs $p=$(version_in "$p" "$suite")"; done
+  tmp=$(mktemp -d)
+  # shellcheck disable=SC2086 # one word per package
+  (cd "$tmp" && xapt apt-get download -qq $specs >&2)
+  mkdir -p "$dir"
+  for p in "$tmp"/*.deb; do dpkg -x "$p" "$dir"; done
+  rm -rf "$tmp"
+  echo "$specs" >"$dir/.extracted"
+}
+
+# containerd from each release, each running from its own directory, where it also
+# finds its own Go shim (tests/tests/versions.rs runs every containerd-* tree).
+for suite in bookworm trixie sid; do
+  v=$(upstream "$(version_in containerd $suite)")
+  extract "$opt/containerd-$v" $suite containerd
+  if [ $suite = trixie ]; then c17=$opt/containerd-$v; fi
+done
+# Docker 23+ hands dotted runtime names to containerd; the machine's release has 20.10.
+d26=$opt/docker-$(upstream "$(version_in docker.io trixie)")
+extract "$d26" trixie docker.io docker-cli
+# crun 1.8 (bookworm) rejects the runtime-spec 1.1 configs that containerd 1.7 and Docker 26
+# write. trixie's crun needs a newer C library: it runs with trixie's own libraries from
+# its tree (interpreter and rpath pointed there), leaving the machine's libc alone.
+crun_dir=$opt/crun-$(upstream "$(version_in crun trixie)")
+if [ ! -e "$crun_dir/.extracted" ]; then
+  install_missing patchelf
+  extract "$crun_dir" trixie crun libc6 libyajl2 libseccomp2 libcap2 libsystemd0
+  libs=$crun_dir/usr/lib/x86_64-linux-gnu
+  patchelf --set-interpreter "$libs/ld-linux-x86-64.so.2" --force-rpath --set-rpath "$libs" "$crun_dir/usr/bin/crun"
+fi
+ln -sfn "$crun_dir/usr/bin/crun" "$opt/bin/crun"
+# What the tests and benchmarks run by default (the Makefile puts this directory first on
+# their PATH): containerd 1.7 with its Go shim, Docker 26.
+for b in containerd ctr containerd-shim-runc-v2 containerd-shim-runc-v1 containerd-shim; do
+  ln -sfn "$c17/usr/bin/$b" "$opt/bin/$b"
+done
+ln -sfn "$d26/usr/sbin/dockerd" "$opt/bin/dockerd"
+for b in docker docker-init docker-proxy; do
+  [ -e "$d26/usr/bin/$b" ] && ln -sfn "$d26/usr/bin/$b" "$opt/bin/$b"
+done
 
 # youki, the third runc-compatible runtime the shim drives, from the crate registry (Debian
 # does not package it). cgroup v1 support is a feature of its own; this host is hybrid.
-youki_dir=/opt/rsrunc-test/youki
-if [ ! -x "$youki_dir/bin/youki" ]; then
-  dpkg -s libseccomp-dev pkg-config >/dev/null 2>&1 || apt-get install -y -qq libseccomp-dev pkg-config >/dev/null
+if [ ! -x "$opt/youki/bin/youki" ]; then
   echo "setup-host: building youki 0.7.0 (a few minutes, once)"
-  cargo install --quiet --root "$youki_dir" --version 0.7.0 --features v1 youki
+  cargo install --quiet --locked --root "$opt/youki" --version 0.7.0 --features v1 youki
 fi
+ln -sfn "$opt/youki/bin/youki" "$opt/bin/youki"
 
 # crun refuses hybrid cgroups while a controller (hugetlb here) is left in the v2 hierarchy.
 if [ -d /sys/fs/cgroup/cpu ] && [ ! -e /sys/fs/cgroup/cgroup.controllers ]; then
   if grep -qw hugetlb /sys/fs/cgroup/unified/cgroup.controllers 2>/dev/null; then
     mkdir -p /sys/fs/cgroup/hugetlb
-    mountpoint -q /sys/fs/cgroup/hugetlb || mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb
+    if ! mountpoint -q /sys/fs/cgroup/hugetlb; then
+      mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb
+      touch "$opt/mounted-hugetlb"
+    fi
   fi
 fi
-echo "setup-host: containerd $(dpkg-query -W -f '${Version}' containerd), docker.io $(dpkg-query -W -f '${Version}' docker.io), runc $(dpkg-query -W -f '${Version}' runc), crun $(dpkg-query -W -f '${Version}' crun), $("$youki_dir/bin/youki" --version | head -1)"
+
+if [ "$mode" = test ] && [ -x "$top/scripts/vm/build-image.sh" ]; then
+  bash "$top/scripts/vm/build-image.sh" >/dev/null
+fi
+
+echo "setup-host: containerd $("$opt/bin/containerd" --version | awk '{print $3}') (and $(cd "$opt" && echo containerd-*)), dockerd $("$opt/bin/dockerd" --version | awk '{print $3}' | tr -d ,), runc $(runc --version | awk 'NR==1 {print $3}'), crun $("$opt/bin/crun" --version | awk 'NR==1 {print $3}'), $("$opt/bin/youki" --version 2>/dev/null | sed -n 1p)"

@@ -4,8 +4,10 @@
 //! Argument vectors are built by pure functions in [`opts`], the commands are run by
 //! [`ops`] through a [`monitor::ChildWaiter`] so that a process with its own reaper can
 //! collect the exit status, and errors carry the runtime's last error line from its
-//! JSON log ([`runtime_log`]).
+//! JSON log ([`runtime_log`]). Every call gets the environment [`mod@env`] builds: the
+//! caller's, less what a service manager addressed to containerd's own unit.
 
+pub mod env;
 pub mod error;
 pub mod monitor;
 pub mod ops;

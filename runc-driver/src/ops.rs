@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
+use crate::env;
 use crate::error::{Error, Result};
 use crate::monitor::{ChildWaiter, Output};
 use crate::opts::{self, CreateOpts, ExecOpts, GlobalOpts};
@@ -178,7 +179,9 @@ impl Runtime {
     ) -> Result<Output> {
         let log_offset = self.global.log.as_deref().map(runtime_log::log_len);
         let mut cmd = Command::new(&self.binary);
-        cmd.args(&args);
+        cmd.args(&args)
+            .env_clear()
+            .envs(env::runtime_env(std::env::vars_os()));
         let stderr_captured = stdio.is_none();
         match stdio {
             Some(s) => {
@@ -322,6 +325,21 @@ mod tests {
         assert!(retry(|| rt.ps("c1")).unwrap().is_empty());
         let rt = fake_runtime(dir.path(), "echo garbage");
         assert!(matches!(retry(|| rt.ps("c1")), Err(Error::Parse { .. })));
+    }
+
+    #[test]
+    fn the_runtime_does_not_get_the_service_managers_variables() {
+        // Set as systemd sets them for containerd (and so for every shim it starts).
+        std::env::set_var("NOTIFY_SOCKET", "/run/systemd/notify");
+        std::env::set_var("LISTEN_FDS", "1");
+        std::env::set_var("RSRUNC_DRIVER_TEST_KEPT", "kept");
+        let dir = tempfile::tempdir().unwrap();
+        let rt = fake_runtime(
+            dir.path(),
+            r#"echo "[${#NOTIFY_SOCKET},${#LISTEN_FDS},${#RSRUNC_DRIVER_TEST_KEPT}]""#,
+        );
+        // ps prints the list of pids: here the lengths of the three variables.
+        assert_eq!(retry(|| rt.ps("c1")).unwrap(), vec![0, 0, 4]);
     }
 
     #[test]

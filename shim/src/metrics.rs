@@ -653,7 +653,7 @@ fn io_entries(text: &str) -> Vec<Pb> {
         .collect()
 }
 
-/// The page sizes ("2MB", "1GB") of the hugetlb.<size><suffix> files in `dir`, sorted.
+/// The page sizes ("2MB", "1GB") of the `hugetlb.<size><suffix>` files in `dir`, sorted.
 fn hugepage_sizes(dir: &Path, suffix: &str) -> io::Result<Vec<String>> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,

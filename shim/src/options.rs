@@ -33,7 +33,13 @@ pub struct RuntimeConfig {
     /// Where `binary_name` was set, for error messages ("default", a file path, ...).
     pub binary_source: String,
     pub root: String,
-    pub systemd_cgroup: bool,
+    /// `SystemdCgroup` when some layer set it (protobuf can only say `true`); otherwise the
+    /// driver follows the spec's `cgroupsPath` ([`RuntimeConfig::choose_cgroup_driver`]).
+    #[serde(default)]
+    pub systemd_cgroup: Option<bool>,
+    /// Where `systemd_cgroup` was set, or why it was chosen, for errors and the log.
+    #[serde(default)]
+    pub systemd_cgroup_source: String,
     pub no_pivot_root: bool,
     pub no_new_keyring: bool,
     pub shim_cgroup: String,
@@ -84,7 +90,8 @@ impl Default for RuntimeConfig {
             binary_name: DEFAULT_BINARY.to_string(),
             binary_source: "the default".to_string(),
             root: DEFAULT_ROOT.to_string(),
-            systemd_cgroup: false,
+            systemd_cgroup: None,
+            systemd_cgroup_source: String::new(),
             no_pivot_root: false,
             no_new_keyring: false,
             shim_cgroup: String::new(),
@@ -152,6 +159,61 @@ impl RuntimeConfig {
         Path::new(&self.root).join(namespace)
     }
 
+    /// Whether the runtime is told `--systemd-cgroup`.
+    pub fn uses_systemd_cgroup(&self) -> bool {
+        self.systemd_cgroup == Some(true)
+    }
+
+    /// Settles the cgroup driver for container `id` from the options and the spec's
+    /// `cgroupsPath`. An explicit `SystemdCgroup` wins; without one, a path of systemd's
+    /// form (`slice:prefix:name`, what Docker and kubelet write on systemd hosts, while
+    /// Docker sends no options to a runtime it knows only by name) means the systemd
+    /// driver, and anything else cgroupfs. A setting the runtime would misread (systemd
+    /// with a cgroupfs path, or cgroupfs with a systemd-form one, which cgroupfs would take
+    /// as a directory named `system.slice:docker:ID`) is InvalidArgument naming both.
+    pub fn choose_cgroup_driver(&mut self, id: &str, cgroups_path: Option<&str>) -> Result<()> {
+        let path = cgroups_path.filter(|p| !p.is_empty());
+        let systemd_form = path.is_some_and(is_systemd_cgroups_path);
+        match (self.systemd_cgroup, path) {
+            (Some(explicit), Some(p)) if explicit != systemd_form => {
+                let (driver, form) = if explicit {
+                    (
+                        "true",
+                        "a cgroupfs path; the systemd driver needs slice:prefix:name",
+                    )
+                } else {
+                    ("false", "of the systemd driver's form slice:prefix:name")
+                };
+                return Err(Error::invalid(format!(
+                    "create {id}: SystemdCgroup = {driver} ({}) but the spec's cgroupsPath {p:?} is {form}: set SystemdCgroup to match the cgroup driver that wrote the spec, or leave it unset",
+                    self.systemd_cgroup_source
+                )));
+            }
+            (Some(_), _) => {}
+            (None, Some(p)) => {
+                self.systemd_cgroup = Some(systemd_form);
+                self.systemd_cgroup_source = format!(
+                    "chosen from the spec's cgroupsPath {p:?}, no SystemdCgroup option set"
+                );
+            }
+            (None, None) => {
+                self.systemd_cgroup = Some(false);
+                self.systemd_cgroup_source =
+                    "the default: no SystemdCgroup option and no cgroupsPath".to_string();
+            }
+        }
+        log::info!(
+            "cgroup driver id={id} driver={} ({})",
+            if self.uses_systemd_cgroup() {
+                "systemd"
+            } else {
+                "cgroupfs"
+            },
+            self.systemd_cgroup_source
+        );
+        Ok(())
+    }
+
     fn apply_runc(&mut self, o: &RuncOptions) {
         let src = format!("{} (BinaryName)", RuncOptions::descriptor().full_name());
         set_str(
@@ -161,7 +223,11 @@ impl RuntimeConfig {
             &src,
         );
         set_plain(&mut self.root, &o.root);
-        self.systemd_cgroup |= o.systemd_cgroup;
+        if o.systemd_cgroup {
+            self.systemd_cgroup = Some(true);
+            self.systemd_cgroup_source =
+                format!("{} (SystemdCgroup)", RuncOptions::descriptor().full_name());
+        }
         self.apply_shared(Shared {
             no_pivot_root: o.no_pivot_root,
             no_new_keyring: o.no_new_keyring,
@@ -235,7 +301,10 @@ impl RuntimeConfig {
                 *dst = v;
             }
         };
-        opt_bool(&mut self.systemd_cgroup, f.systemd_cgroup);
+        if let Some(v) = f.systemd_cgroup {
+            self.systemd_cgroup = Some(v);
+            self.systemd_cgroup_source = format!("SystemdCgroup in {source}");
+        }
         opt_bool(&mut self.no_pivot_root, f.no_pivot_root);
         opt_bool(&mut self.no_new_keyring, f.no_new_keyring);
         if let Some(v) = f.io_uid {
@@ -255,6 +324,16 @@ struct Shared<'a> {
     io_gid: u32,
     criu_image_path: &'a str,
     criu_work_path: &'a str,
+}
+
+/// Whether a `cgroupsPath` has the systemd driver's form `slice:prefix:name` (runc, crun and
+/// youki split it on its two colons; the slice may be empty, a cgroupfs path has slashes).
+pub fn is_systemd_cgroups_path(path: &str) -> bool {
+    let parts: Vec<&str> = path.split(':').collect();
+    parts.len() == 3
+        && !path.contains('/')
+        && (parts[0].is_empty() || parts[0].ends_with(".slice"))
+        && !parts[2].is_empty()
 }
 
 /// Parses the TOML options form; the error names the source and the offending field.
@@ -340,7 +419,7 @@ mod tests {
             assert_eq!(cfg.binary_name, "crun");
             assert!(cfg.binary_source.contains("containerd.runc.v1.Options"));
             assert_eq!(cfg.root, "/run/crun-root");
-            assert!(cfg.systemd_cgroup);
+            assert_eq!(cfg.systemd_cgroup, Some(true));
             assert_eq!(cfg.io_uid, 5);
         }
     }
@@ -389,8 +468,81 @@ mod tests {
             "{}",
             cfg.binary_source
         );
-        assert!(cfg.systemd_cgroup);
+        assert_eq!(cfg.systemd_cgroup, Some(true));
+        assert!(cfg.systemd_cgroup_source.contains("crun.toml"));
         assert_eq!(cfg.root, "/body-root");
+    }
+
+    #[test]
+    fn the_cgroup_driver_follows_the_spec_unless_an_option_says() {
+        let choose = |opt: Option<bool>, path: Option<&str>| {
+            let mut cfg = RuntimeConfig {
+                systemd_cgroup: opt,
+                systemd_cgroup_source: "SystemdCgroup in /etc/x.toml".into(),
+                ..Default::default()
+            };
+            cfg.choose_cgroup_driver("c1", path).map(|()| cfg)
+        };
+        // Docker's and kubelet's systemd form, with no option: systemd, and why.
+        let cfg = choose(None, Some("system.slice:docker:0123abcd")).unwrap();
+        assert!(cfg.uses_systemd_cgroup());
+        assert!(cfg.systemd_cgroup_source.contains("cgroupsPath"), "{cfg:?}");
+        let cfg = choose(
+            None,
+            Some("kubepods-besteffort-pod1.slice:cri-containerd:abc"),
+        )
+        .unwrap();
+        assert!(cfg.uses_systemd_cgroup());
+        // cgroupfs paths, or none at all: cgroupfs.
+        for p in [
+            Some("/docker/abc"),
+            Some("/kubepods/besteffort/pod1/abc"),
+            Some("ns/c1"),
+            None,
+        ] {
+            assert!(!choose(None, p).unwrap().uses_systemd_cgroup(), "{p:?}");
+        }
+        // An option that agrees, or no path to disagree with: the option.
+        assert!(choose(Some(true), Some(":ctr:c1"))
+            .unwrap()
+            .uses_systemd_cgroup());
+        assert!(choose(Some(true), None).unwrap().uses_systemd_cgroup());
+        assert!(!choose(Some(false), Some("/c1"))
+            .unwrap()
+            .uses_systemd_cgroup());
+        // A mismatch names the option, its source and the path.
+        for (opt, path) in [
+            (Some(false), "system.slice:docker:abc"),
+            (Some(true), "/docker/abc"),
+        ] {
+            let e = choose(opt, Some(path)).unwrap_err();
+            assert_eq!(e.kind, crate::error::Kind::InvalidArgument);
+            assert!(
+                e.message
+                    .contains(&format!("SystemdCgroup = {}", opt.unwrap())),
+                "{e}"
+            );
+            assert!(e.message.contains("/etc/x.toml"), "{e}");
+            assert!(e.message.contains(path), "{e}");
+        }
+    }
+
+    #[test]
+    fn systemd_cgroups_path_form() {
+        for p in ["system.slice:docker:abc", ":ctr:c1", "user.slice:x:y"] {
+            assert!(is_systemd_cgroups_path(p), "{p}");
+        }
+        for p in [
+            "/docker/abc",
+            "abc",
+            "a:b",
+            "a:b:c:d",
+            "/x.slice:a:b",
+            "notaslice:a:b",
+            "x.slice:a:",
+        ] {
+            assert!(!is_systemd_cgroups_path(p), "{p}");
+        }
     }
 
     #[test]

@@ -1,5 +1,9 @@
 //! A private containerd for one test: its own root, state, sockets and namespace,
 //! stopped by pid when dropped, even when the test failed.
+//!
+//! It runs the way systemd runs containerd's unit (`Type=notify`): with `NOTIFY_SOCKET`
+//! pointing at a datagram socket the daemon owns, and an `INVOCATION_ID`. containerd
+//! hands both to every shim it starts, as on a real host.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -10,6 +14,8 @@ use crate::{poll_until, rootfs, runtime_name, shim_binary, Oci, GO_SHIM};
 
 pub struct Daemon {
     dir: tempfile::TempDir,
+    /// The service manager's notification socket (`NOTIFY_SOCKET`), read by the tests.
+    notify: std::os::unix::net::UnixDatagram,
     child: Child,
     /// The ctr that belongs to this containerd.
     ctr: PathBuf,
@@ -66,6 +72,20 @@ impl Daemon {
     }
 
     pub fn start_flavor(runtime: &str, flavor: &Flavor) -> Daemon {
+        Self::start_config(runtime, flavor, None)
+    }
+
+    /// Starts containerd with its CRI plugin enabled and `extra(daemon dir)` appended to
+    /// the generated config (tests/src/cri.rs).
+    pub fn start_cri(runtime: &str, flavor: &Flavor, extra: &dyn Fn(&Path) -> String) -> Daemon {
+        Self::start_config(runtime, flavor, Some(extra))
+    }
+
+    fn start_config(
+        runtime: &str,
+        flavor: &Flavor,
+        cri: Option<&dyn Fn(&Path) -> String>,
+    ) -> Daemon {
         let dir = tempfile::Builder::new()
             .prefix("rsrunc-e2e-")
             .tempdir_in("/tmp")
@@ -76,7 +96,9 @@ impl Daemon {
         std::os::unix::fs::symlink(shim_binary(), bin.join("containerd-shim-rsrunc-v2")).unwrap();
         let socket = d.join("c.sock");
         let ttrpc_socket = d.join("c.sock.ttrpc");
-        let disabled = if flavor.config_version >= 3 {
+        let disabled = if cri.is_some() {
+            "[]"
+        } else if flavor.config_version >= 3 {
             r#"["io.containerd.grpc.v1.cri", "io.containerd.cri.v1.images", "io.containerd.cri.v1.runtime", "io.containerd.podsandbox.controller.v1.podsandbox", "io.containerd.sandbox.controller.v1.shim"]"#
         } else {
             r#"["io.containerd.grpc.v1.cri"]"#
@@ -104,20 +126,28 @@ disabled_plugins = {disabled}
             debug = d.join("debug.sock").display(),
             opt = d.join("opt").display(),
         );
+        let config = match cri {
+            Some(extra) => config + &extra(d),
+            None => config,
+        };
         std::fs::write(d.join("config.toml"), config).unwrap();
         let log = std::fs::File::create(d.join("containerd.log")).unwrap();
         let path = format!(
-            "{}:{}",
+            "{}:{}:{}",
             bin.display(),
+            crate::TOOLS_DIR,
             std::env::var("PATH").unwrap_or_default()
         );
         let (containerd, ctr) = match &flavor.bin_dir {
             Some(dir) => (dir.join("containerd"), dir.join("ctr")),
-            None => (PathBuf::from("containerd"), PathBuf::from("ctr")),
+            None => (crate::tool("containerd"), crate::tool("ctr")),
         };
+        let notify = std::os::unix::net::UnixDatagram::bind(d.join(NOTIFY_SOCKET)).unwrap();
+        notify.set_nonblocking(true).unwrap();
         let child = spawn_containerd(&containerd, d, &path, log);
         let daemon = Daemon {
             dir,
+            notify,
             child,
             ctr,
             containerd,
@@ -156,6 +186,45 @@ disabled_plugins = {disabled}
 
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// What arrived on the service manager's notification socket so far, one message
+    /// per datagram (containerd says READY=1 when it is up).
+    pub fn notifications(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = self.notify.recv(&mut buf) {
+            out.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+        out
+    }
+
+    /// Runs `ctr ARGS` (with this daemon's address and namespace) inside util-linux
+    /// `script`, on a pseudo-terminal of `rows` x `cols`; returns what the terminal showed
+    /// and ctr's exit code.
+    pub fn ctr_in_pty(&self, rows: u16, cols: u16, args: &[String]) -> (String, i32) {
+        let mut ctr = vec![
+            self.ctr.display().to_string(),
+            "--address".into(),
+            self.socket.display().to_string(),
+            "--namespace".into(),
+            self.namespace.clone(),
+        ];
+        ctr.extend(args.iter().cloned());
+        let quoted: Vec<String> = ctr
+            .iter()
+            .map(|a| format!("'{}'", a.replace('\'', "'\\''")))
+            .collect();
+        let cmd = format!("stty rows {rows} cols {cols}; {}", quoted.join(" "));
+        let out = Command::new("script")
+            .args(["-qec", &cmd, "/dev/null"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("script (util-linux) runs commands on a pseudo-terminal");
+        (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            exit_code(out.status),
+        )
     }
 
     pub fn pid(&self) -> i32 {
@@ -221,7 +290,7 @@ disabled_plugins = {disabled}
     pub fn oci_flags(&self, oci: Oci) -> Vec<String> {
         match oci {
             Oci::Runc => vec![],
-            _ if self.is_go_shim() => vec!["--runc-binary".into(), oci.binary().into()],
+            _ if self.is_go_shim() => vec!["--runc-binary".into(), oci.binary()],
             _ => vec![
                 "--runtime-config-path".into(),
                 self.options_file(
@@ -381,16 +450,34 @@ fn remove_namespace_cgroups(namespace: &str) {
     }
 }
 
+/// The daemon's notification socket, in its directory.
+const NOTIFY_SOCKET: &str = "notify.sock";
+
 fn spawn_containerd(containerd: &Path, dir: &Path, path_env: &str, log: std::fs::File) -> Child {
+    // As systemd starts a Type=notify service: the notification socket and an id for this
+    // run of the unit. (Containers must see neither: the shim keeps them to itself.)
+    let invocation: String = format!("{:032x}", rand_u128());
     Command::new(containerd)
         .arg("--config")
         .arg(dir.join("config.toml"))
         .env("PATH", path_env)
+        .env("NOTIFY_SOCKET", dir.join(NOTIFY_SOCKET))
+        .env("INVOCATION_ID", invocation)
         .stdin(Stdio::null())
         .stdout(log.try_clone().unwrap())
         .stderr(log)
         .spawn()
         .expect("start containerd: the test command installs it")
+}
+
+/// 128 random-enough bits for an invocation id (no cryptographic use).
+fn rand_u128() -> u128 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    let a = h.finish();
+    h.write_u64(a);
+    (u128::from(a) << 64) | u128::from(h.finish())
 }
 
 /// Stops a daemon as a service manager would: SIGTERM, then SIGKILL after `grace`.

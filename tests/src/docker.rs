@@ -258,7 +258,7 @@ fn spawn_dockerd(dir: &Path, args: &[String], extra: &[&str]) -> Child {
         .append(true)
         .open(dir.join("dockerd.log"))
         .unwrap();
-    Command::new("dockerd")
+    Command::new(crate::tool("dockerd"))
         .args(args)
         .args(extra)
         .stdin(Stdio::null())
@@ -268,13 +268,10 @@ fn spawn_dockerd(dir: &Path, args: &[String], extra: &[&str]) -> Child {
         .expect("start dockerd: the test command installs docker.io")
 }
 
-/// Debian's docker client, installed with dockerd (another client may come first on PATH).
-fn docker_client() -> &'static str {
-    if Path::new("/usr/bin/docker").exists() {
-        "/usr/bin/docker"
-    } else {
-        "docker"
-    }
+/// Debian's docker client that belongs to the dockerd under test (another client, of
+/// another version, may come first on PATH).
+pub fn docker_client() -> PathBuf {
+    crate::tool("docker")
 }
 
 /// The daemon.json runtime entry that runs `oci` under the shim being tested: ours reads

@@ -56,13 +56,38 @@ impl Oci {
     /// Those every lifecycle test runs under.
     pub const ALL: [Oci; 2] = [Oci::Runc, Oci::Crun];
 
-    pub fn binary(self) -> &'static str {
+    /// How options files and `--runc-binary` name it: runc from PATH (the machine's own),
+    /// crun and youki as the set-up provides them in [`TOOLS_DIR`].
+    pub fn binary(self) -> String {
         match self {
-            Oci::Runc => "runc",
-            Oci::Crun => "crun",
-            Oci::Youki => "/opt/rsrunc-test/youki/bin/youki",
+            Oci::Runc => "runc".to_string(),
+            Oci::Crun => tool("crun").display().to_string(),
+            Oci::Youki => tool("youki").display().to_string(),
         }
     }
+}
+
+/// Where `scripts/setup-host.sh` links the daemons and clients the tests run by default
+/// (containerd 1.7 with its Go shim, Docker 26), extracted from Debian's newer releases
+/// without installing them over the machine's own.
+pub const TOOLS_DIR: &str = "/opt/rsrunc-test/bin";
+
+/// A daemon or client from [`TOOLS_DIR`], or the one on PATH where the set-up did not
+/// provide it.
+pub fn tool(name: &str) -> PathBuf {
+    let p = std::path::Path::new(TOOLS_DIR).join(name);
+    if p.exists() {
+        p
+    } else {
+        PathBuf::from(name)
+    }
+}
+
+/// A container id like Docker's and Kubernetes': 64 hex digits, unique in the run.
+pub fn long_id() -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(unique_id("long").as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The freshly built shim binary.

@@ -284,7 +284,8 @@ fn exec_with_and_without_a_terminal() {
 
         // exec -it on a real terminal: the process sees the client's size.
         let cmd = format!(
-            "stty rows 31 cols 93; /usr/bin/docker -H unix://{} exec -it {id} sh -c 'sleep 0.5; stty size; exit 2'",
+            "stty rows 31 cols 93; {} -H unix://{} exec -it {id} sh -c 'sleep 0.5; stty size; exit 2'",
+                rsrunc_e2e::docker::docker_client().display(),
             d.dir().join("docker.sock").display()
         );
         let out = Command::new("script")

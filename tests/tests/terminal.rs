@@ -3,36 +3,7 @@
 //! Terminals: `ctr run -t` and `ctr task exec -t` driven through a real pseudo-terminal
 //! (util-linux `script`), under runc and crun.
 
-use std::process::{Command, Stdio};
-
 use rsrunc_e2e::{unique_id, Daemon, Oci};
-
-/// Runs `ctr ARGS` inside `script`, on a terminal of `rows` x `cols`; returns what the
-/// terminal showed and ctr's exit code.
-fn in_pty(d: &Daemon, rows: u16, cols: u16, args: &[String]) -> (String, i32) {
-    let mut ctr = vec![
-        "ctr".to_string(),
-        "--address".into(),
-        d.socket.display().to_string(),
-        "--namespace".into(),
-        d.namespace.clone(),
-    ];
-    ctr.extend(args.iter().cloned());
-    let quoted: Vec<String> = ctr
-        .iter()
-        .map(|a| format!("'{}'", a.replace('\'', "'\\''")))
-        .collect();
-    let cmd = format!("stty rows {rows} cols {cols}; {}", quoted.join(" "));
-    let out = Command::new("script")
-        .args(["-qec", &cmd, "/dev/null"])
-        .stdin(Stdio::null())
-        .output()
-        .expect("script (util-linux) runs commands on a pseudo-terminal");
-    (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        rsrunc_e2e::daemon::exit_code(out.status),
-    )
-}
 
 #[test]
 fn run_t_sees_the_client_terminal_size() {
@@ -44,7 +15,7 @@ fn run_t_sees_the_client_terminal_size() {
             &unique_id("tty"),
             &["/bin/sh", "-c", "sleep 0.5; stty size; exit 4"],
         );
-        let (out, code) = in_pty(&d, 40, 100, &args);
+        let (out, code) = d.ctr_in_pty(40, 100, &args);
         assert!(out.contains("40 100"), "{oci:?}: {out:?}");
         assert_eq!(code, 4, "{oci:?}: {out:?}");
     }
@@ -73,13 +44,12 @@ fn exec_t_sees_the_size_and_output_arrives_whole() {
             .map(|s| s.to_string())
             .collect()
         };
-        let (out, code) = in_pty(&d, 33, 77, &exec("sleep 0.5; stty size"));
+        let (out, code) = d.ctr_in_pty(33, 77, &exec("sleep 0.5; stty size"));
         assert!(out.contains("33 77"), "{oci:?}: {out:?}");
         assert_eq!(code, 0, "{oci:?}");
 
         // One MiB through the terminal, then a marker: nothing may be lost at exit.
-        let (out, code) = in_pty(
-            &d,
+        let (out, code) = d.ctr_in_pty(
             24,
             80,
             &exec("head -c 1048576 /dev/zero | tr '\\0' x; echo; echo END-OF-OUTPUT"),

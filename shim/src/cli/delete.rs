@@ -29,7 +29,7 @@ pub fn run(flags: &Flags) -> Result<(), String> {
         GlobalOpts {
             root: Some(cfg.root_for(&flags.namespace)),
             log: Some(bundle.join("log.json")),
-            systemd_cgroup: cfg.systemd_cgroup,
+            systemd_cgroup: cfg.uses_systemd_cgroup(),
             debug: false,
         },
         Arc::new(StdWaiter),

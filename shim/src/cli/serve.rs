@@ -41,6 +41,11 @@ pub fn run(flags: &Flags) -> Result<(), String> {
     crate::sys::set_subreaper().map_err(|e| format!("become a child subreaper: {e}"))?;
     join_shim_cgroup();
     adjust_oom_score();
+    // What `start` handed over is read; the runtimes this process starts inherit the rest
+    // of its environment (less containerd's service-manager variables: runc_driver::env).
+    for var in [ENV_LISTEN_FD, ENV_PARENT_OOM, ENV_SHIM_CGROUP] {
+        std::env::remove_var(var);
+    }
 
     let reaper = Reaper::start().map_err(|e| format!("start the reaper: {e}"))?;
     let publisher = Arc::new(

@@ -54,6 +54,8 @@ struct Root {
 struct Linux {
     #[serde(default)]
     namespaces: Vec<Namespace>,
+    #[serde(default, rename = "cgroupsPath")]
+    cgroups_path: Option<String>,
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -76,6 +78,11 @@ impl BundleConfig {
         } else {
             bundle.join(p)
         }
+    }
+
+    /// `linux.cgroupsPath`: a path for cgroupfs, `slice:prefix:name` for systemd.
+    pub fn cgroups_path(&self) -> Option<&str> {
+        self.linux.as_ref().and_then(|l| l.cgroups_path.as_deref())
     }
 
     /// A new pid namespace (one without a path to join).
@@ -184,9 +191,10 @@ mod tests {
             read_bundle_config(dir.path()).unwrap()
         };
         let c = write(
-            r#"{"ociVersion":"1.0.2","root":{"path":"rootfs"},"linux":{"namespaces":[{"type":"pid"},{"type":"mount"}]}}"#,
+            r#"{"ociVersion":"1.0.2","root":{"path":"rootfs"},"linux":{"cgroupsPath":"system.slice:docker:abc","namespaces":[{"type":"pid"},{"type":"mount"}]}}"#,
         );
         assert!(c.has_own_pid_namespace());
+        assert_eq!(c.cgroups_path(), Some("system.slice:docker:abc"));
         assert_eq!(c.root_path(dir.path()), dir.path().join("rootfs"));
         let c = write(
             r#"{"ociVersion":"1.0.2","root":{"path":"/abs/root"},"linux":{"namespaces":[{"type":"pid","path":"/proc/1/ns/pid"}]}}"#,

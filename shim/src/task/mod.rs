@@ -168,9 +168,10 @@ impl Tasks {
                 spec.id
             )));
         }
-        let cfg = self.defaults.clone()?.with_request(spec.options.as_ref())?;
+        let mut cfg = self.defaults.clone()?.with_request(spec.options.as_ref())?;
         let binary = resolve_binary(&cfg)?;
         let config = read_bundle_config(&spec.bundle)?;
+        cfg.choose_cgroup_driver(&spec.id, config.cgroups_path())?;
 
         let rootfs_dir = spec.bundle.join("rootfs");
         crate::mounts::mount_all(&spec.rootfs, &rootfs_dir)?;
@@ -197,7 +198,7 @@ impl Tasks {
             GlobalOpts {
                 root: Some(cfg.root_for(&self.namespace)),
                 log: Some(spec.bundle.join("log.json")),
-                systemd_cgroup: cfg.systemd_cgroup,
+                systemd_cgroup: cfg.uses_systemd_cgroup(),
                 debug: false,
             },
             Arc::new(ReaperWaiter(Arc::clone(&self.reaper))),

@@ -138,7 +138,7 @@ fn parse_args() -> Config {
 }
 
 fn daemon_version() -> String {
-    let out = Command::new("containerd")
+    let out = Command::new(rsrunc_e2e::tool("containerd"))
         .arg("--version")
         .output()
         .unwrap();

@@ -1,0 +1,64 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+//! The cgroup driver and the spec's `cgroupsPath` must agree: `slice:prefix:name` is the
+//! systemd driver's form, a path is cgroupfs'. On this host (no systemd) only the refusals
+//! can run; the systemd driver itself is checked in the node VM (tests/tests/node.rs).
+
+use rsrunc_e2e::{ours_only, unique_id, Daemon, Oci};
+
+/// `SystemdCgroup = true` with a cgroupfs path: runc would reject the path's form; the
+/// shim refuses first, naming the option, where it was set, and the path.
+#[test]
+fn systemd_driver_with_a_cgroupfs_path_is_refused() {
+    let d = Daemon::start();
+    let id = unique_id("sdpath");
+    let path = format!("/{}/{id}", d.namespace);
+    let mut extra: Vec<String> = vec!["--cgroup".into(), path.clone()];
+    let file = if d.is_go_shim() {
+        extra.push("--runc-systemd-cgroup".into());
+        None
+    } else {
+        let f = d.options_file("systemd", "SystemdCgroup = true\n");
+        extra.push("--runtime-config-path".into());
+        extra.push(f.clone());
+        Some(f)
+    };
+    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+    let out = d.run(Oci::Runc, &extra, &id, &["/bin/true"]);
+    assert_ne!(out.status, 0, "a systemd driver with path {path} ran: {out:?}");
+    if let Some(file) = file {
+        for part in ["invalid argument", "SystemdCgroup = true", &file, &path] {
+            assert!(out.stderr.contains(part), "{part:?} not in {:?}", out.stderr);
+        }
+    }
+    let _ = d.ctr(&["containers", "rm", &id]);
+}
+
+/// `SystemdCgroup = false` said explicitly, with a systemd-form path: cgroupfs would make a
+/// directory named `system.slice:ctr:ID`. Only rsrunc reads the option from a file (the Go
+/// shim has no way to be told `false` here), so only rsrunc can refuse.
+#[test]
+fn explicit_cgroupfs_with_a_systemd_form_path_is_refused() {
+    if !ours_only("refusing SystemdCgroup = false with a systemd-form cgroupsPath") {
+        return;
+    }
+    let d = Daemon::start();
+    let id = unique_id("fspath");
+    let path = format!("system.slice:rsrunc-test:{id}");
+    let file = d.options_file("cgroupfs", "SystemdCgroup = false\n");
+    let out = d.run(
+        Oci::Runc,
+        &["--cgroup", &path, "--runtime-config-path", &file],
+        &id,
+        &["/bin/true"],
+    );
+    assert_ne!(out.status, 0, "{out:?}");
+    for part in ["invalid argument", "SystemdCgroup = false", &file, &path] {
+        assert!(out.stderr.contains(part), "{part:?} not in {:?}", out.stderr);
+    }
+    // Nothing was made under that literal name in any hierarchy.
+    for h in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        assert!(!h.path().join(&path).exists(), "{}", h.path().display());
+    }
+    let _ = d.ctr(&["containers", "rm", &id]);
+}
