@@ -53,7 +53,7 @@ if ! command -v containerd >/dev/null 2>&1; then
 fi
 [ "$mode" = demo ] && exit 0
 
-install_missing runc libseccomp-dev pkg-config
+install_missing runc libseccomp-dev pkg-config protobuf-compiler
 
 # --- Newer releases, extracted under /opt/rsrunc-test ----------------------------------------
 # A private apt configuration that knows bookworm, trixie and sid, used only to download.

@@ -6,6 +6,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test harness: failing loudly is the point
 
+pub mod cri;
 pub mod daemon;
 pub mod docker;
 pub mod image;

@@ -25,10 +25,17 @@ fn systemd_driver_with_a_cgroupfs_path_is_refused() {
     };
     let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
     let out = d.run(Oci::Runc, &extra, &id, &["/bin/true"]);
-    assert_ne!(out.status, 0, "a systemd driver with path {path} ran: {out:?}");
+    assert_ne!(
+        out.status, 0,
+        "a systemd driver with path {path} ran: {out:?}"
+    );
     if let Some(file) = file {
         for part in ["invalid argument", "SystemdCgroup = true", &file, &path] {
-            assert!(out.stderr.contains(part), "{part:?} not in {:?}", out.stderr);
+            assert!(
+                out.stderr.contains(part),
+                "{part:?} not in {:?}",
+                out.stderr
+            );
         }
     }
     let _ = d.ctr(&["containers", "rm", &id]);
@@ -54,7 +61,11 @@ fn explicit_cgroupfs_with_a_systemd_form_path_is_refused() {
     );
     assert_ne!(out.status, 0, "{out:?}");
     for part in ["invalid argument", "SystemdCgroup = false", &file, &path] {
-        assert!(out.stderr.contains(part), "{part:?} not in {:?}", out.stderr);
+        assert!(
+            out.stderr.contains(part),
+            "{part:?} not in {:?}",
+            out.stderr
+        );
     }
     // Nothing was made under that literal name in any hierarchy.
     for h in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {

@@ -1,0 +1,654 @@
+//! Kubernetes' view of the shim: a private containerd with its CRI plugin enabled and
+//! configured from `packaging/containerd/config-{1,2}.x.toml` as shipped, and a blocking
+//! CRI client (k8s-cri's generated gRPC client, driven by a current-thread tokio runtime
+//! over containerd's unix socket) for the tests in tests/tests/cri.rs.
+//!
+//! Pods run with the host's network (no CNI is installed here) under a cgroupfs parent of
+//! their own, `/rsrunc-cri-<unique>`, removed when the [`CriDaemon`] is dropped. Under
+//! containerd's Go shim the pods use a handler the test defines, [`GO_HANDLER`] (typed
+//! `io.containerd.runc.v2`); under ours the shipped handler [`OUR_HANDLER`].
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use hyper_util::rt::TokioIo;
+pub use k8s_cri::v1 as api;
+use k8s_cri::v1::image_service_client::ImageServiceClient;
+use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
+use sha2::{Digest, Sha256};
+use tonic::transport::{Channel, Endpoint, Uri};
+/// What a failed CRI call returns.
+pub use tonic::Status;
+
+use crate::daemon::Flavor;
+use crate::{poll_until, rootfs, runtime_name, unique_id, Daemon, GO_SHIM};
+
+/// The containerd namespace CRI works in.
+pub const NAMESPACE: &str = "k8s.io";
+/// The sandbox ("pause") image the tests build: busybox whose entrypoint sleeps forever.
+pub const PAUSE_IMAGE: &str = "docker.io/library/rsrunc-pause:latest";
+/// The image the pods' containers run.
+pub const BUSYBOX_IMAGE: &str = "docker.io/library/rsrunc-cri-busybox:latest";
+/// The handler the test defines for containerd's Go shim.
+pub const GO_HANDLER: &str = "runc-go";
+/// The handler packaging/containerd/config-*.x.toml ship for our shim.
+pub const OUR_HANDLER: &str = "rsrunc";
+
+/// How long one CRI call may take before the test gives up on it.
+const CALL_TIMEOUT: Duration = Duration::from_secs(45);
+
+/// The CRI handler pods use under the runtime under test.
+pub fn handler_for(runtime: &str) -> &'static str {
+    if runtime == GO_SHIM {
+        GO_HANDLER
+    } else {
+        OUR_HANDLER
+    }
+}
+
+/// A blocking CRI client: every call runs to completion on its own tokio runtime.
+pub struct Client {
+    rt: tokio::runtime::Runtime,
+    runtime: RuntimeServiceClient<Channel>,
+    images: ImageServiceClient<Channel>,
+}
+
+impl Client {
+    /// Connects to the gRPC socket of a containerd (CRI shares containerd's socket).
+    pub fn connect(socket: &Path) -> Result<Client, tonic::transport::Error> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        let path = socket.to_path_buf();
+        // The URI is required but unused: the connector below always dials the socket.
+        let channel = rt.block_on(async move {
+            Endpoint::from_static("http://[::]:50051")
+                .connect_with_connector(tower::service_fn(move |_: Uri| {
+                    let path = path.clone();
+                    async move {
+                        let stream = tokio::net::UnixStream::connect(path).await?;
+                        Ok::<_, std::io::Error>(TokioIo::new(stream))
+                    }
+                }))
+                .await
+        })?;
+        Ok(Client {
+            rt,
+            runtime: RuntimeServiceClient::new(channel.clone()),
+            images: ImageServiceClient::new(channel),
+        })
+    }
+
+    fn call<T, F>(&self, what: &str, fut: F) -> Result<T, tonic::Status>
+    where
+        F: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        self.rt.block_on(async {
+            match tokio::time::timeout(CALL_TIMEOUT, fut).await {
+                Ok(r) => r.map(tonic::Response::into_inner),
+                Err(_) => Err(tonic::Status::deadline_exceeded(format!(
+                    "{what}: no answer in {CALL_TIMEOUT:?}"
+                ))),
+            }
+        })
+    }
+
+    pub fn version(&self) -> Result<api::VersionResponse, tonic::Status> {
+        let mut c = self.runtime.clone();
+        self.call("Version", async move {
+            c.version(api::VersionRequest::default()).await
+        })
+    }
+
+    pub fn status(&self) -> Result<api::StatusResponse, tonic::Status> {
+        let mut c = self.runtime.clone();
+        self.call("Status", async move {
+            c.status(api::StatusRequest { verbose: false }).await
+        })
+    }
+
+    /// The image as CRI sees it, None when CRI does not know it (yet).
+    pub fn image_status(&self, image: &str) -> Result<Option<api::Image>, tonic::Status> {
+        let mut c = self.images.clone();
+        let req = api::ImageStatusRequest {
+            image: Some(image_spec(image)),
+            verbose: false,
+        };
+        self.call("ImageStatus", async move { c.image_status(req).await })
+            .map(|r| r.image)
+    }
+
+    pub fn run_pod_sandbox(
+        &self,
+        config: &api::PodSandboxConfig,
+        handler: &str,
+    ) -> Result<String, tonic::Status> {
+        let mut c = self.runtime.clone();
+        let req = api::RunPodSandboxRequest {
+            config: Some(config.clone()),
+            runtime_handler: handler.to_string(),
+        };
+        self.call("RunPodSandbox", async move { c.run_pod_sandbox(req).await })
+            .map(|r| r.pod_sandbox_id)
+    }
+
+    pub fn stop_pod_sandbox(&self, id: &str) -> Result<(), tonic::Status> {
+        let mut c = self.runtime.clone();
+        let req = api::StopPodSandboxRequest {
+            pod_sandbox_id: id.to_string(),
+        };
+        self.call(
+            "StopPodSandbox",
+            async move { c.stop_pod_sandbox(req).await },
+        )
+        .map(drop)
+    }
+
+    pub fn remove_pod_sandbox(&self, id: &str) -> Result<(), tonic::Status> {
+        let mut c = self.runtime.clone();
+        let req = api::RemovePodSandboxRequest {
+            pod_sandbox_id: id.to_string(),
+        };
+        self.call("RemovePodSandbox", async move {
+            c.remove_pod_sandbox(req).await
+        })
+        .map(drop)
+    }
+
+    pub fn list_pod_sandboxes(&self) -> Result<Vec<api::PodSandbox>, tonic::Status> {
+        let mut c = self.runtime.clone();
+        self.call("ListPodSandbox", async move {
+            c.list_pod_sandbox(api::ListPodSandboxRequest { filter: None })
+                .await
+        })
+        .map(|r| r.items)
+    }
+
+    pub fn create_container(
+        &self,
+        pod_id: &str,
+        config: &api::ContainerConfig,
+        sandbox_config: &api::PodSandboxConfig,
+    ) -> Result<String, tonic::Status> {
+        let mut c = self.runtime.clone();
+        let req = api::CreateContainerRequest {
+            pod_sandbox_id: pod_id.to_string(),
+            config: Some(config.clone()),
+            sandbox_config: Some(sandbox_config.clone()),
+        };
+        self.call(
+            "CreateContainer",
+            async move { c.create_container(req).await },
+        )
+        .map(|r| r.container_id)
+    }
+
+    pub fn start_container(&self, id: &str) -> Result<(), tonic::Status> {
+        let mut c = self.runtime.clone();
+        let req = api::StartContainerRequest {
+            container_id: id.to_string(),
+        };
+        self.call(
+            "StartContainer",
+            async move { c.start_container(req).await },
+        )
+        .map(drop)
+    }
+
+    /// StopContainer: the stop signal, then SIGKILL after `timeout_s` seconds.
+    pub fn stop_container(&self, id: &str, timeout_s: i64) -> Result<(), tonic::Status> {
+        let mut c = self.runtime.clone();
+        let req = api::StopContainerRequest {
+            container_id: id.to_string(),
+            timeout: timeout_s,
+        };
+        self.call("StopContainer", async move { c.stop_container(req).await })
+            .map(drop)
+    }
+
+    pub fn remove_container(&self, id: &str) -> Result<(), tonic::Status> {
+        let mut c = self.runtime.clone();
+        let req = api::RemoveContainerRequest {
+            container_id: id.to_string(),
+        };
+        self.call(
+            "RemoveContainer",
+            async move { c.remove_container(req).await },
+        )
+        .map(drop)
+    }
+
+    /// ContainerStatus; with `verbose`, `info["info"]` is containerd's JSON about the
+    /// container (runtime type and options, OCI spec, pid).
+    pub fn container_status(
+        &self,
+        id: &str,
+        verbose: bool,
+    ) -> Result<api::ContainerStatusResponse, tonic::Status> {
+        let mut c = self.runtime.clone();
+        let req = api::ContainerStatusRequest {
+            container_id: id.to_string(),
+            verbose,
+        };
+        self.call(
+            "ContainerStatus",
+            async move { c.container_status(req).await },
+        )
+    }
+
+    pub fn exec_sync(
+        &self,
+        id: &str,
+        cmd: &[&str],
+        timeout_s: i64,
+    ) -> Result<api::ExecSyncResponse, tonic::Status> {
+        let mut c = self.runtime.clone();
+        let req = api::ExecSyncRequest {
+            container_id: id.to_string(),
+            cmd: cmd.iter().map(|s| s.to_string()).collect(),
+            timeout: timeout_s,
+        };
+        self.call("ExecSync", async move { c.exec_sync(req).await })
+    }
+}
+
+pub fn image_spec(image: &str) -> api::ImageSpec {
+    api::ImageSpec {
+        image: image.to_string(),
+        ..Default::default()
+    }
+}
+
+/// A private containerd with CRI, the pause and busybox images imported into `k8s.io`,
+/// and a CRI client. Dropping it stops and removes every pod through CRI, then the
+/// daemon (by pid), then the pods' cgroups.
+pub struct CriDaemon {
+    pub cri: Client,
+    pub daemon: Daemon,
+    /// The handler the pods use ([`handler_for`] the runtime under test).
+    pub handler: String,
+    /// The cgroupfs parent of this daemon's pods, e.g. `/rsrunc-cri-123-0`.
+    pub cgroup_parent: String,
+    /// Removes the cgroup parent after the daemon is gone (declared last: dropped last).
+    _cgroups: CgroupCleanup,
+}
+
+impl CriDaemon {
+    /// containerd 1.x from [`crate::TOOLS_DIR`] (1.7).
+    pub fn start() -> CriDaemon {
+        Self::start_flavor(&Flavor::default())
+    }
+
+    pub fn start_flavor(flavor: &Flavor) -> CriDaemon {
+        let runtime = runtime_name();
+        let shipped = shipped_config(flavor.config_version);
+        let version = flavor.config_version;
+        let daemon = Daemon::start_cri(&runtime, flavor, &|dir: &Path| {
+            cri_config(version, dir) + &shipped
+        });
+        let cgroup_parent = format!("/{}", unique_id("rsrunc-cri"));
+        let cgroups = CgroupCleanup(cgroup_parent.clone());
+        import_images(&daemon);
+        let cri = wait_for_cri(&daemon);
+        let up = poll_until(Duration::from_secs(20), || {
+            [PAUSE_IMAGE, BUSYBOX_IMAGE]
+                .iter()
+                .all(|i| matches!(cri.image_status(i), Ok(Some(_))))
+        });
+        assert!(
+            up,
+            "CRI does not see the imported images:\n{}",
+            daemon.log()
+        );
+        CriDaemon {
+            cri,
+            daemon,
+            handler: handler_for(&runtime).to_string(),
+            cgroup_parent,
+            _cgroups: cgroups,
+        }
+    }
+
+    /// A host-network pod config under this daemon's cgroup parent, logging into the
+    /// daemon's directory.
+    pub fn pod_config(&self, name: &str) -> api::PodSandboxConfig {
+        let log_directory = self.daemon.dir().join("pods").join(name);
+        std::fs::create_dir_all(&log_directory).unwrap();
+        api::PodSandboxConfig {
+            metadata: Some(api::PodSandboxMetadata {
+                name: name.to_string(),
+                uid: unique_id("uid"),
+                namespace: "rsrunc-e2e".to_string(),
+                attempt: 0,
+            }),
+            // As kubelet does for host-network pods: they keep the host's UTS namespace,
+            // where runc refuses to set a hostname.
+            hostname: String::new(),
+            log_directory: log_directory.display().to_string(),
+            linux: Some(api::LinuxPodSandboxConfig {
+                cgroup_parent: self.cgroup_parent.clone(),
+                security_context: Some(api::LinuxSandboxSecurityContext {
+                    namespace_options: Some(host_network()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// A container of the busybox image running `command`, logging to `<name>.log` in
+    /// the pod's log directory.
+    pub fn container_config(&self, name: &str, command: &[&str]) -> api::ContainerConfig {
+        api::ContainerConfig {
+            metadata: Some(api::ContainerMetadata {
+                name: name.to_string(),
+                attempt: 0,
+            }),
+            image: Some(image_spec(BUSYBOX_IMAGE)),
+            command: command.iter().map(|s| s.to_string()).collect(),
+            log_path: format!("{name}.log"),
+            linux: Some(api::LinuxContainerConfig {
+                security_context: Some(api::LinuxContainerSecurityContext {
+                    namespace_options: Some(host_network()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// Directories left under the pods' cgroup parent, in every hierarchy.
+    pub fn cgroups_left(&self) -> Vec<PathBuf> {
+        let mut left = Vec::new();
+        for parent in cgroup_parents(&self.cgroup_parent) {
+            collect_dirs(&parent, &mut left);
+        }
+        left
+    }
+
+    /// A container's bundle directory (where our shim keeps `rsrunc-options.json`).
+    pub fn bundle(&self, id: &str) -> PathBuf {
+        self.daemon
+            .dir()
+            .join("state/io.containerd.runtime.v2.task")
+            .join(NAMESPACE)
+            .join(id)
+    }
+
+    /// Stops and removes every pod CRI knows; returns what failed.
+    pub fn remove_all_pods(&self) -> Vec<String> {
+        let mut errors = Vec::new();
+        let pods = match self.cri.list_pod_sandboxes() {
+            Ok(p) => p,
+            Err(e) => return vec![format!("ListPodSandbox: {e}")],
+        };
+        for p in pods {
+            if let Err(e) = self.cri.stop_pod_sandbox(&p.id) {
+                errors.push(format!("StopPodSandbox {}: {e}", p.id));
+            }
+            if let Err(e) = self.cri.remove_pod_sandbox(&p.id) {
+                errors.push(format!("RemovePodSandbox {}: {e}", p.id));
+            }
+        }
+        errors
+    }
+}
+
+impl Drop for CriDaemon {
+    fn drop(&mut self) {
+        let errors = self.remove_all_pods();
+        if !errors.is_empty() {
+            eprintln!("cleaning up pods: {errors:?}");
+        }
+        // Then the fields: the client, the daemon (stopped by pid, its leftovers killed
+        // and unmounted), and last the pods' cgroups.
+    }
+}
+
+/// Removes a cgroup parent (deepest first) from every hierarchy.
+struct CgroupCleanup(String);
+
+impl Drop for CgroupCleanup {
+    fn drop(&mut self) {
+        for parent in cgroup_parents(&self.0) {
+            let mut dirs = Vec::new();
+            collect_dirs(&parent, &mut dirs);
+            for d in dirs.iter().rev() {
+                let _ = std::fs::remove_dir(d);
+            }
+            let _ = std::fs::remove_dir(&parent);
+        }
+    }
+}
+
+/// `/sys/fs/cgroup/<hierarchy>/<parent>` for every hierarchy (v1 and the v2 one), and
+/// `/sys/fs/cgroup/<parent>` on a pure v2 host; only those that exist.
+fn cgroup_parents(parent: &str) -> Vec<PathBuf> {
+    let rel = parent.trim_start_matches('/');
+    let root = Path::new("/sys/fs/cgroup");
+    let mut out = vec![root.join(rel)];
+    if let Ok(entries) = std::fs::read_dir(root) {
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                out.push(e.path().join(rel));
+            }
+        }
+    }
+    out.retain(|p| p.is_dir());
+    out
+}
+
+/// Every directory below `dir`, parents before their children.
+fn collect_dirs(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            out.push(e.path());
+            collect_dirs(&e.path(), out);
+        }
+    }
+}
+
+fn host_network() -> api::NamespaceOption {
+    api::NamespaceOption {
+        network: api::NamespaceMode::Node as i32,
+        pid: api::NamespaceMode::Container as i32,
+        ipc: api::NamespaceMode::Pod as i32,
+        ..Default::default()
+    }
+}
+
+/// The shipped CRI config for containerd 1.x (config version 2) or 2.x (version 3).
+pub fn shipped_config(config_version: u8) -> String {
+    let name = if config_version >= 3 {
+        "config-2.x.toml"
+    } else {
+        "config-1.x.toml"
+    };
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../packaging/containerd")
+        .join(name);
+    let text =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    format!("\n# {name}, as shipped:\n{text}\n")
+}
+
+/// The CRI settings this host needs (TESTENV.md), before the shipped file: OOM score
+/// adjustments restricted (root lacks CAP_SYS_RESOURCE), the stream server on a free
+/// localhost port, the test's pause image, empty CNI directories of the daemon's own
+/// (pods use the host network), and the Go shim's handler.
+fn cri_config(config_version: u8, dir: &Path) -> String {
+    let cni_bin = dir.join("cni/bin");
+    let cni_conf = dir.join("cni/net.d");
+    std::fs::create_dir_all(&cni_bin).unwrap();
+    std::fs::create_dir_all(&cni_conf).unwrap();
+    let (cni_bin, cni_conf) = (cni_bin.display(), cni_conf.display());
+    if config_version >= 3 {
+        format!(
+            r#"
+[plugins."io.containerd.grpc.v1.cri"]
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+[plugins."io.containerd.cri.v1.images"]
+  snapshotter = "overlayfs"
+  [plugins."io.containerd.cri.v1.images".pinned_images]
+    sandbox = "{PAUSE_IMAGE}"
+[plugins."io.containerd.cri.v1.runtime"]
+  restrict_oom_score_adj = true
+  enable_selinux = false
+  enable_cdi = false
+  [plugins."io.containerd.cri.v1.runtime".cni]
+    bin_dirs = ["{cni_bin}"]
+    conf_dir = "{cni_conf}"
+  [plugins."io.containerd.cri.v1.runtime".containerd]
+    default_runtime_name = "{GO_HANDLER}"
+  [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.{GO_HANDLER}]
+    runtime_type = "{GO_SHIM}"
+# NRI's socket would be the machine's /var/run/nri/nri.sock.
+[plugins."io.containerd.nri.v1.nri"]
+  disable = true
+"#
+        )
+    } else {
+        format!(
+            r#"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "{PAUSE_IMAGE}"
+  restrict_oom_score_adj = true
+  enable_selinux = false
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "{cni_bin}"
+    conf_dir = "{cni_conf}"
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "{GO_HANDLER}"
+  [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.{GO_HANDLER}]
+    runtime_type = "{GO_SHIM}"
+"#
+        )
+    }
+}
+
+/// Connects once CRI answers Version (its plugin starts after containerd's socket).
+fn wait_for_cri(d: &Daemon) -> Client {
+    let mut client = None;
+    let mut last = String::new();
+    let up = poll_until(Duration::from_secs(20), || {
+        if client.is_none() {
+            match Client::connect(&d.socket) {
+                Ok(c) => client = Some(c),
+                Err(e) => {
+                    last = format!("connect: {e:?}");
+                    return false;
+                }
+            }
+        }
+        match client.as_ref().map(Client::version) {
+            Some(Ok(_)) => true,
+            Some(Err(e)) => {
+                last = format!("Version: {e}");
+                false
+            }
+            None => false,
+        }
+    });
+    assert!(up, "CRI did not come up ({last}):\n{}", d.log());
+    client.unwrap()
+}
+
+/// Builds the pause and busybox images (one busybox layer, two manifests) as an OCI
+/// layout and imports both into CRI's namespace.
+fn import_images(d: &Daemon) {
+    let layout = d.dir().join("cri-images");
+    let blobs = layout.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let layer_tar = d.dir().join("cri-layer.tar");
+    run(Command::new("tar")
+        .arg("-C")
+        .arg(rootfs::busybox())
+        .args(["--owner=0", "--group=0", "-cf"])
+        .arg(&layer_tar)
+        .arg("."));
+    let layer = std::fs::read(&layer_tar).unwrap();
+    let layer_digest = put(&blobs, &layer);
+    let mut manifests = Vec::new();
+    for (name, config) in [
+        (
+            PAUSE_IMAGE,
+            serde_json::json!({"Entrypoint": ["/bin/sleep", "2147483647"], "Env": ["PATH=/bin"]}),
+        ),
+        (
+            BUSYBOX_IMAGE,
+            serde_json::json!({"Cmd": ["/bin/sh"], "Env": ["PATH=/bin"]}),
+        ),
+    ] {
+        let config = serde_json::json!({
+            "architecture": "amd64",
+            "os": "linux",
+            "config": config,
+            "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{layer_digest}")]},
+        });
+        let config = serde_json::to_vec(&config).unwrap();
+        let config_digest = put(&blobs, &config);
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": format!("sha256:{config_digest}"), "size": config.len()},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": format!("sha256:{layer_digest}"), "size": layer.len()}],
+        });
+        let manifest = serde_json::to_vec(&manifest).unwrap();
+        let manifest_digest = put(&blobs, &manifest);
+        manifests.push(serde_json::json!({
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": format!("sha256:{manifest_digest}"),
+            "size": manifest.len(),
+            "platform": {"architecture": "amd64", "os": "linux"},
+            "annotations": {"io.containerd.image.name": name},
+        }));
+    }
+    let index = serde_json::json!({"schemaVersion": 2, "manifests": manifests});
+    std::fs::write(
+        layout.join("index.json"),
+        serde_json::to_vec(&index).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
+        layout.join("oci-layout"),
+        br#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .unwrap();
+    let archive = d.dir().join("cri-images.tar");
+    run(Command::new("tar")
+        .arg("-C")
+        .arg(&layout)
+        .arg("-cf")
+        .arg(&archive)
+        .arg("."));
+    let archive = archive.display().to_string();
+    // The last --namespace wins: CRI's, not the daemon's test namespace.
+    d.ctr(&["--namespace", NAMESPACE, "images", "import", &archive])
+        .ok();
+}
+
+fn put(dir: &Path, data: &[u8]) -> String {
+    let digest: String = Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    std::fs::write(dir.join(&digest), data).unwrap();
+    digest
+}
+
+fn run(cmd: &mut Command) {
+    let st = cmd.status().unwrap();
+    assert!(st.success(), "{cmd:?} failed: {st}");
+}
