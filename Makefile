@@ -2,6 +2,7 @@
 #   make demo        set up a fresh machine, build and install the shim, run a container with it
 #   make test        set up what the tests need, then check and end-to-end tests
 #   make check       fmt, clippy, unit tests and docs: no root, no daemon, no network
+#   make node        the node tests: both shims in a QEMU VM (systemd, cgroup v2), slow
 #   make clean-host  remove what the set-up installed (scripts/clean-host.sh)
 # The set-up (scripts/setup-host.sh) never changes the version of an installed package.
 
@@ -13,7 +14,7 @@ export RSRUNC_REVISION := $(shell git rev-parse --short HEAD 2>/dev/null || echo
 export RSRUNC_SHIM_BIN := $(CURDIR)/target/release/$(BIN)
 E2E_THREADS ?= 2
 
-.PHONY: all build setup install uninstall demo test check lint unit doc e2e e2e-ours e2e-go bench deb clean clean-host
+.PHONY: all build setup install uninstall demo test check lint unit doc e2e e2e-ours e2e-go node bench deb clean clean-host
 
 all: build
 
@@ -59,6 +60,13 @@ e2e-ours:
 
 e2e-go:
 	RSRUNC_E2E_RUNTIME=io.containerd.runc.v2 cargo test --locked -p rsrunc-e2e -- --test-threads $(E2E_THREADS)
+
+# The node tests (tests/tests/node.rs) boot the test VM once per shim; they are ignored in
+# `make e2e` and run here.
+node: build
+	bash scripts/setup-host.sh node
+	RSRUNC_E2E_RUNTIME=io.containerd.rsrunc.v2 cargo test --locked -p rsrunc-e2e --test node -- --ignored
+	RSRUNC_E2E_RUNTIME=io.containerd.runc.v2 cargo test --locked -p rsrunc-e2e --test node -- --ignored
 
 deb: build
 	bash packaging/deb/build.sh target/release/$(BIN)

@@ -9,7 +9,9 @@
 #                         containerd 1.6, 1.7 and 2.x and Docker 26 as trees extracted with
 #                         `dpkg -x`, links to the versions the tests run by default in
 #                         /opt/rsrunc-test/bin, youki built from the crate registry
-#   setup-host.sh test    the bench set, plus the node-like test VM image (scripts/vm)
+#   setup-host.sh test    the bench set (what `make test` needs)
+#   setup-host.sh node    the test set, plus QEMU in a tree of its own (mmdebstrap) and the
+#                         node-like test VM image (scripts/vm), for `make node`
 #
 # Newer releases' packages are only downloaded (through a private apt configuration under
 # /opt/rsrunc-test/apt, never the machine's own), then extracted. Every package this script
@@ -18,7 +20,7 @@
 set -euo pipefail
 
 mode=${1:-test}
-case "$mode" in demo | bench | test) ;; *) echo "usage: setup-host.sh demo|bench|test" >&2; exit 2 ;; esac
+case "$mode" in demo | bench | test | node) ;; *) echo "usage: setup-host.sh demo|bench|test|node" >&2; exit 2 ;; esac
 [ "$(id -u)" = 0 ] || { echo "setup-host: run as root (apt-get, dpkg and mount need it)" >&2; exit 1; }
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -152,7 +154,29 @@ if [ -d /sys/fs/cgroup/cpu ] && [ ! -e /sys/fs/cgroup/cgroup.controllers ]; then
   fi
 fi
 
-if [ "$mode" = test ] && [ -x "$top/scripts/vm/build-image.sh" ]; then
+if [ "$mode" = node ]; then
+  # The node-like test VM (scripts/vm). QEMU runs from a tree of its own, built with
+  # mmdebstrap from the machine's release and started through that tree's loader:
+  # installing qemu-system-x86 would replace a qemu-utils the machine may already have
+  # (this image's comes from bookworm-backports, and apt removes it).
+  install_missing mmdebstrap
+  qemu_dir=$opt/qemu
+  if [ ! -e "$qemu_dir/.built" ]; then
+    rm -rf "$qemu_dir"
+    echo "setup-host: building a QEMU tree in $qemu_dir (once)"
+    mmdebstrap --quiet --variant=essential --include=qemu-system-x86 \
+      --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*' \
+      --dpkgopt='path-exclude=/usr/share/locale/*' bookworm "$qemu_dir" "$uri"
+    touch "$qemu_dir/.built"
+  fi
+  cat >"$opt/bin/qemu-system-x86_64" <<QEMU
+#!/bin/sh
+# QEMU from $qemu_dir, with that tree's own loader, libraries, modules and firmware.
+export QEMU_MODULE_DIR=$qemu_dir/usr/lib/x86_64-linux-gnu/qemu
+exec $qemu_dir/lib64/ld-linux-x86-64.so.2 --library-path $qemu_dir/usr/lib/x86_64-linux-gnu \\
+  $qemu_dir/usr/bin/qemu-system-x86_64 -L $qemu_dir/usr/share/qemu -L $qemu_dir/usr/share/seabios "\$@"
+QEMU
+  chmod +x "$opt/bin/qemu-system-x86_64"
   bash "$top/scripts/vm/build-image.sh" >/dev/null
 fi
 

@@ -12,6 +12,7 @@ pub mod docker;
 pub mod image;
 pub mod rootfs;
 pub mod shim_client;
+pub mod vm;
 
 use std::path::PathBuf;
 
