@@ -40,12 +40,14 @@ impl Tasks {
             ))
         })?;
         // The spec must be an OCI process; the runtime checks the rest.
-        serde_json::from_slice::<ProcessSpec>(&spec.value).map_err(|e| {
+        let malformed = |e: serde_json::Error| {
             Error::invalid(format!(
                 "exec {} in {}: malformed process spec: {e}",
                 req.exec_id, req.id
             ))
-        })?;
+        };
+        serde_json::from_slice::<ProcessSpec>(&spec.value).map_err(malformed)?;
+        let spec_json = with_terminal(&spec.value, req.stdio.terminal).map_err(malformed)?;
         c.init
             .lock()
             .status
@@ -58,7 +60,7 @@ impl Tasks {
                     req.exec_id, req.id
                 )));
             }
-            let p = Process::exec(&req.id, &req.exec_id, req.stdio, spec.value);
+            let p = Process::exec(&req.id, &req.exec_id, req.stdio, spec_json);
             t.by_id.insert(req.exec_id.clone(), Arc::new(p));
         }
         self.events.publish(Box::new(TaskExecAdded {
@@ -167,9 +169,10 @@ impl Tasks {
             Some(e) => e,
             None => {
                 // It never ran (its start failed, or nobody started it): whoever is still
-                // waiting for it gets an answer instead of waiting forever.
+                // waiting for it gets an answer instead of waiting forever. No process,
+                // no failure to report: status 0, as containerd's Go shim answers.
                 let e = ExitInfo {
-                    status: 255,
+                    status: 0,
                     at: std::time::SystemTime::now(),
                 };
                 p.lock().status = Status::Stopped(e);
@@ -183,6 +186,17 @@ impl Tasks {
         crate::sys::release_free_memory();
         Ok((pid.max(0) as u32, exit))
     }
+}
+
+/// The process spec as the runtime gets it: the request's terminal flag replaces the
+/// spec's, as containerd's Go shim does (runc refuses a console socket for a process whose
+/// spec says no terminal, and a terminal without one).
+fn with_terminal(spec: &[u8], terminal: bool) -> std::result::Result<Vec<u8>, serde_json::Error> {
+    let mut v: serde_json::Value = serde_json::from_slice(spec)?;
+    if let Some(o) = v.as_object_mut() {
+        o.insert("terminal".to_string(), terminal.into());
+    }
+    serde_json::to_vec(&v)
 }
 
 /// Kill for an exec: its pid is our child (reparented to the subreaper) until we reap
@@ -204,5 +218,23 @@ pub fn signal(p: &Process, signal: u32) -> Result<()> {
                 Error::not_found(format!("process already finished: signal {what}: {e}"))
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_requests_terminal_flag_replaces_the_specs() {
+        let spec = br#"{"args":["sh"],"terminal":false,"cwd":"/"}"#;
+        let v: serde_json::Value =
+            serde_json::from_slice(&with_terminal(spec, true).unwrap()).unwrap();
+        assert_eq!(v["terminal"], true);
+        assert_eq!(v["cwd"], "/");
+        let v: serde_json::Value =
+            serde_json::from_slice(&with_terminal(br#"{"args":["sh"]}"#, false).unwrap()).unwrap();
+        assert_eq!(v["terminal"], false);
+        assert!(with_terminal(b"{not json", true).is_err());
     }
 }

@@ -111,6 +111,11 @@ impl Process {
     }
 
     pub fn resize(&self, rows: u16, cols: u16) -> crate::error::Result<()> {
+        // A process without a terminal has no size to set: nothing to do, as containerd's
+        // Go shim answers (clients resize whatever they attached to).
+        if !self.stdio.terminal {
+            return Ok(());
+        }
         match self.io.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
             Some(io) => io.resize(rows, cols),
             None => Err(crate::error::Error::failed_precondition(format!(

@@ -1,0 +1,238 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+//! Exec requests as containerd 2.x clients send them, straight over ttrpc into a
+//! container's shim, answered as containerd's Go shim answers them: the request's terminal
+//! flag wins over the process spec's, an exec deleted before it started reports status 0,
+//! and ResizePty on a process without a terminal is a no-op.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use containerd_shim_protos::api::{
+    DeleteRequest, DeleteResponse, ExecProcessRequest, KillRequest, ResizePtyRequest, StartRequest,
+    StartResponse, WaitRequest, WaitResponse,
+};
+use containerd_shim_protos::protobuf::well_known_types::{any::Any, empty::Empty};
+use rsrunc_e2e::shim_client::ShimConn;
+use rsrunc_e2e::{unique_id, Daemon, Oci};
+
+/// A running container's shim connection and the `process` of its spec.
+fn shim_of(d: &Daemon, id: &str) -> (ShimConn, serde_json::Value) {
+    let bundle = d
+        .dir()
+        .join("state/io.containerd.runtime.v2.task")
+        .join(&d.namespace)
+        .join(id);
+    let address = std::fs::read_to_string(bundle.join("address")).unwrap();
+    let spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bundle.join("config.json")).unwrap()).unwrap();
+    (ShimConn::connect(address.trim()), spec["process"].clone())
+}
+
+fn exec_request(
+    id: &str,
+    exec_id: &str,
+    process: &serde_json::Value,
+    terminal: bool,
+    stdout: &Fifo,
+    stderr: Option<&Fifo>,
+) -> ExecProcessRequest {
+    ExecProcessRequest {
+        id: id.into(),
+        exec_id: exec_id.into(),
+        terminal,
+        stdout: stdout.path.display().to_string(),
+        stderr: stderr
+            .map(|f| f.path.display().to_string())
+            .unwrap_or_default(),
+        spec: Some(Any {
+            type_url: "types.containerd.io/opencontainers/runtime-spec/1/Process".into(),
+            value: serde_json::to_vec(process).unwrap(),
+            ..Default::default()
+        })
+        .into(),
+        ..Default::default()
+    }
+}
+
+/// A fifo with a reader thread that collects everything written to it.
+struct Fifo {
+    path: PathBuf,
+    reader: Option<std::thread::JoinHandle<String>>,
+}
+
+impl Fifo {
+    fn new(dir: &Path, name: &str) -> Fifo {
+        let path = dir.join(name);
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let p = path.clone();
+        let reader = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = std::fs::File::open(&p).and_then(|mut f| f.read_to_string(&mut s));
+            s
+        });
+        Fifo {
+            path,
+            reader: Some(reader),
+        }
+    }
+
+    /// What was written, once every writer is gone (a writer of our own ends a reader
+    /// still waiting for one).
+    fn text(mut self) -> String {
+        use std::os::unix::fs::OpenOptionsExt;
+        let _ = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+            .open(&self.path);
+        self.reader.take().unwrap().join().unwrap()
+    }
+}
+
+fn start(conn: &ShimConn, id: &str, exec_id: &str) -> Result<StartResponse, (ttrpc::Code, String)> {
+    conn.call(
+        "Start",
+        &StartRequest {
+            id: id.into(),
+            exec_id: exec_id.into(),
+            ..Default::default()
+        },
+    )
+}
+
+fn wait_and_delete(conn: &ShimConn, id: &str, exec_id: &str) -> (u32, u32) {
+    let w: WaitResponse = conn
+        .call(
+            "Wait",
+            &WaitRequest {
+                id: id.into(),
+                exec_id: exec_id.into(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let d: DeleteResponse = conn
+        .call(
+            "Delete",
+            &DeleteRequest {
+                id: id.into(),
+                exec_id: exec_id.into(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    (w.exit_status, d.exit_status)
+}
+
+#[test]
+fn exec_requests_are_answered_as_the_go_shim_answers_them() {
+    let d = Daemon::start();
+    for oci in Oci::ALL {
+        let id = unique_id("execfid");
+        d.run(oci, &["-d"], &id, &["/bin/sleep", "300"]).ok();
+        d.wait_status(&id, "RUNNING");
+        let (conn, base) = shim_of(&d, &id);
+
+        // The request's terminal flag wins, whichever way the spec disagrees.
+        for (req_terminal, spec_terminal) in [(true, false), (false, true)] {
+            let exec_id = format!("tty-{req_terminal}");
+            let out = Fifo::new(d.dir(), &format!("{id}-{exec_id}.out"));
+            // With a terminal both streams are the terminal: no stderr of its own.
+            let err = (!req_terminal).then(|| Fifo::new(d.dir(), &format!("{id}-{exec_id}.err")));
+            let mut process = base.clone();
+            process["args"] = serde_json::json!([
+                "/bin/sh",
+                "-c",
+                "if [ -t 1 ]; then echo tty:yes; else echo tty:no; fi; exit 4"
+            ]);
+            process["terminal"] = spec_terminal.into();
+            let req = exec_request(&id, &exec_id, &process, req_terminal, &out, err.as_ref());
+            let _: Empty = conn.call("Exec", &req).unwrap();
+            let started = start(&conn, &id, &exec_id);
+            assert!(
+                started.is_ok(),
+                "{oci:?}: exec with terminal {req_terminal} (spec says {spec_terminal}) did not start: {started:?}"
+            );
+            let (waited, deleted) = wait_and_delete(&conn, &id, &exec_id);
+            assert_eq!((waited, deleted), (4, 4), "{oci:?} terminal {req_terminal}");
+            let text = out.text();
+            drop(err.map(Fifo::text));
+            let want = if req_terminal { "tty:yes" } else { "tty:no" };
+            assert!(text.contains(want), "{oci:?}: {want} not in {text:?}");
+        }
+
+        // Created, never started, deleted: status 0.
+        let mut process = base.clone();
+        process["args"] = serde_json::json!(["/bin/true"]);
+        let (out, err) = (
+            Fifo::new(d.dir(), &format!("{id}-never.out")),
+            Fifo::new(d.dir(), &format!("{id}-never.err")),
+        );
+        let _: Empty = conn
+            .call(
+                "Exec",
+                &exec_request(&id, "never", &process, false, &out, Some(&err)),
+            )
+            .unwrap();
+        let deleted: DeleteResponse = conn
+            .call(
+                "Delete",
+                &DeleteRequest {
+                    id: id.clone(),
+                    exec_id: "never".into(),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        assert_eq!(deleted.exit_status, 0, "{oci:?}: exec deleted before start");
+        out.text();
+        err.text();
+
+        // ResizePty on a running process without a terminal: nothing to do, no error.
+        process["args"] = serde_json::json!(["/bin/sleep", "30"]);
+        let (out, err) = (
+            Fifo::new(d.dir(), &format!("{id}-notty.out")),
+            Fifo::new(d.dir(), &format!("{id}-notty.err")),
+        );
+        let _: Empty = conn
+            .call(
+                "Exec",
+                &exec_request(&id, "notty", &process, false, &out, Some(&err)),
+            )
+            .unwrap();
+        start(&conn, &id, "notty").unwrap();
+        let resized: Result<Empty, _> = conn.call(
+            "ResizePty",
+            &ResizePtyRequest {
+                id: id.clone(),
+                exec_id: "notty".into(),
+                width: 80,
+                height: 24,
+                ..Default::default()
+            },
+        );
+        assert!(
+            resized.is_ok(),
+            "{oci:?}: ResizePty without a terminal: {resized:?}"
+        );
+        let _: Empty = conn
+            .call(
+                "Kill",
+                &KillRequest {
+                    id: id.clone(),
+                    exec_id: "notty".into(),
+                    signal: 9,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        assert_eq!(wait_and_delete(&conn, &id, "notty").0, 137, "{oci:?}");
+        out.text();
+        err.text();
+
+        d.ctr(&["task", "kill", "-s", "SIGKILL", &id]).ok();
+        d.wait_status(&id, "STOPPED");
+        d.ctr(&["task", "rm", &id]).ok();
+        d.ctr(&["containers", "rm", &id]).ok();
+    }
+}
