@@ -1,7 +1,8 @@
 # rsrunc: build, install, demo, test, bench.
 #   make demo        set up a fresh machine, build and install the shim, run a container with it
-#   make test        set up what the tests need, then check and end-to-end tests
+#   make test        set up what the tests need, then check, the Debian package and end-to-end tests
 #   make check       fmt, clippy, unit tests and docs: no root, no daemon, no network
+#   make deb         the Debian package in target/debian (cargo-deb, checked with lintian)
 #   make node        the node tests: both shims in a QEMU VM (systemd, cgroup v2), slow
 #   make clean-host  remove what the set-up installed (scripts/clean-host.sh)
 # The set-up (scripts/setup-host.sh) never changes the version of an installed package.
@@ -38,7 +39,7 @@ demo: install
 	bash scripts/setup-host.sh demo
 	bash scripts/demo.sh
 
-test: setup check e2e
+test: setup check deb e2e
 
 check: lint unit doc
 
@@ -68,8 +69,10 @@ node: build
 	RSRUNC_E2E_RUNTIME=io.containerd.rsrunc.v2 cargo test --locked -p rsrunc-e2e --test node -- --ignored
 	RSRUNC_E2E_RUNTIME=io.containerd.runc.v2 cargo test --locked -p rsrunc-e2e --test node -- --ignored
 
+# The Debian package target/debian/rsrunc_<version>-1_<arch>.deb: cargo-deb (installed once into
+# /opt/rsrunc-test/cargo-deb) packages the static binary as built, then lintian checks it.
 deb: build
-	bash packaging/deb/build.sh target/release/$(BIN)
+	bash packaging/deb/build.sh
 
 clean:
 	cargo clean

@@ -17,6 +17,10 @@
 # /opt/rsrunc-test/apt, never the machine's own), then extracted. Every package this script
 # installs is listed in /opt/rsrunc-test/installed-packages, which `make clean-host` reads to
 # remove them again. Idempotent: quick when everything is there.
+# `make deb` (packaging/deb/build.sh) adds what it needs itself, by the same rules: cargo-deb
+# built into /opt/rsrunc-test/cargo-deb, and lintian from the machine's release when that only
+# adds packages (listed in installed-packages), else in a bookworm tree of its own made with
+# mmdebstrap, /opt/rsrunc-test/lintian (bookworm's lintian needs a newer perl than this image's).
 set -euo pipefail
 
 mode=${1:-test}
