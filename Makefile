@@ -62,12 +62,13 @@ e2e-ours:
 e2e-go:
 	RSRUNC_E2E_RUNTIME=io.containerd.runc.v2 cargo test --locked -p rsrunc-e2e -- --test-threads $(E2E_THREADS)
 
-# The node tests (tests/tests/node.rs) boot the test VM once per shim; they are ignored in
+# The node tests (tests/tests/node.rs, node_cri.rs) boot the test VM once per test binary and
+# shim; they are ignored in
 # `make e2e` and run here.
 node: build
 	bash scripts/setup-host.sh node
-	RSRUNC_E2E_RUNTIME=io.containerd.rsrunc.v2 cargo test --locked -p rsrunc-e2e --test node -- --ignored
-	RSRUNC_E2E_RUNTIME=io.containerd.runc.v2 cargo test --locked -p rsrunc-e2e --test node -- --ignored
+	RSRUNC_E2E_RUNTIME=io.containerd.rsrunc.v2 cargo test --locked -p rsrunc-e2e --test node --test node_cri -- --ignored
+	RSRUNC_E2E_RUNTIME=io.containerd.runc.v2 cargo test --locked -p rsrunc-e2e --test node --test node_cri -- --ignored
 
 # The Debian package target/debian/rsrunc_<version>-1_<arch>.deb: cargo-deb (installed once into
 # /opt/rsrunc-test/cargo-deb) packages the static binary as built, then lintian checks it.

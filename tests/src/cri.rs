@@ -253,6 +253,47 @@ impl Client {
         };
         self.call("ExecSync", async move { c.exec_sync(req).await })
     }
+
+    /// ContainerStats: the CPU and memory figures CRI reads from the shim's Stats.
+    pub fn container_stats(&self, id: &str) -> Result<api::ContainerStats, tonic::Status> {
+        let mut c = self.runtime.clone();
+        let req = api::ContainerStatsRequest {
+            container_id: id.to_string(),
+        };
+        self.call(
+            "ContainerStats",
+            async move { c.container_stats(req).await },
+        )
+        .and_then(|r| {
+            r.stats
+                .ok_or_else(|| tonic::Status::internal("ContainerStats without stats"))
+        })
+    }
+
+    pub fn update_container_resources(
+        &self,
+        id: &str,
+        resources: &api::LinuxContainerResources,
+    ) -> Result<(), tonic::Status> {
+        let mut c = self.runtime.clone();
+        let req = api::UpdateContainerResourcesRequest {
+            container_id: id.to_string(),
+            linux: Some(resources.clone()),
+            ..Default::default()
+        };
+        self.call("UpdateContainerResources", async move {
+            c.update_container_resources(req).await
+        })
+        .map(drop)
+    }
+
+    /// RuntimeConfig: the cgroup driver CRI tells kubelet to use (containerd 2.0 on).
+    pub fn runtime_config(&self) -> Result<api::RuntimeConfigResponse, tonic::Status> {
+        let mut c = self.runtime.clone();
+        self.call("RuntimeConfig", async move {
+            c.runtime_config(api::RuntimeConfigRequest {}).await
+        })
+    }
 }
 
 pub fn image_spec(image: &str) -> api::ImageSpec {
@@ -317,49 +358,13 @@ impl CriDaemon {
     pub fn pod_config(&self, name: &str) -> api::PodSandboxConfig {
         let log_directory = self.daemon.dir().join("pods").join(name);
         std::fs::create_dir_all(&log_directory).unwrap();
-        api::PodSandboxConfig {
-            metadata: Some(api::PodSandboxMetadata {
-                name: name.to_string(),
-                uid: unique_id("uid"),
-                namespace: "rsrunc-e2e".to_string(),
-                attempt: 0,
-            }),
-            // As kubelet does for host-network pods: they keep the host's UTS namespace,
-            // where runc refuses to set a hostname.
-            hostname: String::new(),
-            log_directory: log_directory.display().to_string(),
-            linux: Some(api::LinuxPodSandboxConfig {
-                cgroup_parent: self.cgroup_parent.clone(),
-                security_context: Some(api::LinuxSandboxSecurityContext {
-                    namespace_options: Some(host_network()),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }
+        pod_config(name, &unique_id("uid"), &log_directory, &self.cgroup_parent)
     }
 
     /// A container of the busybox image running `command`, logging to `<name>.log` in
     /// the pod's log directory.
     pub fn container_config(&self, name: &str, command: &[&str]) -> api::ContainerConfig {
-        api::ContainerConfig {
-            metadata: Some(api::ContainerMetadata {
-                name: name.to_string(),
-                attempt: 0,
-            }),
-            image: Some(image_spec(BUSYBOX_IMAGE)),
-            command: command.iter().map(|s| s.to_string()).collect(),
-            log_path: format!("{name}.log"),
-            linux: Some(api::LinuxContainerConfig {
-                security_context: Some(api::LinuxContainerSecurityContext {
-                    namespace_options: Some(host_network()),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }
+        container_config(name, command)
     }
 
     /// Directories left under the pods' cgroup parent, in every hierarchy.
@@ -453,6 +458,61 @@ fn collect_dirs(dir: &Path, out: &mut Vec<PathBuf>) {
             out.push(e.path());
             collect_dirs(&e.path(), out);
         }
+    }
+}
+
+/// A host-network pod config (as kubelet writes one) with pod UID `uid`, logging into
+/// `log_directory`, under `cgroup_parent`: a cgroupfs path, or with the systemd cgroup
+/// driver a slice name like `kubepods-besteffort-pod<uid>.slice`, from which CRI makes
+/// systemd-form cgroupsPaths (`<slice>:cri-containerd:<id>`).
+pub fn pod_config(
+    name: &str,
+    uid: &str,
+    log_directory: &Path,
+    cgroup_parent: &str,
+) -> api::PodSandboxConfig {
+    api::PodSandboxConfig {
+        metadata: Some(api::PodSandboxMetadata {
+            name: name.to_string(),
+            uid: uid.to_string(),
+            namespace: "rsrunc-e2e".to_string(),
+            attempt: 0,
+        }),
+        // As kubelet does for host-network pods: they keep the host's UTS namespace,
+        // where runc refuses to set a hostname.
+        hostname: String::new(),
+        log_directory: log_directory.display().to_string(),
+        linux: Some(api::LinuxPodSandboxConfig {
+            cgroup_parent: cgroup_parent.to_string(),
+            security_context: Some(api::LinuxSandboxSecurityContext {
+                namespace_options: Some(host_network()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// A container of the busybox image running `command`, logging to `<name>.log` in the
+/// pod's log directory.
+pub fn container_config(name: &str, command: &[&str]) -> api::ContainerConfig {
+    api::ContainerConfig {
+        metadata: Some(api::ContainerMetadata {
+            name: name.to_string(),
+            attempt: 0,
+        }),
+        image: Some(image_spec(BUSYBOX_IMAGE)),
+        command: command.iter().map(|s| s.to_string()).collect(),
+        log_path: format!("{name}.log"),
+        linux: Some(api::LinuxContainerConfig {
+            security_context: Some(api::LinuxContainerSecurityContext {
+                namespace_options: Some(host_network()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
     }
 }
 
@@ -565,13 +625,22 @@ fn wait_for_cri(d: &Daemon) -> Client {
     client.unwrap()
 }
 
-/// Builds the pause and busybox images (one busybox layer, two manifests) as an OCI
-/// layout and imports both into CRI's namespace.
+/// Builds the pause and busybox images and imports both into CRI's namespace.
 fn import_images(d: &Daemon) {
-    let layout = d.dir().join("cri-images");
+    let archive = images_archive(d.dir()).display().to_string();
+    // The last --namespace wins: CRI's, not the daemon's test namespace.
+    d.ctr(&["--namespace", NAMESPACE, "images", "import", &archive])
+        .ok();
+}
+
+/// Builds [`PAUSE_IMAGE`] and [`BUSYBOX_IMAGE`] (one busybox layer, two manifests) as an
+/// OCI layout in `dir` and returns the archive of it, `dir/cri-images.tar`, for
+/// `ctr -n k8s.io images import`.
+pub fn images_archive(dir: &Path) -> PathBuf {
+    let layout = dir.join("cri-images");
     let blobs = layout.join("blobs/sha256");
     std::fs::create_dir_all(&blobs).unwrap();
-    let layer_tar = d.dir().join("cri-layer.tar");
+    let layer_tar = dir.join("cri-layer.tar");
     run(Command::new("tar")
         .arg("-C")
         .arg(rootfs::busybox())
@@ -626,17 +695,14 @@ fn import_images(d: &Daemon) {
         br#"{"imageLayoutVersion":"1.0.0"}"#,
     )
     .unwrap();
-    let archive = d.dir().join("cri-images.tar");
+    let archive = dir.join("cri-images.tar");
     run(Command::new("tar")
         .arg("-C")
         .arg(&layout)
         .arg("-cf")
         .arg(&archive)
         .arg("."));
-    let archive = archive.display().to_string();
-    // The last --namespace wins: CRI's, not the daemon's test namespace.
-    d.ctr(&["--namespace", NAMESPACE, "images", "import", &archive])
-        .ok();
+    archive
 }
 
 fn put(dir: &Path, data: &[u8]) -> String {
