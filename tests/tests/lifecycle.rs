@@ -67,13 +67,13 @@ fn detached_task_ps_pause_resume_kill_delete() {
         .ok();
         d.wait_status(&id, "RUNNING");
 
-        let ps = d.ctr(&["task", "ps", &id]).ok().stdout;
-        let pids: Vec<&str> = ps
-            .lines()
-            .skip(1)
-            .filter_map(|l| l.split_whitespace().next())
-            .collect();
-        assert_eq!(pids.len(), 3, "{oci:?}: sh and two sleeps expected in {ps}");
+        // RUNNING means sh started; it forks the two sleeps a moment later.
+        let mut ps = String::new();
+        let three = rsrunc_e2e::poll_until(std::time::Duration::from_secs(10), || {
+            ps = d.ctr(&["task", "ps", &id]).ok().stdout;
+            ps.lines().skip(1).filter(|l| !l.trim().is_empty()).count() == 3
+        });
+        assert!(three, "{oci:?}: sh and two sleeps expected in {ps}");
 
         d.ctr(&["task", "pause", &id]).ok();
         assert_eq!(d.task_status(&id).as_deref(), Some("PAUSED"), "{oci:?}");
