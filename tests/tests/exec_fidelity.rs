@@ -77,15 +77,25 @@ impl Fifo {
         }
     }
 
-    /// What was written, once every writer is gone (a writer of our own ends a reader
-    /// still waiting for one).
+    /// What was written, once every writer is gone. A reader still waiting to open the
+    /// fifo (nobody wrote to it, or its thread has not got there yet) is ended by a writer
+    /// of our own, opened until the reader has finished.
     fn text(mut self) -> String {
         use std::os::unix::fs::OpenOptionsExt;
-        let _ = std::fs::OpenOptions::new()
-            .write(true)
-            .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
-            .open(&self.path);
-        self.reader.take().unwrap().join().unwrap()
+        let reader = self.reader.take().unwrap();
+        let done = rsrunc_e2e::poll_until(std::time::Duration::from_secs(20), || {
+            let _ = std::fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+                .open(&self.path);
+            reader.is_finished()
+        });
+        assert!(
+            done,
+            "{}: a writer still holds the fifo",
+            self.path.display()
+        );
+        reader.join().unwrap()
     }
 }
 
