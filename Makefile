@@ -1,9 +1,10 @@
 # rsrunc: build, install, demo, test, bench.
 #   make demo        set up a fresh machine, build and install the shim, run a container with it
-#   make test        set up what the tests need, then check, the Debian package and end-to-end tests
+#   make test        set up what the tests need, then check, the Debian package, the end-to-end
+#                    tests on this host and the node tests in the VM
 #   make check       fmt, clippy, unit tests and docs: no root, no daemon, no network
 #   make deb         the Debian package in target/debian (cargo-deb, checked with lintian)
-#   make node        the node tests: both shims in a QEMU VM (systemd, cgroup v2), slow
+#   make node        the node tests alone: both shims in a QEMU VM (systemd, cgroup v2)
 #   make clean-host  remove what the set-up installed (scripts/clean-host.sh)
 # The set-up (scripts/setup-host.sh) never changes the version of an installed package.
 
@@ -26,8 +27,9 @@ SHIM_RUSTFLAGS := -C target-feature=+crt-static -C relocation-model=static
 build:
 	cargo rustc --release --locked -p rsrunc-shim --bin $(BIN) -- $(SHIM_RUSTFLAGS)
 
+# The node mode sets up everything `test` needs, the VM's image and QEMU included.
 setup:
-	bash scripts/setup-host.sh test
+	bash scripts/setup-host.sh node
 
 install: build
 	install -D -m 0755 target/release/$(BIN) $(DESTDIR)$(PREFIX)/bin/$(BIN)
@@ -39,7 +41,7 @@ demo: install
 	bash scripts/setup-host.sh demo
 	bash scripts/demo.sh
 
-test: setup check deb e2e
+test: setup check deb e2e node
 
 check: lint unit doc
 
@@ -63,9 +65,9 @@ e2e-go:
 	RSRUNC_E2E_RUNTIME=io.containerd.runc.v2 cargo test --locked -p rsrunc-e2e -- --test-threads $(E2E_THREADS)
 
 # The node tests (tests/tests/node.rs, node_cri.rs) boot the test VM once per test binary and
-# shim; they are ignored in
-# `make e2e` and run here.
-node: build
+# shim (four boots, about 15 minutes under QEMU's emulator); they are ignored in `make e2e`
+# and run here. The package test among them installs the .deb `make deb` built.
+node: build deb
 	bash scripts/setup-host.sh node
 	RSRUNC_E2E_RUNTIME=io.containerd.rsrunc.v2 cargo test --locked -p rsrunc-e2e --test node --test node_cri -- --ignored
 	RSRUNC_E2E_RUNTIME=io.containerd.runc.v2 cargo test --locked -p rsrunc-e2e --test node --test node_cri -- --ignored

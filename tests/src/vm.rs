@@ -18,7 +18,8 @@
 //! `/var/run/docker.sock`) through the helpers below: that is the point of the VM.
 //!
 //! Environment: `RSRUNC_VM_TIMEOUT` (seconds for the whole boot, default 1200),
-//! `RSRUNC_VM_KEEP` (keep the share directory, with guest.log and console.log).
+//! `RSRUNC_VM_KEEP` (keep the share directory, with guest.log and console.log),
+//! `RSRUNC_VM_ONLY` (a test name: the guest runs only the node tests that contain it).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -163,11 +164,33 @@ fn prepare_share(dir: &Path) -> Result<String, String> {
     let shim = shim_binary();
     std::fs::copy(&shim, dir.join("containerd-shim-rsrunc-v2"))
         .map_err(|e| format!("cannot copy {}: {e}", shim.display()))?;
+    // The Debian package `make deb` built, for the package test (it says so when absent).
+    let debian = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debian");
+    let deb = std::fs::read_dir(&debian).ok().and_then(|entries| {
+        entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "deb"))
+            .max_by_key(|p| p.metadata().and_then(|m| m.modified()).ok())
+    });
+    if let Some(deb) = deb {
+        std::fs::copy(&deb, dir.join("rsrunc.deb"))
+            .map_err(|e| format!("cannot copy {}: {e}", deb.display()))?;
+    }
     // The host's choice of ignored tests goes along; the guest runs every node test of
     // this binary (a name filter on the host only chooses which results it reports).
     let ignored: Vec<String> = std::env::args()
         .filter(|a| a == "--ignored" || a == "--include-ignored")
         .collect();
+    // While working on one test: RSRUNC_VM_ONLY=NAME runs only the node tests whose name
+    // contains NAME in the guest (the others then have no result).
+    let only = std::env::var("RSRUNC_VM_ONLY").unwrap_or_default();
+    if !only
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+    {
+        return Err(format!("RSRUNC_VM_ONLY={only:?} is not a test name"));
+    }
     let backtrace = std::env::var("RUST_BACKTRACE").unwrap_or_else(|_| "0".into());
     let script = format!(
         r#"#!/bin/sh
@@ -179,7 +202,7 @@ echo "guest: up $(cut -d' ' -f1 /proc/uptime) s; $(uname -r), $(containerd --ver
 cd /tmp
 export RSRUNC_IN_VM=1 RSRUNC_E2E_RUNTIME='{runtime}' RUST_BACKTRACE='{backtrace}'
 export RSRUNC_SHIM_BIN=/usr/local/bin/containerd-shim-rsrunc-v2
-exec /usr/local/bin/rsrunc-node-tests --test-threads 1 --show-output {ignored}
+exec /usr/local/bin/rsrunc-node-tests --test-threads 1 --show-output {ignored} {only}
 "#,
         runtime = runtime_name(),
         ignored = ignored.join(" "),

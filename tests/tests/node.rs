@@ -758,3 +758,168 @@ fn observe(label: &str, runtime: &str) {
         literal_systemd_paths()
     );
 }
+
+// --- The Debian package on Debian's containerd (issue 13) -----------------------------------
+
+/// Where the host's run puts the package built by `make deb` (see `rsrunc_e2e::vm`).
+const DEB_IN_GUEST: &str = "/host/rsrunc.deb";
+/// Where the run's own copy of the shim is installed; the package's copy is in /usr/bin.
+const LOCAL_SHIM: &str = "/usr/local/bin/containerd-shim-rsrunc-v2";
+const PACKAGED_SHIM: &str = "/usr/bin/containerd-shim-rsrunc-v2";
+
+/// `apt install ./rsrunc_*.deb` on the node, whose containerd is Debian's own: containerd
+/// finds the packaged shim by its runtime name alone, a container runs with it, and
+/// purging the package removes what it installed. The package is ours, so this test is
+/// about our shim whatever the runtime under test.
+#[test]
+#[ignore = "boots the node VM: run by make node"]
+fn debian_package_runs_a_container() {
+    node_test("debian_package_runs_a_container", || {
+        if !rsrunc_e2e::ours_only("the Debian package of rsrunc") {
+            return;
+        }
+        assert!(
+            std::path::Path::new(DEB_IN_GUEST).exists(),
+            "no package in the share: make deb builds target/debian/rsrunc_*.deb"
+        );
+        let containerd = run("dpkg-query", &["-W", "-f", "${Version}", "containerd"]).ok();
+        let _restore = RestoreLocalShim::hide();
+
+        // apt resolves the package's dependencies (runc | crun) from what is installed.
+        let install = run("apt-get", &["install", "-y", DEB_IN_GUEST]);
+        assert_eq!(install.status, 0, "apt-get install: {install:?}");
+        let files = run("dpkg-query", &["-L", "rsrunc"]).ok().stdout;
+        for want in [
+            PACKAGED_SHIM,
+            "/usr/share/man/man8/containerd-shim-rsrunc-v2.8.gz",
+            "/usr/share/doc/rsrunc/copyright",
+            "/usr/share/doc/rsrunc/examples/containerd-config-1.x.toml",
+            "/usr/share/doc/rsrunc/examples/containerd-config-2.x.toml",
+        ] {
+            assert!(
+                files.lines().any(|l| l == want),
+                "{want} not in the package: {files}"
+            );
+            assert!(std::path::Path::new(want).exists(), "{want} not installed");
+        }
+        let version = run(PACKAGED_SHIM, &["-v"]).ok();
+        // containerd remembers where it found a runtime's shim: a restart makes it look
+        // again, and find the packaged one.
+        assert!(
+            restart_containerd(),
+            "containerd did not come back after a restart"
+        );
+
+        let ns = Namespace::new("node-deb");
+        let id = unique_id("deb");
+        let rootfs = rsrunc_e2e::rootfs::busybox().display().to_string();
+        ns.ctr(&[
+            "run",
+            "-d",
+            "--runtime",
+            rsrunc_e2e::RSRUNC,
+            "--rootfs",
+            &rootfs,
+            &id,
+            "/bin/sleep",
+            "300",
+        ])
+        .ok();
+        let shims: Vec<(i32, String)> = rsrunc_e2e::daemon::processes()
+            .into_iter()
+            .filter(|p| {
+                p.cmdline
+                    .windows(2)
+                    .any(|w| w[0] == "-namespace" && w[1] == ns.name)
+            })
+            .map(|p| {
+                let exe = std::fs::read_link(format!("/proc/{}/exe", p.pid))
+                    .map(|e| e.display().to_string())
+                    .unwrap_or_default();
+                (p.pid, exe)
+            })
+            .collect();
+        assert_eq!(shims.len(), 1, "one shim for the namespace: {shims:?}");
+        assert_eq!(shims[0].1, PACKAGED_SHIM, "the shim's executable");
+        let exec = ns.ctr(&[
+            "task",
+            "exec",
+            "--exec-id",
+            "e1",
+            &id,
+            "/bin/sh",
+            "-c",
+            "echo from-deb; exit 5",
+        ]);
+        assert_eq!(exec.status, 5, "{exec:?}");
+        assert_eq!(exec.stdout, "from-deb\n", "{exec:?}");
+        ns.ctr(&["task", "kill", "-s", "SIGKILL", &id]).ok();
+        let stopped = rsrunc_e2e::poll_until(Duration::from_secs(20), || {
+            ns.ctr(&["task", "ls"]).stdout.contains("STOPPED")
+        });
+        assert!(
+            stopped,
+            "the task did not stop: {:?}",
+            ns.ctr(&["task", "ls"])
+        );
+        ns.ctr(&["task", "rm", &id]).ok();
+        ns.ctr(&["containers", "rm", &id]).ok();
+        let gone = rsrunc_e2e::poll_until(Duration::from_secs(15), || {
+            shims
+                .iter()
+                .all(|(pid, _)| !std::path::Path::new(&format!("/proc/{pid}")).exists())
+        });
+        assert!(
+            gone,
+            "the shim {shims:?} is still there after the task's delete"
+        );
+
+        let purge = run("dpkg", &["--purge", "rsrunc"]).ok();
+        for gone in [
+            PACKAGED_SHIM,
+            "/usr/share/doc/rsrunc",
+            "/usr/share/man/man8/containerd-shim-rsrunc-v2.8.gz",
+        ] {
+            assert!(
+                !std::path::Path::new(gone).exists(),
+                "{gone} left after dpkg --purge: {purge:?}"
+            );
+        }
+        println!(
+            "installed on containerd {} and ran a container; shim {}",
+            containerd.stdout,
+            version.stdout.lines().next().unwrap_or("")
+        );
+    });
+}
+
+/// Moves the run's own shim out of containerd's PATH for the Debian package test, and
+/// puts it back (purging the package if the test left it) when the test ends.
+struct RestoreLocalShim;
+
+impl RestoreLocalShim {
+    fn hide() -> RestoreLocalShim {
+        std::fs::rename(LOCAL_SHIM, format!("{LOCAL_SHIM}.hidden")).unwrap();
+        RestoreLocalShim
+    }
+}
+
+impl Drop for RestoreLocalShim {
+    fn drop(&mut self) {
+        if std::path::Path::new(PACKAGED_SHIM).exists() {
+            run("dpkg", &["--purge", "rsrunc"]);
+        }
+        let _ = std::fs::rename(format!("{LOCAL_SHIM}.hidden"), LOCAL_SHIM);
+        restart_containerd();
+    }
+}
+
+/// Restarts the system containerd and waits until it (and dockerd through it) answers;
+/// false if they did not within a minute.
+fn restart_containerd() -> bool {
+    run("systemctl", &["restart", "containerd.service"]);
+    rsrunc_e2e::poll_until(Duration::from_secs(60), || {
+        run("ctr", &["--address", vm::CONTAINERD_SOCKET, "version"]).status == 0
+            && docker(&["info", "--format", "{{.ServerVersion}}"]).status == 0
+    })
+}

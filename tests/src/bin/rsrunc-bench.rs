@@ -6,7 +6,12 @@
 //! min / median / max and the ratio to the Go shim with the same OCI runtime, and writes
 //! every raw sample as JSON.
 //!
-//! Usage: rsrunc-bench [--quick] [--soak N] [--soak-only] [--out FILE.json] [--markdown FILE.md]
+//! Pods go through Kubernetes' CRI on a second private containerd (2.1), configured with
+//! the shipped `packaging/containerd/config-2.x.toml`: our `rsrunc` handler against a
+//! handler for the Go shim, both driving runc.
+//!
+//! Usage: rsrunc-bench [--quick] [--soak N] [--soak-only] [--pods-only] [--out FILE.json]
+//! [--markdown FILE.md]
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark driver: fail loudly
 
@@ -16,9 +21,14 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rsrunc_e2e::cri::{self, CriDaemon, GO_HANDLER, OUR_HANDLER};
+use rsrunc_e2e::daemon::Flavor;
 use rsrunc_e2e::image::{import_busybox, IMAGE};
 use rsrunc_e2e::shim_client::ShimConn;
 use rsrunc_e2e::{daemon, rootfs, Daemon, Oci, GO_SHIM, RSRUNC};
+
+/// containerd 2.x for the pods, as `scripts/setup-host.sh` extracts it.
+const CONTAINERD_2: &str = "/opt/rsrunc-test/containerd-2.1.9/usr/bin";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Shim {
@@ -67,12 +77,16 @@ struct Config {
     rounds: usize,
     soak_execs: usize,
     churn: usize,
+    /// Pods started (and kept running) per shim through CRI.
+    pods: usize,
     busy: usize,
     out: PathBuf,
     markdown: Option<PathBuf>,
     quick: bool,
     /// Only the exec soak (for investigating the shim's memory under load).
     soak_only: bool,
+    /// Only the pods through CRI.
+    pods_only: bool,
 }
 
 /// metric -> peer -> samples
@@ -95,6 +109,11 @@ fn main() {
         daemon_version(),
         b.d.dir().display()
     );
+    if cfg.pods_only {
+        b.pods(cfg.pods, 4);
+        b.report(&cfg, started.elapsed());
+        return;
+    }
     if !cfg.soak_only {
         b.cold(cfg.rounds, true);
         b.cold(cfg.rounds, false);
@@ -102,6 +121,7 @@ fn main() {
         b.memory(1);
         b.memory(cfg.busy);
         b.churn(cfg.churn, 4);
+        b.pods(cfg.pods, 4);
     }
     b.exec_soak(cfg.soak_execs, 4);
     b.report(&cfg, started.elapsed());
@@ -112,11 +132,13 @@ fn parse_args() -> Config {
         rounds: 15,
         soak_execs: 10_000,
         churn: 50,
+        pods: 50,
         busy: 20,
         out: PathBuf::from("target/bench/results.json"),
         markdown: None,
         quick: false,
         soak_only: false,
+        pods_only: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -126,12 +148,14 @@ fn parse_args() -> Config {
                 cfg.rounds = 3;
                 cfg.soak_execs = 400;
                 cfg.churn = 20;
+                cfg.pods = 12;
             }
             "--soak-only" => cfg.soak_only = true,
+            "--pods-only" => cfg.pods_only = true,
             "--soak" => cfg.soak_execs = args.next().and_then(|n| n.parse().ok()).expect("--soak N"),
             "--out" => cfg.out = PathBuf::from(args.next().expect("--out FILE")),
             "--markdown" => cfg.markdown = Some(PathBuf::from(args.next().expect("--markdown FILE"))),
-            other => panic!("unknown argument {other:?}; usage: rsrunc-bench [--quick] [--soak N] [--soak-only] [--out FILE] [--markdown FILE]"),
+            other => panic!("unknown argument {other:?}; usage: rsrunc-bench [--quick] [--soak N] [--soak-only] [--pods-only] [--out FILE] [--markdown FILE]"),
         }
     }
     cfg
@@ -391,6 +415,69 @@ impl Bench {
         }
     }
 
+    /// `total` pods through CRI, `parallel` at a time, each a pod sandbox and one
+    /// container: the start latency of each pod (RunPodSandbox + CreateContainer +
+    /// StartContainer), then, with all of them running, the PSS of the shims per pod.
+    fn pods(&mut self, total: usize, parallel: usize) {
+        eprintln!("bench: {total} pods through CRI, {parallel} at a time");
+        let flavor = Flavor {
+            bin_dir: Some(PathBuf::from(CONTAINERD_2)),
+            config_version: 3,
+        };
+        let c = CriDaemon::start_flavor(&flavor);
+        let per_pod = format!("pod start, {total} pods {parallel} at a time (ms)");
+        for peer in [SHIMS[0], SHIMS[1]] {
+            let handler = match peer {
+                Peer::Shim(Shim::Ours, _) => OUR_HANDLER,
+                _ => GO_HANDLER,
+            };
+            let names: Vec<String> = (0..total).map(|_| self.id(handler)).collect();
+            let configs: Vec<_> = names.iter().map(|n| c.pod_config(n)).collect();
+            let container = c.container_config("app", &["/bin/sleep", "100000"]);
+            let latencies = std::sync::Mutex::new(Vec::new());
+            std::thread::scope(|s| {
+                for chunk in configs.chunks(total.div_ceil(parallel)) {
+                    let (latencies, container, socket) = (&latencies, &container, &c.daemon.socket);
+                    s.spawn(move || {
+                        let client = cri::Client::connect(socket).unwrap();
+                        for pod_config in chunk {
+                            let t = Instant::now();
+                            let pod = client.run_pod_sandbox(pod_config, handler).unwrap();
+                            let id = client
+                                .create_container(&pod, container, pod_config)
+                                .unwrap();
+                            client.start_container(&id).unwrap();
+                            let ms = t.elapsed().as_secs_f64() * 1e3;
+                            latencies.lock().unwrap().push(ms);
+                        }
+                    });
+                }
+            });
+            for ms in latencies.into_inner().unwrap() {
+                self.record(&per_pod, peer, ms);
+            }
+            std::thread::sleep(Duration::from_millis(300));
+            let shims = c.daemon.shim_pids();
+            assert_eq!(shims.len(), total, "{handler}: one shim per pod");
+            let pss: u64 = shims.iter().map(|p| smaps_rollup(*p).1).sum();
+            self.record(
+                &format!("shim PSS per pod, {total} pods running (KiB)"),
+                peer,
+                pss as f64 / total as f64,
+            );
+            let errors = c.remove_all_pods();
+            assert!(
+                errors.is_empty(),
+                "{handler}: removing the pods: {errors:?}"
+            );
+            let left = c.daemon.shims_left();
+            assert!(
+                left.is_empty(),
+                "{handler}: shims left after the pods' removal: {left:?}"
+            );
+        }
+    }
+
     /// `execs` execs of `sh -c 'exit K'` straight over ttrpc, `parallel` at a time, into
     /// one container per shim (runc): wrong exit codes, the shim's RSS and open fds before
     /// and after, zombies, and whether the shim exits after delete.
@@ -526,13 +613,14 @@ impl Bench {
 
     fn report(&self, cfg: &Config, elapsed: Duration) {
         let mut md = String::new();
-        md.push_str("| metric | peer | min | median | max | ratio to Go shim |\n|---|---|---:|---:|---:|---:|\n");
+        md.push_str("| metric | peer | min | median | p99 | max | ratio to Go shim |\n|---|---|---:|---:|---:|---:|---:|\n");
         for (metric, peers) in &self.samples {
             for peer in ALL {
                 let Some(v) = peers.get(&peer.name()) else {
                     continue;
                 };
                 let (min, med, max) = stats(v);
+                let p99 = percentile(v, 0.99);
                 let go = peers
                     .get(&Peer::Shim(Shim::Go, peer.oci()).name())
                     .map(|g| stats(g).1);
@@ -543,10 +631,11 @@ impl Bench {
                     _ => "-".into(),
                 };
                 md.push_str(&format!(
-                    "| {metric} | {} | {} | {} | {} | {ratio} |\n",
+                    "| {metric} | {} | {} | {} | {} | {} | {ratio} |\n",
                     peer.name(),
                     num(min),
                     num(med),
+                    num(p99),
                     num(max)
                 ));
             }
@@ -736,6 +825,15 @@ fn stats(v: &[f64]) -> (f64, f64, f64) {
         (s[s.len() / 2 - 1] + s[s.len() / 2]) / 2.0
     };
     (s[0], med, s[s.len() - 1])
+}
+
+/// The `q` quantile (0..=1) by the nearest-rank method: the smallest sample with at least
+/// q of the samples at or below it.
+fn percentile(v: &[f64], q: f64) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.total_cmp(b));
+    let rank = ((q * s.len() as f64).ceil() as usize).clamp(1, s.len());
+    s[rank - 1]
 }
 
 fn num(x: f64) -> String {
