@@ -392,6 +392,12 @@ impl CriDaemon {
             .join(id)
     }
 
+    /// Restarts containerd (pods stay up) and connects the CRI client again.
+    pub fn restart(&mut self) {
+        self.daemon.restart();
+        self.cri = wait_for_cri(&self.daemon);
+    }
+
     /// Stops and removes every pod CRI knows; returns what failed.
     pub fn remove_all_pods(&self) -> Vec<String> {
         let mut errors = Vec::new();

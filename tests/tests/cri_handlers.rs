@@ -12,7 +12,8 @@
 //!
 //! For each way: a pod and a container run under the handler for runc and the one for crun,
 //! served by the expected binary (`/proc/PID/exe`) driving the expected OCI runtime (its state
-//! directory); what CRI reports to kubelet (RuntimeConfig's cgroup driver, the handlers'
+//! directory), and for the runc-typed way still served after a containerd restart; what
+//! CRI reports to kubelet (RuntimeConfig's cgroup driver, the handlers'
 //! features from `-info`); and the README's Kubernetes snippets are the shipped files.
 //!
 //! Under containerd's Go shim the typed way uses the test's handlers typed
@@ -375,13 +376,8 @@ fn plan(way: Way, flavor: &Flavor) -> Plan {
 fn pods(way: Way, flavor: &Flavor, what: &str) {
     let plan = plan(way, flavor);
     let what = format!("{what}, {way:?} handlers, {}", runtime_name());
-    let c = CriDaemon::start_setup(flavor, &plan.setup);
-    let fail = |step: &str, e: &dyn std::fmt::Display| -> String {
-        format!(
-            "{what}: {step}: {e}\n--- containerd.log ---\n{}",
-            c.daemon.log()
-        )
-    };
+    let mut c = CriDaemon::start_setup(flavor, &plan.setup);
+    let log = |c: &CriDaemon| format!("\n--- containerd.log ---\n{}", c.daemon.log());
     let want_exe = std::fs::canonicalize(&plan.shim).unwrap();
     for (handler, oci) in &plan.handlers {
         let step = |s: &str| format!("{s} (handler {handler})");
@@ -389,22 +385,23 @@ fn pods(way: Way, flavor: &Flavor, what: &str) {
         let pod = c
             .cri
             .run_pod_sandbox(&pod_config, handler)
-            .unwrap_or_else(|e| panic!("{}", fail(&step("RunPodSandbox"), &e)));
+            .unwrap_or_else(|e| panic!("{what}: {}: {e}{}", step("RunPodSandbox"), log(&c)));
         let config = c.container_config("sleeper", &["/bin/sh", "-c", "exec sleep 3600"]);
         let id = c
             .cri
             .create_container(&pod, &config, &pod_config)
-            .unwrap_or_else(|e| panic!("{}", fail(&step("CreateContainer"), &e)));
+            .unwrap_or_else(|e| panic!("{what}: {}: {e}{}", step("CreateContainer"), log(&c)));
         c.cri
             .start_container(&id)
-            .unwrap_or_else(|e| panic!("{}", fail(&step("StartContainer"), &e)));
+            .unwrap_or_else(|e| panic!("{what}: {}: {e}{}", step("StartContainer"), log(&c)));
 
         let shims = c.daemon.shim_pids();
         assert_eq!(
             shims.len(),
             1,
-            "{}",
-            fail(&step("shims"), &format!("{shims:?}"))
+            "{what}: {}: {shims:?}{}",
+            step("shims"),
+            log(&c)
         );
         let exe = std::fs::read_link(format!("/proc/{}/exe", shims[0])).unwrap();
         assert_eq!(exe, want_exe, "{what}: handler {handler}: the serving shim");
@@ -419,7 +416,7 @@ fn pods(way: Way, flavor: &Flavor, what: &str) {
         let r = c
             .cri
             .exec_sync(&id, &["/bin/echo", "hello"], 10)
-            .unwrap_or_else(|e| panic!("{}", fail(&step("ExecSync"), &e)));
+            .unwrap_or_else(|e| panic!("{what}: {}: {e}{}", step("ExecSync"), log(&c)));
         assert_eq!(
             (String::from_utf8_lossy(&r.stdout).as_ref(), r.exit_code),
             ("hello\n", 0),
@@ -430,12 +427,49 @@ fn pods(way: Way, flavor: &Flavor, what: &str) {
         eprintln!("{what}: handler {handler}: runtimeType={runtime_type} runtimeOptions={options}");
         assert_eq!(runtime_type, plan.runtime_type, "{what}: handler {handler}");
 
+        if way == Way::RuncTyped {
+            // containerd records these containers under the runc name. After a restart it
+            // finds their shim again through `shim-binary-path`, which it writes into a
+            // bundle when it runs the binary's `start`; a container that containerd 2.x
+            // joins to its sandbox's shim without that (a shim that answered protocol
+            // version 3, as the Go shim does: a `sandbox` file instead) would be cleaned up
+            // after a shim crash by the binary of the runc name. Ours answers version 2.
+            for bundle_of in [&pod, &id] {
+                let bundle = c.bundle(bundle_of);
+                let recorded = std::fs::read_to_string(bundle.join("shim-binary-path"))
+                    .ok()
+                    .map(PathBuf::from);
+                let joined = bundle.join("sandbox").exists();
+                assert!(
+                    recorded.as_ref() == Some(&plan.shim) || (joined && !testing_ours()),
+                    "{what}: handler {handler}: bundle {bundle_of} records shim {recorded:?}"
+                );
+            }
+            c.restart();
+            let r = c
+                .cri
+                .exec_sync(&id, &["/bin/echo", "again"], 10)
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "{what}: {}: {e}{}",
+                        step("ExecSync after a restart"),
+                        log(&c)
+                    )
+                });
+            assert_eq!(r.stdout, b"again\n", "{what}: handler {handler}: {r:?}");
+            assert_eq!(
+                c.daemon.shim_pids(),
+                shims,
+                "{what}: handler {handler}: the shim after a restart"
+            );
+        }
+
         c.cri
             .stop_pod_sandbox(&pod)
-            .unwrap_or_else(|e| panic!("{}", fail(&step("StopPodSandbox"), &e)));
+            .unwrap_or_else(|e| panic!("{what}: {}: {e}{}", step("StopPodSandbox"), log(&c)));
         c.cri
             .remove_pod_sandbox(&pod)
-            .unwrap_or_else(|e| panic!("{}", fail(&step("RemovePodSandbox"), &e)));
+            .unwrap_or_else(|e| panic!("{what}: {}: {e}{}", step("RemovePodSandbox"), log(&c)));
         let left = c.daemon.shims_left();
         assert!(
             left.is_empty(),
@@ -451,7 +485,7 @@ fn pods(way: Way, flavor: &Flavor, what: &str) {
         return;
     }
     let driver = config
-        .unwrap_or_else(|e| panic!("{}", fail("RuntimeConfig", &e)))
+        .unwrap_or_else(|e| panic!("{what}: RuntimeConfig: {e}{}", log(&c)))
         .linux
         .map(|l| l.cgroup_driver);
     eprintln!("{what}: RuntimeConfig reports {}", driver_name(driver));
