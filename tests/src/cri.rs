@@ -324,21 +324,28 @@ impl CriDaemon {
     }
 
     pub fn start_flavor(flavor: &Flavor) -> CriDaemon {
+        Self::start_setup(flavor, &CriSetup::shipped(flavor))
+    }
+
+    /// CRI configured by `setup` (tests/tests/cri_handlers.rs varies the handlers).
+    pub fn start_setup(flavor: &Flavor, setup: &CriSetup) -> CriDaemon {
         let runtime = runtime_name();
-        let shipped = shipped_config(flavor.config_version);
         let version = flavor.config_version;
         let daemon = Daemon::start_cri(&runtime, flavor, &|dir: &Path| {
-            cri_config(version, dir) + &shipped
+            cri_config(version, dir, &setup.default_handler) + &setup.handlers
         });
         let cgroup_parent = format!("/{}", unique_id("rsrunc-cri"));
         let cgroups = CgroupCleanup(cgroup_parent.clone());
-        import_images(&daemon);
+        if setup.images {
+            import_images(&daemon);
+        }
         let cri = wait_for_cri(&daemon);
-        let up = poll_until(Duration::from_secs(20), || {
-            [PAUSE_IMAGE, BUSYBOX_IMAGE]
-                .iter()
-                .all(|i| matches!(cri.image_status(i), Ok(Some(_))))
-        });
+        let up = !setup.images
+            || poll_until(Duration::from_secs(20), || {
+                [PAUSE_IMAGE, BUSYBOX_IMAGE]
+                    .iter()
+                    .all(|i| matches!(cri.image_status(i), Ok(Some(_))))
+            });
         assert!(
             up,
             "CRI does not see the imported images:\n{}",
@@ -383,6 +390,12 @@ impl CriDaemon {
             .join("state/io.containerd.runtime.v2.task")
             .join(NAMESPACE)
             .join(id)
+    }
+
+    /// Restarts containerd (pods stay up) and connects the CRI client again.
+    pub fn restart(&mut self) {
+        self.daemon.restart();
+        self.cri = wait_for_cri(&self.daemon);
     }
 
     /// Stops and removes every pod CRI knows; returns what failed.
@@ -532,19 +545,46 @@ pub fn shipped_config(config_version: u8) -> String {
     } else {
         "config-1.x.toml"
     };
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../packaging/containerd")
-        .join(name);
-    let text =
-        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let text = packaging_file(&format!("containerd/{name}"));
     format!("\n# {name}, as shipped:\n{text}\n")
+}
+
+/// A file under `packaging/`, e.g. `containerd/config-2.x.toml`.
+pub fn packaging_file(rel: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../packaging")
+        .join(rel);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+}
+
+/// How a [`CriDaemon`]'s CRI plugin is configured beyond what this host needs.
+#[derive(Debug, Clone)]
+pub struct CriSetup {
+    /// TOML appended after the host's settings: the shipped handlers, and more.
+    pub handlers: String,
+    /// CRI's `default_runtime_name` (pods that name no handler, and the first handler CRI
+    /// asks for the cgroup driver it reports).
+    pub default_handler: String,
+    /// Whether to import the pause and busybox images (not needed without pods).
+    pub images: bool,
+}
+
+impl CriSetup {
+    /// The shipped config for `flavor`, the Go shim's handler as the default, images.
+    pub fn shipped(flavor: &Flavor) -> CriSetup {
+        CriSetup {
+            handlers: shipped_config(flavor.config_version),
+            default_handler: GO_HANDLER.to_string(),
+            images: true,
+        }
+    }
 }
 
 /// The CRI settings this host needs (TESTENV.md), before the shipped file: OOM score
 /// adjustments restricted (root lacks CAP_SYS_RESOURCE), the stream server on a free
 /// localhost port, the test's pause image, empty CNI directories of the daemon's own
-/// (pods use the host network), and the Go shim's handler.
-fn cri_config(config_version: u8, dir: &Path) -> String {
+/// (pods use the host network), the Go shim's handler, and the default handler.
+fn cri_config(config_version: u8, dir: &Path, default_handler: &str) -> String {
     let cni_bin = dir.join("cni/bin");
     let cni_conf = dir.join("cni/net.d");
     std::fs::create_dir_all(&cni_bin).unwrap();
@@ -568,7 +608,7 @@ fn cri_config(config_version: u8, dir: &Path) -> String {
     bin_dirs = ["{cni_bin}"]
     conf_dir = "{cni_conf}"
   [plugins."io.containerd.cri.v1.runtime".containerd]
-    default_runtime_name = "{GO_HANDLER}"
+    default_runtime_name = "{default_handler}"
   [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.{GO_HANDLER}]
     runtime_type = "{GO_SHIM}"
 # NRI's socket would be the machine's /var/run/nri/nri.sock.
@@ -590,7 +630,7 @@ fn cri_config(config_version: u8, dir: &Path) -> String {
     conf_dir = "{cni_conf}"
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
-    default_runtime_name = "{GO_HANDLER}"
+    default_runtime_name = "{default_handler}"
   [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.{GO_HANDLER}]
     runtime_type = "{GO_SHIM}"
 "#
