@@ -15,7 +15,7 @@ pub enum Error {
         binary: PathBuf,
         verb: &'static str,
         id: String,
-        status: i32,
+        status: crate::ExitStatus,
         message: String,
     },
     /// The runtime's output could not be understood.
@@ -109,7 +109,7 @@ mod tests {
             binary: "runc".into(),
             verb: "kill",
             id: "c1".into(),
-            status: 1,
+            status: crate::ExitStatus::exited(1),
             message: message.into(),
         }
     }

@@ -9,12 +9,14 @@
 
 pub mod env;
 pub mod error;
+pub mod exit;
 pub mod monitor;
 pub mod ops;
 pub mod opts;
 pub mod runtime_log;
 
 pub use error::{Error, Result};
+pub use exit::ExitStatus;
 pub use monitor::{ChildWaiter, Output, StdWaiter};
 pub use ops::{ContainerState, Runtime, Stdio};
 pub use opts::{CreateOpts, ExecOpts, GlobalOpts};

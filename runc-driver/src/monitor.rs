@@ -10,11 +10,12 @@ use std::process::{Child, Command};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
+use crate::ExitStatus;
+
 /// What a finished runtime command left behind.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Output {
-    /// The exit code, or 128 + signal number for a process killed by a signal.
-    pub status: i32,
+    pub status: ExitStatus,
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
 }
@@ -32,23 +33,12 @@ impl ChildWaiter for StdWaiter {
     fn run(&self, mut cmd: Command) -> io::Result<Output> {
         let mut child = cmd.spawn()?;
         let (stdout, stderr) = drain(&mut child)?;
-        let status = exit_status(child.wait()?);
+        let status = ExitStatus::from(child.wait()?);
         Ok(Output {
             status,
             stdout,
             stderr,
         })
-    }
-}
-
-/// Maps a finished process's status to containerd's convention: the exit code,
-/// or 128 + the signal that killed it.
-pub fn exit_status(status: std::process::ExitStatus) -> i32 {
-    use std::os::unix::process::ExitStatusExt;
-    match (status.code(), status.signal()) {
-        (Some(code), _) => code,
-        (None, Some(sig)) => 128 + sig,
-        (None, None) => 255,
     }
 }
 
@@ -123,7 +113,7 @@ mod tests {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let o = StdWaiter.run(cmd).unwrap();
-        assert_eq!(o.status, 3);
+        assert_eq!(o.status, ExitStatus::exited(3));
         assert_eq!(o.stdout, b"out\n");
         assert_eq!(o.stderr, b"err\n");
     }
@@ -132,7 +122,7 @@ mod tests {
     fn a_signal_maps_to_128_plus_signal() {
         let mut cmd = Command::new("sh");
         cmd.args(["-c", "kill -9 $$"]);
-        assert_eq!(StdWaiter.run(cmd).unwrap().status, 137);
+        assert_eq!(StdWaiter.run(cmd).unwrap().status.get(), 137);
     }
 
     #[test]

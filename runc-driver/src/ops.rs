@@ -200,7 +200,7 @@ impl Runtime {
             binary: self.binary.clone(),
             source,
         })?;
-        if out.status == 0 {
+        if out.status.success() {
             return Ok(out);
         }
         let from_log = match (self.global.log.as_deref(), log_offset) {

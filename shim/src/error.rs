@@ -142,7 +142,7 @@ mod tests {
             binary: "runc".into(),
             verb: "kill",
             id: "c1".into(),
-            status: 1,
+            status: runc_driver::ExitStatus::exited(1),
             message: m.into(),
         };
         assert_eq!(

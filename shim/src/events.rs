@@ -3,11 +3,12 @@
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Mutex;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use containerd_shim::event::Event;
 use containerd_shim::publisher::RemotePublisher;
 use containerd_shim::Context;
+use containerd_shim_protos::protobuf::well_known_types::timestamp::Timestamp;
 
 /// Where events go. The service publishes through this; tests record.
 pub trait EventSink: Send + Sync {
@@ -125,4 +126,26 @@ fn clone_event(
     e: &dyn containerd_shim::protos::protobuf::MessageDyn,
 ) -> Box<dyn containerd_shim::protos::protobuf::MessageDyn> {
     e.clone_box()
+}
+
+/// A time as the events and responses carry it.
+pub fn timestamp(t: SystemTime) -> Timestamp {
+    let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    Timestamp {
+        seconds: d.as_secs() as i64,
+        nanos: d.subsec_nanos() as i32,
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_keep_nanoseconds() {
+        let t = SystemTime::UNIX_EPOCH + Duration::new(5, 7);
+        let ts = timestamp(t);
+        assert_eq!((ts.seconds, ts.nanos), (5, 7));
+    }
 }

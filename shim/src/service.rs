@@ -22,9 +22,10 @@ use containerd_shim_protos::types::task::{ProcessInfo, Status as PbStatus};
 use containerd_shim_protos::Task;
 
 use crate::error::Error;
+use crate::events::timestamp;
 use crate::io::StdioPaths;
-use crate::task::state::Status;
-use crate::task::{timestamp, CreateSpec, ExecSpec, Tasks};
+use crate::supervise::Status;
+use crate::task::{CreateSpec, ExecSpec, Tasks};
 
 pub struct Service {
     tasks: Arc<Tasks>,
@@ -77,7 +78,7 @@ impl Task for Service {
             stdout: v.stdio.stdout,
             stderr: v.stdio.stderr,
             terminal: v.stdio.terminal,
-            exit_status: exit.map_or(0, |e| e.status),
+            exit_status: exit.map_or(0, |e| e.status.get()),
             exited_at: exit
                 .map_or_else(MessageField::none, |e| MessageField::some(timestamp(e.at))),
             exec_id: v.exec_id,
@@ -125,7 +126,7 @@ impl Task for Service {
         let (pid, exit) = self.tasks.delete(&req.id, &req.exec_id)?;
         Ok(DeleteResponse {
             pid,
-            exit_status: exit.status,
+            exit_status: exit.status.get(),
             exited_at: MessageField::some(timestamp(exit.at)),
             ..Default::default()
         })
@@ -236,7 +237,7 @@ impl Task for Service {
         log::debug!("Wait id={} exec_id={}", req.id, req.exec_id);
         let exit = self.tasks.wait(&req.id, &req.exec_id)?;
         Ok(WaitResponse {
-            exit_status: exit.status,
+            exit_status: exit.status.get(),
             exited_at: MessageField::some(timestamp(exit.at)),
             ..Default::default()
         })
@@ -271,7 +272,8 @@ impl Task for Service {
 
 fn pb_status(s: Status) -> PbStatus {
     match s {
-        Status::Created => PbStatus::CREATED,
+        // Starting is ours: containerd's Go shim stays created until start returns.
+        Status::Created | Status::Starting => PbStatus::CREATED,
         Status::Running => PbStatus::RUNNING,
         Status::Paused => PbStatus::PAUSED,
         Status::Stopped(_) => PbStatus::STOPPED,

@@ -8,11 +8,12 @@ use std::sync::Arc;
 use containerd_shim::protos::protobuf::{Message, MessageField};
 use containerd_shim::Flags;
 use containerd_shim_protos::api::DeleteResponse;
-use runc_driver::{GlobalOpts, Runtime, StdWaiter};
+use runc_driver::{ExitStatus, GlobalOpts, Runtime, StdWaiter};
 
 use super::require_id;
+use crate::events::timestamp;
 use crate::options::RuntimeConfig;
-use crate::task::{read_persisted_config, timestamp};
+use crate::task::read_persisted_config;
 
 pub fn run(flags: &Flags) -> Result<(), String> {
     let id = require_id(flags)?;
@@ -44,7 +45,7 @@ pub fn run(flags: &Flags) -> Result<(), String> {
         .unwrap_or(0);
     let resp = DeleteResponse {
         pid,
-        exit_status: 128 + libc::SIGKILL as u32,
+        exit_status: ExitStatus::killed(libc::SIGKILL).get(),
         exited_at: MessageField::some(timestamp(std::time::SystemTime::now())),
         ..Default::default()
     };

@@ -15,18 +15,11 @@ use std::time::SystemTime;
 use nix::errno::Errno;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
-use runc_driver::{ChildWaiter, Output};
+use runc_driver::{ChildWaiter, ExitStatus, Output};
 use signal_hook::consts::SIGCHLD;
 use signal_hook::iterator::Signals;
 
-/// One reaped process.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Exit {
-    pub pid: i32,
-    /// The exit code, or 128 + signal for a process killed by a signal.
-    pub status: u32,
-    pub at: SystemTime,
-}
+use super::state::Exit;
 
 pub struct Reaper {
     /// Guards the subscriber list only; sends are non-blocking.
@@ -122,16 +115,12 @@ impl Drop for Subscription {
     }
 }
 
-/// A final wait status as containerd reports it: the exit code, or 128 + the signal.
-/// None for statuses that are not an exit (stopped, continued).
-pub fn exit_of(ws: WaitStatus) -> Option<Exit> {
-    let (pid, status) = match ws {
-        WaitStatus::Exited(pid, code) => (pid, code as u32),
-        WaitStatus::Signaled(pid, sig, _) => (pid, 128 + sig as u32),
-        _ => return None,
-    };
+/// A final wait status as an [`Exit`], stamped now; None for statuses that are not an
+/// exit (stopped, continued).
+fn exit_of(ws: WaitStatus) -> Option<Exit> {
+    let (pid, status) = ExitStatus::of_wait(ws)?;
     Some(Exit {
-        pid: pid.as_raw(),
+        pid,
         status,
         at: SystemTime::now(),
     })
@@ -150,33 +139,9 @@ impl ChildWaiter for ReaperWaiter {
             .wait_for(pid)
             .ok_or_else(|| io::Error::other("the reaper stopped before the runtime exited"))?;
         Ok(Output {
-            status: exit.status as i32,
+            status: exit.status,
             stdout,
             stderr,
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use nix::sys::signal::Signal;
-
-    #[test]
-    fn exit_statuses_map_to_code_or_128_plus_signal() {
-        let pid = Pid::from_raw(42);
-        let code = |ws| exit_of(ws).map(|e| (e.pid, e.status));
-        assert_eq!(code(WaitStatus::Exited(pid, 0)), Some((42, 0)));
-        assert_eq!(code(WaitStatus::Exited(pid, 3)), Some((42, 3)));
-        assert_eq!(
-            code(WaitStatus::Signaled(pid, Signal::SIGKILL, false)),
-            Some((42, 137))
-        );
-        assert_eq!(
-            code(WaitStatus::Signaled(pid, Signal::SIGTERM, true)),
-            Some((42, 143))
-        );
-        assert_eq!(code(WaitStatus::Stopped(pid, Signal::SIGSTOP)), None);
-        assert_eq!(code(WaitStatus::Continued(pid)), None);
     }
 }

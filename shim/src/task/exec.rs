@@ -3,14 +3,14 @@
 
 use std::sync::Arc;
 
-use containerd_shim_protos::events::task::{TaskExecAdded, TaskExecStarted};
+use containerd_shim_protos::events::task::TaskExecAdded;
 use containerd_shim_protos::protobuf::well_known_types::any::Any;
 use runc_driver::ExecOpts;
 
-use super::state::{ExitInfo, Op, Status};
-use super::{bundle, lock, validate_id, Container, Process, Tasks, IO_DRAIN};
+use super::{bundle, validate_id, Container, Process, Tasks, IO_DRAIN};
 use crate::error::{Error, Result};
 use crate::io::{PendingIo, StdioPaths};
+use crate::supervise::{Exit, Op, Status};
 
 /// What Exec needs, converted from the request.
 #[derive(Debug, Clone, Default)]
@@ -31,7 +31,7 @@ struct ProcessSpec {
 impl Tasks {
     /// Exec: records the process; Start runs it.
     pub fn exec(&self, req: ExecSpec) -> Result<()> {
-        let c = self.container(&req.id)?;
+        self.container(&req.id)?;
         validate_id(&req.exec_id).map_err(|e| Error::invalid(format!("exec id: {e}")))?;
         let spec = req.spec.filter(|a| !a.value.is_empty()).ok_or_else(|| {
             Error::invalid(format!(
@@ -48,21 +48,8 @@ impl Tasks {
         };
         serde_json::from_slice::<ProcessSpec>(&spec.value).map_err(malformed)?;
         let spec_json = with_terminal(&spec.value, req.stdio.terminal).map_err(malformed)?;
-        c.init
-            .lock()
-            .status
-            .after(Op::Exec, &format!("container {}", req.id))?;
-        {
-            let mut t = lock(&c.execs);
-            if t.by_id.contains_key(&req.exec_id) {
-                return Err(Error::already_exists(format!(
-                    "exec {} already exists in container {}",
-                    req.exec_id, req.id
-                )));
-            }
-            let p = Process::exec(&req.id, &req.exec_id, req.stdio, spec_json);
-            t.by_id.insert(req.exec_id.clone(), Arc::new(p));
-        }
+        let p = Process::exec(&req.id, &req.exec_id, req.stdio, spec_json);
+        self.sup.add_exec(&req.id, &req.exec_id, Arc::new(p))?;
         self.events.publish(Box::new(TaskExecAdded {
             container_id: req.id.clone(),
             exec_id: req.exec_id.clone(),
@@ -72,15 +59,11 @@ impl Tasks {
         Ok(())
     }
 
-    pub(super) fn start_exec(&self, c: &Container, p: &Arc<Process>) -> Result<u32> {
-        let what = format!("exec {} in container {}", p.exec_id, c.id);
-        p.lock().status.after(Op::Start, &what)?;
-        c.init
-            .lock()
-            .status
-            .after(Op::Exec, &format!("container {}", c.id))?;
+    pub(super) fn start_exec(&self, c: &Container, exec_id: &str) -> Result<u32> {
+        let p = self.sup.view(&c.id, exec_id)?.process;
+        let start = self.sup.begin_start(&c.id, exec_id)?;
         let (stdio, io) = PendingIo::prepare(&p.stdio, self.io_owner(&c.id, c.io_owner))?;
-        let stem = format!(".exec-{}", p.exec_id);
+        let stem = format!(".exec-{exec_id}");
         let process_file = c.bundle.join(format!("{stem}.json"));
         let pid_file = c.bundle.join(format!("{stem}.pid"));
         std::fs::write(&process_file, &p.spec)
@@ -91,8 +74,6 @@ impl Tasks {
             console_socket: io.console_socket(),
         };
 
-        p.lock().starting = true;
-        let pending = self.begin_pending();
         let mut io = Some(io);
         let started = c
             .runtime
@@ -108,83 +89,48 @@ impl Tasks {
             });
         let _ = std::fs::remove_file(&process_file);
         let _ = std::fs::remove_file(&pid_file);
-        let pid = match started {
-            Ok(pid) => pid,
+        match started {
+            Ok(pid) => Ok(start.started(Some(pid)) as u32),
             Err(e) => {
-                drop(pending);
-                p.lock().starting = false;
+                // Back to created (dropping `start`), then the pipes go.
+                drop(start);
                 if let Some(io) = io {
                     io.abandon();
                 }
-                self.release_held_init_exit(c);
-                return Err(e);
+                Err(e)
             }
-        };
-        let early = self.claim_pid(pid, p);
-        drop(pending);
-
-        let mut st = p.lock();
-        st.pid = pid;
-        st.starting = false;
-        st.status = Status::Running;
-        self.events.publish(Box::new(TaskExecStarted {
-            container_id: c.id.clone(),
-            exec_id: p.exec_id.clone(),
-            pid: pid as u32,
-            ..Default::default()
-        }));
-        log::info!("exec started id={} exec_id={} pid={pid}", c.id, p.exec_id);
-        let exit = early.or(st.pending_exit.take());
-        if let Some(exit) = exit {
-            self.set_exited(p, &mut st, exit);
         }
-        drop(st);
-        if exit.is_some() {
-            self.release_held_init_exit(c);
-        }
-        Ok(pid as u32)
     }
 
-    pub(super) fn delete_exec(&self, c: &Container, exec_id: &str) -> Result<(u32, ExitInfo)> {
-        let p = c.process(exec_id)?;
-        let status = p.lock().status;
-        status.after(Op::Delete, &format!("exec {exec_id} in container {}", c.id))?;
-        {
-            let mut t = lock(&c.execs);
-            t.by_id.remove(exec_id);
-            let n = t.by_id.len() * 2;
-            t.by_id.shrink_to(n);
-        }
-        let pid = p.pid();
-        if pid > 0 {
-            let mut r = lock(&self.routes);
-            r.by_pid.remove(&pid);
-            let n = r.by_pid.len() * 2;
-            r.by_pid.shrink_to(n);
-        }
+    pub(super) fn delete_exec(&self, c: &Container, exec_id: &str) -> Result<(u32, Exit)> {
+        let (p, exit) = self.sup.remove_exec(&c.id, exec_id)?;
         if let Some(io) = p.take_io() {
             io.finish(IO_DRAIN);
         }
-        let exit = match status.exit() {
-            Some(e) => e,
-            None => {
-                // It never ran (its start failed, or nobody started it): whoever is still
-                // waiting for it gets an answer instead of waiting forever. No process,
-                // no failure to report: status 0, as containerd's Go shim answers.
-                let e = ExitInfo {
-                    status: 0,
-                    at: std::time::SystemTime::now(),
-                };
-                p.lock().status = Status::Stopped(e);
-                p.notify_exited();
-                e
-            }
-        };
-        log::info!("exec deleted id={} exec_id={exec_id} pid={pid}", c.id);
-        // A created exec that never ran may have been all that held the init exit back.
-        self.release_held_init_exit(c);
+        log::info!(
+            "exec deleted id={} exec_id={exec_id} pid={}",
+            c.id,
+            exit.pid
+        );
         crate::sys::release_free_memory();
-        Ok((pid.max(0) as u32, exit))
+        Ok((exit.pid.max(0) as u32, exit))
+    }
+
+    /// Kill for an exec: by its pid, which is our child (reparented to the subreaper)
+    /// until we reap it, so it is not reused while the exec is not marked stopped.
+    pub(super) fn signal_exec(&self, id: &str, exec_id: &str, signal: u32) -> Result<()> {
+        let what = format!("exec {exec_id} in container {id}");
+        let v = self.sup.view(id, exec_id)?;
+        if let Status::Stopped(_) = v.status {
+            return Err(Error::not_found(format!(
+                "process already finished: {what} has exited"
+            )));
+        }
+        v.status.after(Op::Signal, &what)?;
+        let sig = nix::sys::signal::Signal::try_from(signal as i32)
+            .map_err(|_| Error::invalid(format!("signal {signal} is not a valid signal")))?;
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(v.pid), sig)
+            .map_err(|e| Error::not_found(format!("process already finished: signal {what}: {e}")))
     }
 }
 
@@ -197,28 +143,6 @@ fn with_terminal(spec: &[u8], terminal: bool) -> std::result::Result<Vec<u8>, se
         o.insert("terminal".to_string(), terminal.into());
     }
     serde_json::to_vec(&v)
-}
-
-/// Kill for an exec: its pid is our child (reparented to the subreaper) until we reap
-/// it, so it cannot have been reused while it is not marked stopped.
-pub fn signal(p: &Process, signal: u32) -> Result<()> {
-    let st = p.lock();
-    let what = format!("exec {} in container {}", p.exec_id, p.container_id);
-    match st.status {
-        Status::Stopped(_) => Err(Error::not_found(format!(
-            "process already finished: {what} has exited"
-        ))),
-        Status::Created => Err(Error::failed_precondition(format!(
-            "cannot signal {what}: it is created, not started"
-        ))),
-        Status::Running | Status::Paused => {
-            let sig = nix::sys::signal::Signal::try_from(signal as i32)
-                .map_err(|_| Error::invalid(format!("signal {signal} is not a valid signal")))?;
-            nix::sys::signal::kill(nix::unistd::Pid::from_raw(st.pid), sig).map_err(|e| {
-                Error::not_found(format!("process already finished: signal {what}: {e}"))
-            })
-        }
-    }
 }
 
 #[cfg(test)]

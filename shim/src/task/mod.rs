@@ -1,39 +1,36 @@
-//! The shim's core: its containers, their processes, and what happens when they exit.
+//! The shim's core: its containers and what each request does to them. Processes, their
+//! pids and statuses, and what happens when they exit are the supervisor's
+//! ([`crate::supervise::Supervisor`]); this layer runs the runtime between its steps.
 //!
 //! Locks guard maps and small state, never work: no lock is held across a runtime call
-//! or I/O. Events are queued (not sent) while a process's state lock is held, which is
-//! what orders TaskStart before that process's TaskExit.
+//! or I/O.
 
 mod bundle;
+mod control;
 mod exec;
 mod process;
-pub mod state;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, SystemTime};
 
-use containerd_shim_protos::events::task::{
-    TaskCreate, TaskDelete, TaskExit, TaskIO, TaskOOM, TaskPaused, TaskResumed, TaskStart,
-};
+use containerd_shim_protos::events::task::{TaskCreate, TaskDelete, TaskIO, TaskOOM};
 use containerd_shim_protos::protobuf::well_known_types::any::Any;
-use containerd_shim_protos::protobuf::well_known_types::timestamp::Timestamp;
 use containerd_shim_protos::protobuf::MessageField;
 use containerd_shim_protos::types::mount::Mount;
-use runc_driver::{CreateOpts, GlobalOpts, Runtime};
+use runc_driver::{CreateOpts, ExitStatus, GlobalOpts, Runtime};
 
 pub use self::bundle::read_persisted_config;
 use self::bundle::{persist_config, read_bundle_config, read_pid, resolve_binary};
 pub use self::exec::ExecSpec;
 pub use self::process::Process;
-use self::state::{ExitInfo, Op, Status};
 use crate::error::{Error, Result};
-use crate::events::EventSink;
+use crate::events::{timestamp, EventSink};
 use crate::io::{IoOwner, PendingIo, StdioPaths};
 use crate::metrics::Cgroups;
 use crate::options::RuntimeConfig;
-use crate::supervise::{Exit, OomWatcher, Reaper, ReaperWaiter};
+use crate::supervise::{Exit, Expect, OomWatcher, Op, Reaper, ReaperWaiter, Status, Supervisor};
 
 /// How long Delete waits for a process's output to drain before letting go of it.
 const IO_DRAIN: Duration = Duration::from_secs(2);
@@ -69,8 +66,8 @@ pub struct Tasks {
     events: Arc<dyn EventSink>,
     /// Guards the map of containers by id.
     containers: Mutex<HashMap<String, Arc<Container>>>,
-    /// Guards exit routing (see [`Routes`]).
-    routes: Mutex<Routes>,
+    /// Every container's processes: pids, statuses, exit routing.
+    sup: Supervisor<Process>,
     /// Set by Shutdown once no container is left.
     shutdown: (Mutex<bool>, Condvar),
     /// Names containers whose memory cgroup reported an OOM.
@@ -87,32 +84,10 @@ pub struct Container {
     shares_pid_ns: bool,
     /// Owner of the stdio pipes of this container's processes (IoUid/IoGid).
     io_owner: (u32, u32),
-    init: Arc<Process>,
-    /// Guards the execs and the init exit held back for them. Lock order: this before
-    /// any process's state lock.
-    execs: Mutex<ExecTable>,
     /// The init's cgroups, found at Create (None if they could not be read).
     cgroups: Option<Cgroups>,
     /// Guards the kernel's oom_kill count for this cgroup as of the last TaskOOM.
     oom_kills: Mutex<u64>,
-}
-
-#[derive(Default)]
-struct ExecTable {
-    by_id: HashMap<String, Arc<Process>>,
-    /// The init's exit, published once no exec is left running: every exec's TaskExit
-    /// comes before the init's.
-    held_init_exit: Option<ExitInfo>,
-}
-
-/// Which pid belongs to which process, and exits no process claimed yet.
-#[derive(Default)]
-struct Routes {
-    by_pid: HashMap<i32, Arc<Process>>,
-    /// Creates and execs whose pid is not recorded yet. While any is pending, an exit
-    /// nobody claims may be theirs and is kept in `early`.
-    pending: usize,
-    early: Vec<Exit>,
 }
 
 impl Tasks {
@@ -127,13 +102,19 @@ impl Tasks {
     ) -> std::io::Result<Arc<Tasks>> {
         let tasks = Arc::new_cyclic(|me: &Weak<Tasks>| {
             let me = me.clone();
+            let hook = me.clone();
+            let on_init_exit = move |id: &str| {
+                if let Some(t) = hook.upgrade() {
+                    t.init_exited(id);
+                }
+            };
             Tasks {
                 namespace,
                 defaults,
                 reaper,
+                sup: Supervisor::new(Arc::clone(&events), Box::new(on_init_exit)),
                 events,
                 containers: Mutex::new(HashMap::new()),
-                routes: Mutex::new(Routes::default()),
                 shutdown: (Mutex::new(false), Condvar::new()),
                 oom: OomWatcher::new(move |id| me.upgrade().is_none_or(|t| t.oom_event(id))),
             }
@@ -146,7 +127,7 @@ impl Tasks {
             .spawn(move || {
                 while let Some(exit) = sub.recv() {
                     match weak.upgrade() {
-                        Some(t) => t.route_exit(exit),
+                        Some(t) => t.sup.exited(exit),
                         None => return,
                     }
                 }
@@ -217,7 +198,7 @@ impl Tasks {
             no_new_keyring: cfg.no_new_keyring,
         };
 
-        let pending = self.begin_pending();
+        let expect = self.sup.expect_pid();
         let created = runtime
             .create(&spec.id, &opts, stdio)
             .map_err(Error::runtime)
@@ -226,15 +207,15 @@ impl Tasks {
             Ok(pid) => match io.complete(&spec.stdio) {
                 Ok(io) => (pid, io),
                 Err(e) => {
-                    return self.failed_create(&runtime, &spec.id, pending, None, undo_mount(e))
+                    return self.failed_create(&runtime, &spec.id, expect, None, undo_mount(e))
                 }
             },
             Err(e) => {
-                return self.failed_create(&runtime, &spec.id, pending, Some(io), undo_mount(e))
+                return self.failed_create(&runtime, &spec.id, expect, Some(io), undo_mount(e))
             }
         };
 
-        let init = Arc::new(Process::init(&spec.id, spec.stdio.clone(), pid, io));
+        let init = Arc::new(Process::init(&spec.id, spec.stdio.clone(), io));
         let cgroups = Cgroups::of_pid(pid)
             .map_err(|e| log::warn!("no stats or OOM events for {}: {e}", spec.id))
             .ok();
@@ -255,8 +236,6 @@ impl Tasks {
             mounted_rootfs: mounted,
             shares_pid_ns: !config.has_own_pid_namespace(),
             io_owner: (cfg.io_uid, cfg.io_gid),
-            init: Arc::clone(&init),
-            execs: Mutex::new(ExecTable::default()),
             cgroups,
             oom_kills: Mutex::new(oom_kills),
         });
@@ -275,11 +254,7 @@ impl Tasks {
             spec.id,
             cfg.binary_name
         );
-        let early = self.claim_pid(pid, &init);
-        drop(pending);
-        if let Some(exit) = early {
-            self.process_exited(&init, exit);
-        }
+        self.sup.add_init(&spec.id, pid, init, expect);
         Ok(pid as u32)
     }
 
@@ -288,11 +263,11 @@ impl Tasks {
         &self,
         runtime: &Runtime,
         id: &str,
-        pending: Pending<'_>,
+        expect: Expect<'_, Process>,
         io: Option<PendingIo>,
         e: Error,
     ) -> Result<u32> {
-        drop(pending);
+        drop(expect);
         if let Err(d) = runtime.delete(id, true) {
             log::debug!("cleanup after failed create id={id}: {d}");
         }
@@ -311,104 +286,53 @@ impl Tasks {
         }
     }
 
-    pub fn resize_pty(&self, id: &str, exec_id: &str, width: u32, height: u32) -> Result<()> {
-        let c = self.container(id)?;
-        let p = c.process(exec_id)?;
-        let clamp = |v: u32| u16::try_from(v).unwrap_or(u16::MAX);
-        p.resize(clamp(height), clamp(width))
-    }
-
     pub fn start(&self, id: &str, exec_id: &str) -> Result<u32> {
         let c = self.container(id)?;
-        let p = c.process(exec_id)?;
         if !exec_id.is_empty() {
-            return self.start_exec(&c, &p);
+            return self.start_exec(&c, exec_id);
         }
-        {
-            let mut st = p.lock();
-            st.status.after(Op::Start, &format!("container {id}"))?;
-            st.starting = true;
-        }
-        let result = c.runtime.start(id).map_err(Error::runtime);
-        let mut st = p.lock();
-        st.starting = false;
-        let pending_exit = st.pending_exit.take();
-        if result.is_ok() {
-            st.status = Status::Running;
-            self.events.publish(Box::new(TaskStart {
-                container_id: id.to_string(),
-                pid: st.pid as u32,
-                ..Default::default()
-            }));
-            log::info!("started id={id} pid={}", st.pid);
-        }
-        let pid = st.pid as u32;
-        drop(st);
-        // It exited while starting: its TaskExit goes out now, after the TaskStart queued
-        // above, through the same path as any exit (which also cleans up after an init).
-        if let Some(exit) = pending_exit {
-            self.process_exited(&p, exit);
-        }
-        result.map(|()| pid)
+        let start = self.sup.begin_start(id, "")?;
+        c.runtime.start(id).map_err(Error::runtime)?;
+        Ok(start.started(None) as u32)
     }
 
-    pub fn kill(&self, id: &str, exec_id: &str, signal: u32, all: bool) -> Result<()> {
-        let c = self.container(id)?;
-        let p = c.process(exec_id)?;
-        let stopped = matches!(p.lock().status, Status::Stopped(_));
-        if stopped && !all {
-            return Err(Error::not_found(format!(
-                "process already finished: container {id} has exited"
-            )));
-        }
-        if !exec_id.is_empty() {
-            return exec::signal(&p, signal);
-        }
-        match c.runtime.kill(id, signal, all) {
-            Ok(()) => Ok(()),
-            // `kill --all` after init exited reaches whatever is left, or nothing.
-            Err(e) if stopped => {
-                log::debug!("kill --all after exit id={id}: {e}");
-                Ok(())
-            }
-            Err(e) => Err(Error::runtime(e)),
-        }
-    }
-
-    pub fn delete(&self, id: &str, exec_id: &str) -> Result<(u32, ExitInfo)> {
+    pub fn delete(&self, id: &str, exec_id: &str) -> Result<(u32, Exit)> {
         let c = self.container(id)?;
         if !exec_id.is_empty() {
             return self.delete_exec(&c, exec_id);
         }
-        let status = p_status(&c.init);
-        status.after(Op::Delete, &format!("container {id}"))?;
+        let init = self.sup.check(id, "", Op::Delete)?;
         if let Err(e) = c.runtime.delete(id, true) {
             if !e.is_not_found() {
                 return Err(Error::runtime(e));
             }
         }
-        let exit = match status {
+        let pid = init.pid;
+        let exit = match init.status {
             Status::Stopped(e) => e,
             // delete --force killed the init of a container that never started.
-            _ => c.init.wait_timeout(KILLED_EXIT_WAIT).unwrap_or(ExitInfo {
-                status: 128 + libc::SIGKILL as u32,
-                at: SystemTime::now(),
-            }),
+            _ => self
+                .sup
+                .wait_timeout(id, "", KILLED_EXIT_WAIT)?
+                .unwrap_or(Exit {
+                    pid,
+                    status: ExitStatus::killed(libc::SIGKILL),
+                    at: SystemTime::now(),
+                }),
         };
         if let Some(root) = &c.mounted_rootfs {
             crate::mounts::unmount_all(root);
         }
-        if let Some(io) = c.init.take_io() {
+        if let Some(io) = init.process.take_io() {
             io.finish(IO_DRAIN);
         }
-        let pid = c.init.pid();
         self.oom.unwatch(id);
         lock(&self.containers).remove(id);
-        lock(&self.routes).by_pid.remove(&pid);
+        self.sup.remove_container(id);
         self.events.publish(Box::new(TaskDelete {
             container_id: id.to_string(),
             pid: pid as u32,
-            exit_status: exit.status,
+            exit_status: exit.status.get(),
             exited_at: MessageField::some(timestamp(exit.at)),
             id: id.to_string(),
             ..Default::default()
@@ -416,67 +340,6 @@ impl Tasks {
         log::info!("deleted id={id} pid={pid} exit_status={}", exit.status);
         crate::sys::release_free_memory();
         Ok((pid as u32, exit))
-    }
-
-    pub fn pause(&self, id: &str) -> Result<()> {
-        self.pause_or_resume(id, Op::Pause)
-    }
-
-    pub fn resume(&self, id: &str) -> Result<()> {
-        self.pause_or_resume(id, Op::Resume)
-    }
-
-    fn pause_or_resume(&self, id: &str, op: Op) -> Result<()> {
-        let c = self.container(id)?;
-        p_status(&c.init).after(op, &format!("container {id}"))?;
-        match op {
-            Op::Pause => c.runtime.pause(id),
-            _ => c.runtime.resume(id),
-        }
-        .map_err(Error::runtime)?;
-        let mut st = c.init.lock();
-        if let Ok(next) = st.status.after(op, id) {
-            st.status = next;
-        }
-        if op == Op::Pause {
-            self.events.publish(Box::new(TaskPaused {
-                container_id: id.to_string(),
-                ..Default::default()
-            }));
-        } else {
-            self.events.publish(Box::new(TaskResumed {
-                container_id: id.to_string(),
-                ..Default::default()
-            }));
-        }
-        log::info!("{op} done id={id}");
-        Ok(())
-    }
-
-    /// Update: hands the container's new resources (an OCI LinuxResources JSON object)
-    /// to the runtime's `update`.
-    pub fn update(&self, id: &str, resources: &[u8]) -> Result<()> {
-        let c = self.container(id)?;
-        p_status(&c.init).after(Op::Update, &format!("container {id}"))?;
-        match serde_json::from_slice::<serde_json::Value>(resources) {
-            Ok(serde_json::Value::Object(_)) => {}
-            _ => {
-                return Err(Error::invalid(format!(
-                "update of container {id}: the resources are not an OCI LinuxResources JSON object"
-            )))
-            }
-        }
-        // One file per call, so that concurrent updates do not see each other's.
-        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let file = c.bundle.join(format!("rsrunc-update-{n}.json"));
-        std::fs::write(&file, resources)
-            .map_err(|e| Error::io(format_args!("write {}", file.display()), e))?;
-        let result = c.runtime.update(id, &file).map_err(Error::runtime);
-        let _ = std::fs::remove_file(&file);
-        result?;
-        log::info!("update done id={id}");
-        Ok(())
     }
 
     /// Stats: the container's cgroup metrics.
@@ -537,53 +400,6 @@ impl Tasks {
         log::info!("oom id={} oom_kills={kills:?}", c.id);
     }
 
-    pub fn state(&self, id: &str, exec_id: &str) -> Result<ProcessView> {
-        let c = self.container(id)?;
-        let p = c.process(exec_id)?;
-        let st = p.lock();
-        Ok(ProcessView {
-            container_id: id.to_string(),
-            exec_id: exec_id.to_string(),
-            bundle: c.bundle.clone(),
-            pid: st.pid,
-            status: st.status,
-            stdio: p.stdio.clone(),
-        })
-    }
-
-    pub fn wait(&self, id: &str, exec_id: &str) -> Result<ExitInfo> {
-        let c = self.container(id)?;
-        let p = c.process(exec_id)?;
-        Ok(p.wait())
-    }
-
-    /// Every pid in the container, with the exec id of those that belong to an exec.
-    pub fn pids(&self, id: &str) -> Result<Vec<(u32, Option<String>)>> {
-        let c = self.container(id)?;
-        let pids = c.runtime.ps(id).map_err(Error::runtime)?;
-        let execs: HashMap<i32, String> = lock(&c.execs)
-            .by_id
-            .values()
-            .map(|e| (e.pid(), e.exec_id.clone()))
-            .filter(|(pid, _)| *pid > 0)
-            .collect();
-        Ok(pids
-            .into_iter()
-            .map(|p| (p as u32, execs.get(&p).cloned()))
-            .collect())
-    }
-
-    pub fn close_io(&self, id: &str, exec_id: &str) -> Result<()> {
-        let c = self.container(id)?;
-        c.process(exec_id)?.close_stdin();
-        Ok(())
-    }
-
-    /// The init pid of `id`, for Connect.
-    pub fn init_pid(&self, id: &str) -> Result<u32> {
-        Ok(self.container(id)?.init.pid() as u32)
-    }
-
     /// Shutdown: the shim may exit once it has no container left.
     pub fn shutdown(&self) -> bool {
         if !lock(&self.containers).is_empty() {
@@ -611,124 +427,13 @@ impl Tasks {
             .ok_or_else(|| Error::not_found(format!("container {id} not found in this shim")))
     }
 
-    fn begin_pending(&self) -> Pending<'_> {
-        lock(&self.routes).pending += 1;
-        Pending(self)
-    }
-
-    /// Records that `pid` is `p`'s; returns its exit if it already happened.
-    fn claim_pid(&self, pid: i32, p: &Arc<Process>) -> Option<ExitInfo> {
-        let mut r = lock(&self.routes);
-        if let Some(i) = r.early.iter().position(|e| e.pid == pid) {
-            let e = r.early.remove(i);
-            return Some(ExitInfo {
-                status: e.status,
-                at: e.at,
-            });
+    /// The supervisor routed the init's exit: an OOM that killed it is reported before its
+    /// TaskExit, and a container sharing the host's pid namespace is emptied.
+    fn init_exited(&self, id: &str) {
+        if let Ok(c) = self.container(id) {
+            self.report_oom(&c);
+            self.after_init_exit(&c);
         }
-        r.by_pid.insert(pid, Arc::clone(p));
-        None
-    }
-
-    fn route_exit(&self, exit: Exit) {
-        let p = {
-            let mut r = lock(&self.routes);
-            match r.by_pid.remove(&exit.pid) {
-                Some(p) => p,
-                None => {
-                    if r.pending > 0 {
-                        r.keep_early(exit);
-                    }
-                    return;
-                }
-            }
-        };
-        self.process_exited(
-            &p,
-            ExitInfo {
-                status: exit.status,
-                at: exit.at,
-            },
-        );
-    }
-
-    fn process_exited(&self, p: &Arc<Process>, exit: ExitInfo) {
-        {
-            let mut st = p.lock();
-            if st.starting {
-                // Start publishes TaskStart first, then this exit.
-                st.pending_exit = Some(exit);
-                return;
-            }
-        }
-        let Ok(c) = self.container(&p.container_id) else {
-            // Deleted meanwhile (a created container's init killed by Delete).
-            self.set_exited(p, &mut p.lock(), exit);
-            return;
-        };
-        if p.exec_id.is_empty() {
-            self.init_exited(&c, exit);
-        } else {
-            self.set_exited(p, &mut p.lock(), exit);
-            self.release_held_init_exit(&c);
-        }
-    }
-
-    /// Publishes the init's exit now, or holds it until the last exec has exited.
-    fn init_exited(&self, c: &Arc<Container>, exit: ExitInfo) {
-        self.report_oom(c);
-        {
-            let mut t = lock(&c.execs);
-            if t.by_id.values().any(|e| e.is_live()) {
-                t.held_init_exit = Some(exit);
-            } else {
-                drop(t);
-                self.set_exited(&c.init, &mut c.init.lock(), exit);
-            }
-        }
-        self.after_init_exit(c);
-    }
-
-    /// After an exec exited: the held init exit goes out once no exec is live.
-    fn release_held_init_exit(&self, c: &Container) {
-        let exit = {
-            let mut t = lock(&c.execs);
-            if t.held_init_exit.is_none() || t.by_id.values().any(|e| e.is_live()) {
-                return;
-            }
-            t.held_init_exit.take()
-        };
-        if let Some(exit) = exit {
-            self.set_exited(&c.init, &mut c.init.lock(), exit);
-        }
-    }
-
-    /// Marks the process stopped and queues its TaskExit; the caller holds its lock.
-    fn set_exited(&self, p: &Process, st: &mut process::State, exit: ExitInfo) {
-        if matches!(st.status, Status::Stopped(_)) {
-            return;
-        }
-        st.status = Status::Stopped(exit);
-        self.events.publish(Box::new(TaskExit {
-            container_id: p.container_id.clone(),
-            id: if p.exec_id.is_empty() {
-                p.container_id.clone()
-            } else {
-                p.exec_id.clone()
-            },
-            pid: st.pid as u32,
-            exit_status: exit.status,
-            exited_at: MessageField::some(timestamp(exit.at)),
-            ..Default::default()
-        }));
-        log::info!(
-            "exited id={} exec_id={} pid={} status={}",
-            p.container_id,
-            p.exec_id,
-            st.pid,
-            exit.status
-        );
-        p.notify_exited();
     }
 
     /// A container without its own pid namespace leaves its other processes behind.
@@ -752,68 +457,8 @@ impl Tasks {
     }
 }
 
-impl Container {
-    fn process(&self, exec_id: &str) -> Result<Arc<Process>> {
-        if exec_id.is_empty() {
-            return Ok(Arc::clone(&self.init));
-        }
-        lock(&self.execs)
-            .by_id
-            .get(exec_id)
-            .cloned()
-            .ok_or_else(|| {
-                Error::not_found(format!("exec {exec_id} not found in container {}", self.id))
-            })
-    }
-}
-
-impl Routes {
-    /// Keeps an unclaimed exit for a start in flight. Most are the runtime CLI's own
-    /// processes, which nobody claims: under a steady stream of overlapping starts
-    /// `pending` may never reach zero, so old entries are dropped (a start claims its
-    /// pid within moments of the runtime returning).
-    fn keep_early(&mut self, exit: Exit) {
-        let cutoff = exit.at.checked_sub(EARLY_EXIT_TTL);
-        self.early.retain(|e| cutoff.is_none_or(|c| e.at >= c));
-        if self.early.len() >= EARLY_EXIT_MAX {
-            self.early.remove(0);
-        }
-        self.early.push(exit);
-    }
-}
-
-/// How long, and how many, unclaimed exits are kept while starts are in flight.
-const EARLY_EXIT_TTL: Duration = Duration::from_secs(60);
-const EARLY_EXIT_MAX: usize = 4096;
-
-/// A create or exec in flight; see [`Routes::pending`].
-struct Pending<'a>(&'a Tasks);
-
-impl Drop for Pending<'_> {
-    fn drop(&mut self) {
-        let mut r = lock(&self.0.routes);
-        r.pending -= 1;
-        if r.pending == 0 {
-            r.early = Vec::new();
-        }
-    }
-}
-
-fn p_status(p: &Process) -> Status {
-    p.lock().status
-}
-
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-pub fn timestamp(t: SystemTime) -> Timestamp {
-    let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
-    Timestamp {
-        seconds: d.as_secs() as i64,
-        nanos: d.subsec_nanos() as i32,
-        ..Default::default()
-    }
 }
 
 fn task_io(s: &StdioPaths) -> TaskIO {
@@ -851,32 +496,5 @@ mod tests {
                 crate::error::Kind::InvalidArgument
             );
         }
-    }
-
-    #[test]
-    fn unclaimed_exits_are_bounded_by_age_and_count() {
-        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
-        let exit = |pid, secs| Exit {
-            pid,
-            status: 0,
-            at: t0 + Duration::from_secs(secs),
-        };
-        let mut r = Routes::default();
-        r.keep_early(exit(1, 0));
-        r.keep_early(exit(2, 30));
-        r.keep_early(exit(3, 61));
-        let pids: Vec<i32> = r.early.iter().map(|e| e.pid).collect();
-        assert_eq!(pids, [2, 3], "the exit older than the TTL is dropped");
-        for i in 0..(EARLY_EXIT_MAX as i32 + 10) {
-            r.keep_early(exit(100 + i, 61));
-        }
-        assert_eq!(r.early.len(), EARLY_EXIT_MAX);
-    }
-
-    #[test]
-    fn timestamps_keep_nanoseconds() {
-        let t = SystemTime::UNIX_EPOCH + Duration::new(5, 7);
-        let ts = timestamp(t);
-        assert_eq!((ts.seconds, ts.nanos), (5, 7));
     }
 }

@@ -1,0 +1,457 @@
+//! The dispatcher: exits routed to the processes of the table, and the order of their
+//! TaskStart and TaskExit events.
+//!
+//! What holds, all of it here:
+//! - An exit is routed by pid. One whose pid is not known yet (a create or exec in flight)
+//!   or whose process is still starting is parked, and the start that finishes claims it:
+//!   one mechanism for every exit that comes too early.
+//! - A process's TaskStart (TaskExecStarted) is published while it is still starting; its
+//!   TaskExit is published only once it has left that state, so always after.
+//! - An init's exit is held while any of its execs is live: every exec's TaskExit comes
+//!   before the init's.
+//! - The table lock is never held across a runtime call, I/O or a publish.
+//!
+//! The table knows nothing of runtimes or of `waitpid`: the reaper's thread hands it exits
+//! ([`Supervisor::exited`]) and the task layer tells it what the runtime did ([`Start`]),
+//! so tests drive it with synthetic exits.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
+
+use containerd_shim::event::Event;
+use containerd_shim_protos::events::task::{TaskExecStarted, TaskExit, TaskStart};
+use containerd_shim_protos::protobuf::MessageField;
+use runc_driver::ExitStatus;
+
+use super::state::{Exit, Op, Status};
+use super::table::{lock, Entry, ExitCell, Family, Key, Parked, Stopped, Table};
+use crate::error::{Error, Result};
+use crate::events::{timestamp, EventSink};
+
+/// Called with a container id when its init's exit is routed, before its TaskExit is
+/// published or held (TaskOOM goes out first; a shared pid namespace is emptied).
+pub type InitExitHook = Box<dyn Fn(&str) + Send + Sync>;
+
+/// The processes of every container in this shim. `P` is what the task layer keeps with
+/// each process (its stdio, its spec); the table hands it back on lookup.
+pub struct Supervisor<P> {
+    events: Arc<dyn EventSink>,
+    on_init_exit: InitExitHook,
+    /// Guards every process's pid and status, the pid index and the parked exits.
+    table: Mutex<Table<P>>,
+}
+
+/// One process as a lookup sees it.
+pub struct View<P> {
+    pub process: Arc<P>,
+    pub pid: i32,
+    pub status: Status,
+}
+
+/// A create in flight: until it is dropped (or handed to [`Supervisor::add_init`]), an
+/// exit nobody claims may be its init's and is parked.
+pub struct Expect<'a, P>(&'a Supervisor<P>);
+
+/// A start in flight, from [`Supervisor::begin_start`]. [`Start::started`] when the
+/// runtime started the process; dropped otherwise, which returns it to created.
+pub struct Start<'a, P> {
+    sup: &'a Supervisor<P>,
+    key: Key,
+    done: bool,
+}
+
+impl<P> Supervisor<P> {
+    pub fn new(events: Arc<dyn EventSink>, on_init_exit: InitExitHook) -> Self {
+        Supervisor {
+            events,
+            on_init_exit,
+            table: Mutex::new(Table {
+                containers: HashMap::new(),
+                by_pid: HashMap::new(),
+                parked: Parked::default(),
+            }),
+        }
+    }
+
+    /// Call before the runtime's create: its init may exit before its pid is recorded.
+    pub fn expect_pid(&self) -> Expect<'_, P> {
+        self.lock().parked.in_flight += 1;
+        Expect(self)
+    }
+
+    /// Records a created container's init with `pid`, then routes an exit that came first.
+    pub fn add_init(&self, id: &str, pid: i32, process: Arc<P>, expect: Expect<'_, P>) {
+        let key = Key::init(id);
+        let early = {
+            let mut t = self.lock();
+            t.containers.insert(
+                id.to_string(),
+                Family {
+                    init: Entry::new(process, pid),
+                    execs: HashMap::new(),
+                    held_init_exit: None,
+                },
+            );
+            match t.parked.take(pid) {
+                Some(e) => Some(e),
+                None => {
+                    t.by_pid.insert(pid, key.clone());
+                    None
+                }
+            }
+        };
+        drop(expect);
+        if let Some(exit) = early {
+            self.deliver(&key, exit);
+        }
+    }
+
+    /// Records an exec, not started, in a running container.
+    pub fn add_exec(&self, id: &str, exec_id: &str, process: Arc<P>) -> Result<()> {
+        let mut t = self.lock();
+        let f = t.family(id)?;
+        f.init.status.after(Op::Exec, &Key::init(id).what())?;
+        if f.execs.contains_key(exec_id) {
+            return Err(Error::already_exists(format!(
+                "exec {exec_id} already exists in container {id}"
+            )));
+        }
+        f.execs.insert(exec_id.to_string(), Entry::new(process, 0));
+        Ok(())
+    }
+
+    /// Created to starting; an exec also needs its container running.
+    pub fn begin_start(&self, id: &str, exec_id: &str) -> Result<Start<'_, P>> {
+        let key = Key::new(id, exec_id);
+        let mut t = self.lock();
+        let f = t.family(id)?;
+        f.entry(&key)?.status.after(Op::Start, &key.what())?;
+        if !key.is_init() {
+            f.init.status.after(Op::Exec, &Key::init(id).what())?;
+        }
+        f.entry(&key)?.transition(Op::Start, &key)?;
+        t.parked.in_flight += 1;
+        Ok(Start {
+            sup: self,
+            key,
+            done: false,
+        })
+    }
+
+    /// Routes an exit from the reaper: to its process, or parked if that is not known or
+    /// still starting. The exits of processes nobody supervises (the runtime's own) are
+    /// dropped once no start is in flight.
+    pub fn exited(&self, exit: Exit) {
+        let key = {
+            let mut t = self.lock();
+            let starting = t
+                .by_pid
+                .get(&exit.pid)
+                .map(|k| t.status(k) == Some(Status::Starting));
+            match starting {
+                Some(false) => t.by_pid.remove(&exit.pid),
+                _ => {
+                    t.parked.park(exit);
+                    None
+                }
+            }
+        };
+        if let Some(key) = key {
+            self.deliver(&key, exit);
+        }
+    }
+
+    /// The process, its pid and status.
+    pub fn view(&self, id: &str, exec_id: &str) -> Result<View<P>> {
+        let key = Key::new(id, exec_id);
+        let mut t = self.lock();
+        let e = t.family(id)?.entry(&key)?;
+        Ok(View {
+            process: Arc::clone(&e.process),
+            pid: e.pid,
+            status: e.status,
+        })
+    }
+
+    /// Like [`Supervisor::view`], FailedPrecondition if `op` is not allowed now.
+    pub fn check(&self, id: &str, exec_id: &str, op: Op) -> Result<View<P>> {
+        let v = self.view(id, exec_id)?;
+        v.status.after(op, &Key::new(id, exec_id).what())?;
+        Ok(v)
+    }
+
+    /// Applies `op` (pause, resume) after the runtime did it; FailedPrecondition if the
+    /// process moved on meanwhile (it exited).
+    pub fn apply(&self, id: &str, exec_id: &str, op: Op) -> Result<Status> {
+        let key = Key::new(id, exec_id);
+        let mut t = self.lock();
+        t.family(id)?.entry(&key)?.transition(op, &key)
+    }
+
+    /// Blocks until the process has exited.
+    pub fn wait(&self, id: &str, exec_id: &str) -> Result<Exit> {
+        let cell = self.exit_cell(id, exec_id)?;
+        let mut exit = lock(&cell.exit);
+        loop {
+            if let Some(e) = *exit {
+                return Ok(e);
+            }
+            exit = cell.set.wait(exit).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Like [`Supervisor::wait`], None after `timeout`.
+    pub fn wait_timeout(&self, id: &str, exec_id: &str, timeout: Duration) -> Result<Option<Exit>> {
+        let cell = self.exit_cell(id, exec_id)?;
+        let deadline = Instant::now() + timeout;
+        let mut exit = lock(&cell.exit);
+        loop {
+            if let Some(e) = *exit {
+                return Ok(Some(e));
+            }
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                return Ok(None);
+            };
+            exit = cell
+                .set
+                .wait_timeout(exit, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    /// The container's execs that have a pid, by pid.
+    pub fn exec_pids(&self, id: &str) -> Result<HashMap<i32, String>> {
+        let mut t = self.lock();
+        Ok(t.family(id)?
+            .execs
+            .iter()
+            .filter(|(_, e)| e.pid > 0)
+            .map(|(exec_id, e)| (e.pid, exec_id.clone()))
+            .collect())
+    }
+
+    /// Removes a created or stopped exec. One that never ran gets status 0 (as containerd's
+    /// Go shim answers), so that whoever waits for it gets an answer. A held init exit
+    /// it was the last to hold back is published. Returns the exec and its exit.
+    pub fn remove_exec(&self, id: &str, exec_id: &str) -> Result<(Arc<P>, Exit)> {
+        let key = Key::new(id, exec_id);
+        let (removed, released) = {
+            let mut t = self.lock();
+            let f = t.family(id)?;
+            f.entry(&key)?.status.after(Op::Delete, &key.what())?;
+            let Some(e) = f.execs.remove(exec_id) else {
+                return Err(key.not_found());
+            };
+            f.execs.shrink_to(f.execs.len() * 2);
+            let released = f.release_held(id);
+            let exit = e.status.exit().unwrap_or(Exit {
+                pid: e.pid,
+                status: ExitStatus::exited(0),
+                at: SystemTime::now(),
+            });
+            e.exited.set(exit);
+            if e.pid > 0 {
+                t.by_pid.remove(&e.pid);
+                let n = t.by_pid.len() * 2;
+                t.by_pid.shrink_to(n);
+            }
+            ((e.process, exit), released)
+        };
+        self.publish_exits(released);
+        Ok(removed)
+    }
+
+    /// Forgets a deleted container and all its processes.
+    pub fn remove_container(&self, id: &str) {
+        let mut t = self.lock();
+        let Some(f) = t.containers.remove(id) else {
+            return;
+        };
+        for pid in std::iter::once(f.init.pid).chain(f.execs.values().map(|e| e.pid)) {
+            t.by_pid.remove(&pid);
+        }
+    }
+
+    fn exit_cell(&self, id: &str, exec_id: &str) -> Result<Arc<ExitCell>> {
+        let key = Key::new(id, exec_id);
+        let mut t = self.lock();
+        Ok(Arc::clone(&t.family(id)?.entry(&key)?.exited))
+    }
+
+    /// Gives a routed exit to its process: an exec stops, and may release its init's held
+    /// exit; an init stops, or is held while an exec is live.
+    fn deliver(&self, key: &Key, exit: Exit) {
+        if key.is_init() {
+            (self.on_init_exit)(&key.id);
+        }
+        let stopped = {
+            let mut t = self.lock();
+            match t.containers.get_mut(&key.id) {
+                Some(f) => f.stop(key, exit),
+                // Deleted meanwhile (a created container's init killed by Delete).
+                None => Vec::new(),
+            }
+        };
+        self.publish_exits(stopped);
+    }
+
+    /// Records an exec's pid, known once the runtime returned: from now on its exit is
+    /// routed to it (and parked while it is starting).
+    fn record_pid(&self, key: &Key, pid: i32) {
+        let mut t = self.lock();
+        let t = &mut *t;
+        if let Some(e) = t.containers.get_mut(&key.id).and_then(|f| f.get_mut(key)) {
+            e.pid = pid;
+            t.by_pid.insert(pid, key.clone());
+        }
+    }
+
+    /// The end of a start: TaskStart published while the process is still starting,
+    /// then it is running and an exit that came meanwhile is delivered. Returns its pid.
+    fn finish_start(&self, key: &Key) -> i32 {
+        let pid = {
+            let mut t = self.lock();
+            let e = t.containers.get_mut(&key.id).and_then(|f| f.get_mut(key));
+            e.map(|e| e.pid)
+        };
+        let Some(pid) = pid else {
+            // The container was deleted while its exec started: nobody to tell.
+            self.lock().parked.done();
+            return 0;
+        };
+        self.publish_start(key, pid);
+        let early = {
+            let mut t = self.lock();
+            let early = t.started(key, pid);
+            t.parked.done();
+            early
+        };
+        if let Some(exit) = early {
+            self.deliver(key, exit);
+        }
+        pid
+    }
+
+    /// A start the runtime failed: back to created. An init that died meanwhile stops;
+    /// an exec no longer holds back its init's exit.
+    fn fail_start(&self, key: &Key) {
+        let (early, released) = {
+            let mut t = self.lock();
+            let t = &mut *t;
+            let mut early = None;
+            let mut released = Vec::new();
+            if let Some(f) = t.containers.get_mut(&key.id) {
+                if let Some(e) = f.get_mut(key) {
+                    if let Err(err) = e.transition(Op::StartFailed, key) {
+                        log::warn!("{err}");
+                    }
+                    if key.is_init() {
+                        early = t.parked.take(e.pid);
+                        if early.is_some() {
+                            t.by_pid.remove(&e.pid);
+                        }
+                    }
+                }
+                released = f.release_held(&key.id);
+            }
+            t.parked.done();
+            (early, released)
+        };
+        self.publish_exits(released);
+        if let Some(exit) = early {
+            self.deliver(key, exit);
+        }
+    }
+
+    fn publish_start(&self, key: &Key, pid: i32) {
+        if key.is_init() {
+            self.events.publish(Box::new(TaskStart {
+                container_id: key.id.clone(),
+                pid: pid as u32,
+                ..Default::default()
+            }));
+            log::info!("started id={} pid={pid}", key.id);
+        } else {
+            self.events.publish(Box::new(TaskExecStarted {
+                container_id: key.id.clone(),
+                exec_id: key.exec_id.clone(),
+                pid: pid as u32,
+                ..Default::default()
+            }));
+            log::info!(
+                "exec started id={} exec_id={} pid={pid}",
+                key.id,
+                key.exec_id
+            );
+        }
+    }
+
+    fn publish_exits(&self, stopped: Vec<Stopped>) {
+        for s in stopped {
+            let event: Box<dyn Event + Send> = Box::new(TaskExit {
+                container_id: s.key.id.clone(),
+                id: if s.key.is_init() {
+                    s.key.id.clone()
+                } else {
+                    s.key.exec_id.clone()
+                },
+                pid: s.pid as u32,
+                exit_status: s.exit.status.get(),
+                exited_at: MessageField::some(timestamp(s.exit.at)),
+                ..Default::default()
+            });
+            self.events.publish(event);
+            log::info!(
+                "exited id={} exec_id={} pid={} status={}",
+                s.key.id,
+                s.key.exec_id,
+                s.pid,
+                s.exit.status
+            );
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Table<P>> {
+        lock(&self.table)
+    }
+}
+
+impl<P> Start<'_, P> {
+    /// The runtime started the process; `pid` is an exec's, known only now (an init's was
+    /// recorded at create). Publishes its TaskStart, then an exit that came meanwhile.
+    /// Returns its pid.
+    pub fn started(self, pid: Option<i32>) -> i32 {
+        if let Some(pid) = pid {
+            self.record_pid(pid);
+        }
+        self.finish()
+    }
+
+    fn record_pid(&self, pid: i32) {
+        self.sup.record_pid(&self.key, pid);
+    }
+
+    fn finish(mut self) -> i32 {
+        self.done = true;
+        self.sup.finish_start(&self.key)
+    }
+}
+
+impl<P> Drop for Start<'_, P> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.sup.fail_start(&self.key);
+        }
+    }
+}
+
+impl<P> Drop for Expect<'_, P> {
+    fn drop(&mut self) {
+        self.0.lock().parked.done();
+    }
+}
+
+#[cfg(test)]
+mod tests;

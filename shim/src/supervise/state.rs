@@ -1,0 +1,186 @@
+//! A process's lifecycle: its status, what is done to it, and the legal transitions.
+//!
+//! Every change of a process's status goes through [`Status::after`], which refuses an
+//! illegal one with FailedPrecondition naming the operation and the current status.
+
+use std::fmt;
+use std::time::SystemTime;
+
+use runc_driver::ExitStatus;
+
+use crate::error::{Error, Result};
+
+/// One finished process: reaped by the reaper, recorded as a process's final status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exit {
+    pub pid: i32,
+    pub status: ExitStatus,
+    pub at: SystemTime,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Created by the runtime (an init) or recorded by Exec (an exec), waiting for Start.
+    Created,
+    /// Start is running the runtime; an exit that arrives now waits for it to finish.
+    Starting,
+    Running,
+    Paused,
+    Stopped(Exit),
+}
+
+/// What is done to a process: a request, or what supervision saw happen to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// Start was asked: created to starting.
+    Start,
+    /// The runtime started it: starting to running.
+    Started,
+    /// The runtime failed to start it: starting back to created.
+    StartFailed,
+    Pause,
+    Resume,
+    /// Its exit was routed to it: to stopped.
+    Exit(Exit),
+    /// Checks only, the status stays.
+    Delete,
+    Exec,
+    Update,
+    Signal,
+}
+
+impl Status {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Status::Created => "created",
+            Status::Starting => "starting",
+            Status::Running => "running",
+            Status::Paused => "paused",
+            Status::Stopped(_) => "stopped",
+        }
+    }
+
+    pub fn exit(&self) -> Option<Exit> {
+        match self {
+            Status::Stopped(e) => Some(*e),
+            _ => None,
+        }
+    }
+
+    /// Started and not stopped: an exit is still to come (or is waiting for Start).
+    pub fn is_live(&self) -> bool {
+        matches!(self, Status::Starting | Status::Running | Status::Paused)
+    }
+
+    /// The status after `op`, or FailedPrecondition naming both. `what` names the process
+    /// ("container c1", "exec e1 in container c1").
+    pub fn after(&self, op: Op, what: &str) -> Result<Status> {
+        use Status::*;
+        let next = match (op, self) {
+            (Op::Start, Created) => Some(Starting),
+            (Op::Started, Starting) => Some(Running),
+            (Op::StartFailed, Starting) => Some(Created),
+            (Op::Pause, Running) => Some(Paused),
+            (Op::Resume, Paused) => Some(Running),
+            // An init killed before it was started exits from created.
+            (Op::Exit(e), Created | Running | Paused) => Some(Stopped(e)),
+            (Op::Delete, Created | Stopped(_)) => Some(*self),
+            (Op::Exec, Running) => Some(*self),
+            (Op::Update, Created | Running | Paused) => Some(*self),
+            (Op::Signal, Running | Paused) => Some(*self),
+            _ => None,
+        };
+        next.ok_or_else(|| {
+            let hint = match (op, self) {
+                (Op::Delete, Running | Paused) => ": kill it first",
+                (Op::Signal, Created) => ", not started",
+                _ => "",
+            };
+            Error::failed_precondition(format!("cannot {op} {what}: it is {}{hint}", self.name()))
+        })
+    }
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Op::Start => "start",
+            Op::Started => "mark as started",
+            Op::StartFailed => "mark as not started",
+            Op::Pause => "pause",
+            Op::Resume => "resume",
+            Op::Exit(_) => "record the exit of",
+            Op::Delete => "delete",
+            Op::Exec => "exec in",
+            Op::Update => "update the resources of",
+            Op::Signal => "signal",
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Kind;
+
+    fn exit() -> Exit {
+        Exit {
+            pid: 7,
+            status: ExitStatus::exited(3),
+            at: SystemTime::UNIX_EPOCH,
+        }
+    }
+
+    fn stopped() -> Status {
+        Status::Stopped(exit())
+    }
+
+    #[test]
+    fn legal_transitions() {
+        let ok = |s: Status, op| s.after(op, "c").unwrap();
+        assert_eq!(ok(Status::Created, Op::Start), Status::Starting);
+        assert_eq!(ok(Status::Starting, Op::Started), Status::Running);
+        assert_eq!(ok(Status::Starting, Op::StartFailed), Status::Created);
+        assert_eq!(ok(Status::Running, Op::Pause), Status::Paused);
+        assert_eq!(ok(Status::Paused, Op::Resume), Status::Running);
+        assert_eq!(ok(Status::Paused, Op::Exit(exit())), stopped());
+        assert_eq!(ok(Status::Created, Op::Exit(exit())), stopped());
+        assert_eq!(ok(stopped(), Op::Delete), stopped());
+        assert_eq!(ok(Status::Created, Op::Delete), Status::Created);
+        assert_eq!(ok(Status::Paused, Op::Update), Status::Paused);
+    }
+
+    #[test]
+    fn illegal_transitions_name_both_states() {
+        let err = |s: Status, op| s.after(op, "container c1").unwrap_err();
+        let e = err(Status::Running, Op::Start);
+        assert_eq!(e.kind, Kind::FailedPrecondition);
+        assert_eq!(e.message, "cannot start container c1: it is running");
+        assert_eq!(
+            err(Status::Paused, Op::Delete).message,
+            "cannot delete container c1: it is paused: kill it first"
+        );
+        assert_eq!(
+            err(stopped(), Op::Exec).message,
+            "cannot exec in container c1: it is stopped"
+        );
+        assert_eq!(
+            err(stopped(), Op::Update).message,
+            "cannot update the resources of container c1: it is stopped"
+        );
+        assert_eq!(
+            err(Status::Created, Op::Signal).message,
+            "cannot signal container c1: it is created, not started"
+        );
+        assert_eq!(
+            err(stopped(), Op::Pause).message,
+            "cannot pause container c1: it is stopped"
+        );
+        // A second exit, or an exit while starting, is never recorded over the first.
+        assert!(stopped().after(Op::Exit(exit()), "c").is_err());
+        assert!(Status::Starting.after(Op::Exit(exit()), "c").is_err());
+        assert!(Status::Created.after(Op::Pause, "c").is_err());
+        assert!(Status::Running.after(Op::Resume, "c").is_err());
+        assert!(Status::Running.after(Op::Started, "c").is_err());
+    }
+}
