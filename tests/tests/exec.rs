@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use rsrunc_e2e::{unique_id, CtrOutput, Daemon, Oci};
+use rsrunc_e2e::{poll_until, unique_id, CtrOutput, Daemon, Oci};
 
 fn running(d: &Daemon, oci: Oci) -> String {
     let id = unique_id("host");
@@ -77,14 +77,12 @@ fn exec_pids_kill_and_duplicate_ids() {
             "/bin/sleep",
             "300",
         ]);
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        let ps = loop {
-            let ps = d.ctr(&["task", "ps", &id]).ok().stdout;
-            if ps.contains(&exec_id) || std::time::Instant::now() > deadline {
-                break ps;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        };
+        // The exec shows in ps once the background ctr has started it.
+        let mut ps = String::new();
+        poll_until(Duration::from_secs(20), || {
+            ps = d.ctr(&["task", "ps", &id]).ok().stdout;
+            ps.contains(&exec_id)
+        });
         assert!(
             ps.contains(&format!("exec_id:\"{exec_id}\"")),
             "{oci:?}: {ps}"

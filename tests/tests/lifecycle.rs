@@ -69,7 +69,7 @@ fn detached_task_ps_pause_resume_kill_delete() {
 
         // RUNNING means sh started; it forks the two sleeps a moment later.
         let mut ps = String::new();
-        let three = rsrunc_e2e::poll_until(std::time::Duration::from_secs(10), || {
+        let three = poll_until(Duration::from_secs(10), || {
             ps = d.ctr(&["task", "ps", &id]).ok().stdout;
             ps.lines().skip(1).filter(|l| !l.trim().is_empty()).count() == 3
         });
@@ -313,6 +313,8 @@ fn a_containerd_restart_does_not_kill_a_printing_container() {
         // The attached client lost its daemon; make sure it is gone with its fifo ends.
         let _ = client.kill();
         let _ = client.wait();
+        // A time, not a condition: the container writes every 50 ms, and a write into a
+        // fifo without a reader would end it by SIGPIPE; ten writes later it must live.
         std::thread::sleep(Duration::from_millis(500));
         assert_eq!(
             d.task_status(&id).as_deref(),

@@ -3,9 +3,9 @@
 //! `ctr run --log-uri`: `file://` and `binary://` logging, under runc and crun.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use rsrunc_e2e::{unique_id, Daemon, Oci};
+use rsrunc_e2e::{poll_until, unique_id, Daemon, Oci};
 
 /// A logging program as containerd documents them: stdout on fd 3, stderr on fd 4, fd 5
 /// closed once ready. It records both streams and its environment next to `$2`.
@@ -18,15 +18,14 @@ exec 5>&-
 wait
 "#;
 
+/// The file's text once it contains `want`, or after 10 s whatever it has.
 fn wait_for_content(p: &Path, want: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let got = std::fs::read_to_string(p).unwrap_or_default();
-        if got.contains(want) || Instant::now() > deadline {
-            return got;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let mut got = String::new();
+    poll_until(Duration::from_secs(10), || {
+        got = std::fs::read_to_string(p).unwrap_or_default();
+        got.contains(want)
+    });
+    got
 }
 
 #[test]

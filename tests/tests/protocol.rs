@@ -3,11 +3,11 @@
 //! The shim protocol as containerd drives it: sockets and groups, the address file,
 //! cleanup after a dead shim, and the binary's own flags.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use containerd_shim_protos::types::introspection::RuntimeInfo;
 use protobuf::Message;
-use rsrunc_e2e::{ours_only, unique_id, Daemon, Oci};
+use rsrunc_e2e::{ours_only, poll_until, unique_id, Daemon, Oci};
 
 #[test]
 fn containers_of_one_group_share_one_shim() {
@@ -136,10 +136,9 @@ fn info_describes_the_runtime_and_its_features() {
     assert!(json["ociVersionMax"].is_string(), "{json}");
 }
 
-fn wait_until(mut cond: impl FnMut() -> bool, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting: {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+fn wait_until(cond: impl FnMut() -> bool, what: &str) {
+    assert!(
+        poll_until(Duration::from_secs(20), cond),
+        "timed out waiting: {what}"
+    );
 }
