@@ -145,6 +145,12 @@ pub fn poll_until(timeout: std::time::Duration, mut done: impl FnMut() -> bool) 
     }
 }
 
+/// The spec in a bundle's config.json.
+pub fn bundle_spec(bundle: &std::path::Path) -> oci_spec::runtime::Spec {
+    let path = bundle.join("config.json");
+    oci_spec::runtime::Spec::load(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+}
+
 /// A unique, short id for a container in a test.
 pub fn unique_id(prefix: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};

@@ -9,6 +9,7 @@ use containerd_shim_protos::api::{
     StateRequest, StateResponse,
 };
 use containerd_shim_protos::types::mount::Mount;
+use oci_spec::runtime::Root;
 use protobuf::well_known_types::empty::Empty;
 use rsrunc_e2e::shim_client::ShimConn;
 use rsrunc_e2e::{ours_only, rootfs, unique_id, Daemon, Oci};
@@ -123,15 +124,21 @@ fn malformed_options_are_invalid_argument_naming_the_field() {
 fn bundle(d: &Daemon, name: &str, args: &[&str], root: &Path) -> PathBuf {
     let dir = d.dir().join("bundles").join(name);
     std::fs::create_dir_all(&dir).unwrap();
-    let spec = d.ctr(&["oci", "spec"]).ok().stdout;
-    let mut spec: serde_json::Value = serde_json::from_str(&spec).unwrap();
-    spec["root"]["path"] = root.display().to_string().into();
-    spec["root"]["readonly"] = false.into();
-    spec["process"]["args"] = args.iter().map(|a| serde_json::Value::from(*a)).collect();
-    spec["process"]["terminal"] = false.into();
+    let mut spec = d.default_spec();
+    let mut r = Root::default();
+    r.set_path(root.to_path_buf());
+    r.set_readonly(Some(false));
+    spec.set_root(Some(r));
+    let process = spec.process_mut().as_mut().unwrap();
+    process.set_args(Some(args.iter().map(|a| a.to_string()).collect()));
+    process.set_terminal(Some(false));
     // Its own cgroup: `ctr oci spec` names one shared by every bundle made from it.
-    spec["linux"]["cgroupsPath"] = format!("/{}/{name}", d.namespace).into();
-    std::fs::write(dir.join("config.json"), serde_json::to_vec(&spec).unwrap()).unwrap();
+    let cgroup = PathBuf::from(format!("/{}/{name}", d.namespace));
+    spec.linux_mut()
+        .as_mut()
+        .unwrap()
+        .set_cgroups_path(Some(cgroup));
+    spec.save(dir.join("config.json")).unwrap();
     dir
 }
 

@@ -8,8 +8,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use containerd_shim_protos::api::{ConnectRequest, ConnectResponse};
+use oci_spec::runtime::Process;
 use rsrunc_e2e::shim_client::ShimConn;
-use rsrunc_e2e::{daemon, ours_only, poll_until, unique_id, Daemon, Oci};
+use rsrunc_e2e::{bundle_spec, daemon, ours_only, poll_until, unique_id, Daemon, Oci};
 
 const EXECS: usize = 1000;
 const PARALLEL: usize = 50;
@@ -107,17 +108,12 @@ fn burst(d: &Daemon) -> (String, Burst) {
     let id = unique_id("load");
     d.run(Oci::Runc, &["-d"], &id, &["/bin/sleep", "600"]).ok();
     d.wait_status(&id, "RUNNING");
-    let bundle = d
-        .dir()
-        .join("state/io.containerd.runtime.v2.task")
-        .join(&d.namespace)
-        .join(&id);
+    let bundle = d.bundle(&id);
     let address = std::fs::read_to_string(bundle.join("address"))
         .unwrap()
         .trim()
         .to_string();
-    let spec: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(bundle.join("config.json")).unwrap()).unwrap();
+    let spec = bundle_spec(&bundle).process().clone().unwrap();
     let first = ShimConn::connect(&address);
     let shim = {
         let c: ConnectResponse = first
@@ -180,7 +176,7 @@ fn remove(d: &Daemon, id: &str) {
 fn run_execs(
     conns: &[ShimConn],
     id: &str,
-    spec: &serde_json::Value,
+    process: &Process,
     range: impl Iterator<Item = usize>,
 ) -> usize {
     let conn = &conns[0];
@@ -190,7 +186,7 @@ fn run_execs(
         let (waited, deleted) = conn.exec_and_wait(
             id,
             &format!("load-{i}"),
-            &spec["process"],
+            process,
             &["/bin/sh", "-c", &format!("exit {code}")],
         );
         if waited != code || deleted != code {

@@ -51,12 +51,7 @@ fn start_writes_the_address_file() {
     let d = Daemon::start();
     let id = unique_id("addr");
     d.run(Oci::Runc, &["-d"], &id, &["/bin/sleep", "300"]).ok();
-    let bundle = d
-        .dir()
-        .join("state/io.containerd.runtime.v2.task")
-        .join(&d.namespace)
-        .join(&id);
-    let address = std::fs::read_to_string(bundle.join("address")).unwrap();
+    let address = std::fs::read_to_string(d.bundle(&id).join("address")).unwrap();
     assert_eq!(
         address.trim(),
         format!("unix://{}", d.shim_socket(&id).display())
