@@ -5,7 +5,7 @@
 //! shim fails is a wrong test. A test of something only rsrunc does is ignored there, with
 //! its reason in libtest's output, and starts with the [`ours_only`] guard:
 //!
-//! ```ignore
+//! ```text
 //! #[test]
 //! #[cfg_attr(go_shim, ignore = "rsrunc only: what it checks")]
 //! fn something_only_rsrunc_does() {
