@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use oci_spec::runtime::Spec;
+
 use crate::{poll_until, rootfs, runtime_name, shim_binary, Oci, GO_SHIM};
 
 pub struct Daemon {
@@ -186,6 +188,20 @@ disabled_plugins = {disabled}
 
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// The bundle containerd made for container `id` (its config.json, the shim's
+    /// address file).
+    pub fn bundle(&self, id: &str) -> PathBuf {
+        self.dir()
+            .join("state/io.containerd.runtime.v2.task")
+            .join(&self.namespace)
+            .join(id)
+    }
+
+    /// The spec `ctr oci spec` prints: containerd's defaults, for bundles made by hand.
+    pub fn default_spec(&self) -> Spec {
+        serde_json::from_str(&self.ctr(&["oci", "spec"]).ok().stdout).unwrap()
     }
 
     /// What arrived on the service manager's notification socket so far, one message

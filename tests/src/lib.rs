@@ -2,7 +2,21 @@
 //! runtime under test chosen by `RSRUNC_E2E_RUNTIME` (default: ours).
 //!
 //! The same tests run against containerd's Go shim (`io.containerd.runc.v2`): a test that
-//! shim fails is a wrong test, except those marked [`ours_only`].
+//! shim fails is a wrong test. A test of something only rsrunc does is ignored there, with
+//! its reason in libtest's output, and starts with the [`ours_only`] guard:
+//!
+//! ```text
+//! #[test]
+//! #[cfg_attr(go_shim, ignore = "rsrunc only: what it checks")]
+//! fn something_only_rsrunc_does() {
+//!     rsrunc_e2e::ours_only();
+//!     // ...
+//! }
+//! ```
+//!
+//! `cfg(go_shim)` comes from the build script (tests/build.rs), which reads
+//! `RSRUNC_E2E_RUNTIME` when the tests are compiled; `cargo test` recompiles them when it
+//! changes.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test harness: failing loudly is the point
 
@@ -23,26 +37,33 @@ pub const RSRUNC: &str = "io.containerd.rsrunc.v2";
 /// containerd's Go shim, the reference the tests are checked against.
 pub const GO_SHIM: &str = "io.containerd.runc.v2";
 
-/// The containerd runtime name under test.
+/// The containerd runtime name under test: the one the tests were compiled for, which must
+/// be the one `RSRUNC_E2E_RUNTIME` names when they run (a test binary run by hand under
+/// another name would ignore the wrong tests).
 pub fn runtime_name() -> String {
-    std::env::var("RSRUNC_E2E_RUNTIME").unwrap_or_else(|_| RSRUNC.to_string())
+    let built_for = env!("RSRUNC_E2E_BUILT_FOR");
+    let now = std::env::var("RSRUNC_E2E_RUNTIME").unwrap_or_else(|_| RSRUNC.to_string());
+    assert_eq!(
+        now, built_for,
+        "the tests were compiled for RSRUNC_E2E_RUNTIME={built_for} and run with {now}: \
+         run them through cargo test, which recompiles them"
+    );
+    now
 }
 
 pub fn testing_ours() -> bool {
     runtime_name() == RSRUNC
 }
 
-/// For tests of what only our shim does (named in the test); they return early under
-/// the Go shim and say so.
-pub fn ours_only(what: &str) -> bool {
-    if testing_ours() {
-        return true;
-    }
-    eprintln!(
-        "skipped under {}: {what} is an rsrunc feature",
+/// The first line of a test of what only rsrunc does, which is ignored under the Go shim
+/// (see the crate's documentation): run anyway (`--ignored`, `--include-ignored`), it
+/// stops here instead of failing on what the Go shim never claimed to do.
+pub fn ours_only() {
+    assert!(
+        testing_ours(),
+        "an rsrunc-only test run under {}: it checks what only rsrunc does",
         runtime_name()
     );
-    false
 }
 
 /// The OCI runtimes the tests run under.
@@ -122,6 +143,12 @@ pub fn poll_until(timeout: std::time::Duration, mut done: impl FnMut() -> bool) 
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+}
+
+/// The spec in a bundle's config.json.
+pub fn bundle_spec(bundle: &std::path::Path) -> oci_spec::runtime::Spec {
+    let path = bundle.join("config.json");
+    oci_spec::runtime::Spec::load(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
 }
 
 /// A unique, short id for a container in a test.

@@ -6,6 +6,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use containerd_shim_protos::protobuf::Message;
+use oci_spec::runtime::Process;
 use ttrpc::sync::Client;
 
 use crate::Daemon;
@@ -93,7 +94,7 @@ impl ShimConn {
         &self,
         id: &str,
         exec_id: &str,
-        base: &serde_json::Value,
+        base: &Process,
         args: &[&str],
     ) -> (u32, u32) {
         use containerd_shim_protos::api::{
@@ -102,8 +103,8 @@ impl ShimConn {
         };
         use containerd_shim_protos::protobuf::well_known_types::{any::Any, empty::Empty};
         let mut process = base.clone();
-        process["args"] = serde_json::json!(args);
-        process["terminal"] = false.into();
+        process.set_args(Some(args.iter().map(|a| a.to_string()).collect()));
+        process.set_terminal(Some(false));
         let req = ExecProcessRequest {
             id: id.into(),
             exec_id: exec_id.into(),

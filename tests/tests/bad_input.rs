@@ -9,15 +9,17 @@ use containerd_shim_protos::api::{
     StateRequest, StateResponse,
 };
 use containerd_shim_protos::types::mount::Mount;
+use oci_spec::runtime::Root;
 use protobuf::well_known_types::empty::Empty;
 use rsrunc_e2e::shim_client::ShimConn;
-use rsrunc_e2e::{ours_only, rootfs, testing_ours, unique_id, Daemon, Oci};
+use rsrunc_e2e::{ours_only, rootfs, unique_id, Daemon, Oci};
 use ttrpc::Code;
 
 #[test]
 fn a_runtime_binary_that_does_not_exist_is_named() {
     let d = Daemon::start();
     let id = unique_id("nobin");
+    // ctr takes --runc-binary for io.containerd.runc.v2 alone; ours reads an options file.
     let extra: Vec<String> = if d.is_go_shim() {
         vec!["--runc-binary".into(), "no-such-runtime".into()]
     } else {
@@ -28,10 +30,30 @@ fn a_runtime_binary_that_does_not_exist_is_named() {
     let out = d.run(Oci::Runc, &extra, &id, &["/bin/true"]);
     assert_ne!(out.status, 0, "{out:?}");
     assert!(out.stderr.contains("no-such-runtime"), "{out:?}");
-    if testing_ours() {
-        // Ours also says where the name came from and what kind of error it is.
-        assert!(out.stderr.contains("nobin.toml"), "{out:?}");
-        assert!(out.stderr.contains("invalid argument"), "{out:?}");
+    let _ = d.ctr(&["containers", "rm", &id]);
+    assert!(d.mounts().is_empty(), "{:?}", d.mounts());
+}
+
+/// Ours also says where the name came from and what kind of error it is.
+#[test]
+#[cfg_attr(
+    go_shim,
+    ignore = "rsrunc only: options files, and errors naming where an option was set"
+)]
+fn a_runtime_binary_from_an_options_file_is_named_with_the_file() {
+    ours_only();
+    let d = Daemon::start();
+    let id = unique_id("nobin");
+    let f = d.options_file("nobin", "BinaryName = \"no-such-runtime\"\n");
+    let out = d.run(
+        Oci::Runc,
+        &["--runtime-config-path", &f],
+        &id,
+        &["/bin/true"],
+    );
+    assert_ne!(out.status, 0, "{out:?}");
+    for part in ["no-such-runtime", "nobin.toml", "invalid argument"] {
+        assert!(out.stderr.contains(part), "{part:?} not in {out:?}");
     }
     let _ = d.ctr(&["containers", "rm", &id]);
     assert!(d.mounts().is_empty(), "{:?}", d.mounts());
@@ -55,10 +77,12 @@ fn a_runtime_failure_carries_the_runtime_message() {
 }
 
 #[test]
+#[cfg_attr(
+    go_shim,
+    ignore = "rsrunc only: runtime options as TOML through --runtime-config-path"
+)]
 fn malformed_options_are_invalid_argument_naming_the_field() {
-    if !ours_only("runtime options as TOML through --runtime-config-path") {
-        return;
-    }
+    ours_only();
     let d = Daemon::start();
     let cases = [
         (
@@ -100,15 +124,21 @@ fn malformed_options_are_invalid_argument_naming_the_field() {
 fn bundle(d: &Daemon, name: &str, args: &[&str], root: &Path) -> PathBuf {
     let dir = d.dir().join("bundles").join(name);
     std::fs::create_dir_all(&dir).unwrap();
-    let spec = d.ctr(&["oci", "spec"]).ok().stdout;
-    let mut spec: serde_json::Value = serde_json::from_str(&spec).unwrap();
-    spec["root"]["path"] = root.display().to_string().into();
-    spec["root"]["readonly"] = false.into();
-    spec["process"]["args"] = args.iter().map(|a| serde_json::Value::from(*a)).collect();
-    spec["process"]["terminal"] = false.into();
+    let mut spec = d.default_spec();
+    let mut r = Root::default();
+    r.set_path(root.to_path_buf());
+    r.set_readonly(Some(false));
+    spec.set_root(Some(r));
+    let process = spec.process_mut().as_mut().unwrap();
+    process.set_args(Some(args.iter().map(|a| a.to_string()).collect()));
+    process.set_terminal(Some(false));
     // Its own cgroup: `ctr oci spec` names one shared by every bundle made from it.
-    spec["linux"]["cgroupsPath"] = format!("/{}/{name}", d.namespace).into();
-    std::fs::write(dir.join("config.json"), serde_json::to_vec(&spec).unwrap()).unwrap();
+    let cgroup = PathBuf::from(format!("/{}/{name}", d.namespace));
+    spec.linux_mut()
+        .as_mut()
+        .unwrap()
+        .set_cgroups_path(Some(cgroup));
+    spec.save(dir.join("config.json")).unwrap();
     dir
 }
 
@@ -168,39 +198,50 @@ fn requests_containerd_never_sends_get_the_right_code() {
         },
     );
     assert_eq!(del.unwrap_err().0, Code::NOT_FOUND);
+    conn.shutdown();
+}
 
-    if testing_ours() {
-        // A bundle without config.json.
-        let empty = d.dir().join("bundles").join("empty");
-        std::fs::create_dir_all(&empty).unwrap();
-        let (code, msg) = create(&conn, "noconfig", &empty, vec![]).unwrap_err();
-        assert_eq!(code, Code::NOT_FOUND, "{msg}");
-        assert!(msg.contains("config.json"), "{msg}");
+#[test]
+#[cfg_attr(
+    go_shim,
+    ignore = "rsrunc only: its codes for bad bundles and ids, and Unimplemented RPCs"
+)]
+fn bad_bundles_ids_and_unimplemented_rpcs_get_the_right_code() {
+    ours_only();
+    let d = Daemon::start();
+    let home = bundle(&d, "home", &["/bin/true"], rootfs::busybox());
+    let conn = ShimConn::start(&d, &shim_binary(&d), &home, "home");
 
-        // A spec whose root filesystem does not exist.
-        let b = bundle(
-            &d,
-            "noroot",
-            &["/bin/true"],
-            Path::new("/nonexistent/rootfs"),
-        );
-        let (code, msg) = create(&conn, "noroot", &b, vec![]).unwrap_err();
-        assert_eq!(code, Code::FAILED_PRECONDITION, "{msg}");
-        assert!(msg.contains("/nonexistent/rootfs"), "{msg}");
+    // A bundle without config.json.
+    let empty = d.dir().join("bundles").join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let (code, msg) = create(&conn, "noconfig", &empty, vec![]).unwrap_err();
+    assert_eq!(code, Code::NOT_FOUND, "{msg}");
+    assert!(msg.contains("config.json"), "{msg}");
 
-        // An id that cannot be a directory name.
-        let (code, msg) = create(&conn, "a/b", &home, vec![]).unwrap_err();
-        assert_eq!(code, Code::INVALID_ARGUMENT, "{msg}");
+    // A spec whose root filesystem does not exist.
+    let b = bundle(
+        &d,
+        "noroot",
+        &["/bin/true"],
+        Path::new("/nonexistent/rootfs"),
+    );
+    let (code, msg) = create(&conn, "noroot", &b, vec![]).unwrap_err();
+    assert_eq!(code, Code::FAILED_PRECONDITION, "{msg}");
+    assert!(msg.contains("/nonexistent/rootfs"), "{msg}");
 
-        // RPCs that are not implemented say so, instead of "not found".
-        let e: Result<Empty, _> = conn.call(
-            "Checkpoint",
-            &containerd_shim_protos::shim::shim::CheckpointTaskRequest::new(),
-        );
-        let (code, msg) = e.unwrap_err();
-        assert_eq!(code, Code::UNIMPLEMENTED, "{msg}");
-        assert!(msg.contains("Checkpoint"), "{msg}");
-    }
+    // An id that cannot be a directory name.
+    let (code, msg) = create(&conn, "a/b", &home, vec![]).unwrap_err();
+    assert_eq!(code, Code::INVALID_ARGUMENT, "{msg}");
+
+    // RPCs that are not implemented say so, instead of "not found".
+    let e: Result<Empty, _> = conn.call(
+        "Checkpoint",
+        &containerd_shim_protos::shim::shim::CheckpointTaskRequest::new(),
+    );
+    let (code, msg) = e.unwrap_err();
+    assert_eq!(code, Code::UNIMPLEMENTED, "{msg}");
+    assert!(msg.contains("Checkpoint"), "{msg}");
     conn.shutdown();
 }
 
@@ -235,18 +276,15 @@ fn a_failed_create_leaves_nothing_mounted() {
 
 #[test]
 fn stats_and_update_of_a_created_container() {
-    use containerd_shim_protos::api::{StatsRequest, StatsResponse, UpdateTaskRequest};
-    use protobuf::well_known_types::any::Any;
+    use containerd_shim_protos::api::{StatsRequest, StatsResponse};
     let d = Daemon::start();
-    let b = bundle(&d, "res", &["/bin/sleep", "30"], rootfs::busybox());
-    let conn = ShimConn::start(&d, &shim_binary(&d), &b, "res");
-    create(&conn, "res", &b, vec![]).unwrap();
+    let (conn, id) = created(&d, "res");
 
     let stats: StatsResponse = conn
         .call(
             "Stats",
             &StatsRequest {
-                id: "res".into(),
+                id: id.into(),
                 ..Default::default()
             },
         )
@@ -258,31 +296,57 @@ fn stats_and_update_of_a_created_container() {
     );
     assert!(!stats.stats.value.is_empty());
 
-    let update = |value: &[u8]| -> Result<Empty, (Code, String)> {
-        conn.call(
-            "Update",
-            &UpdateTaskRequest {
-                id: "res".into(),
-                resources: protobuf::MessageField::some(Any {
-                    type_url: "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources"
-                        .into(),
-                    value: value.to_vec(),
-                    ..Default::default()
-                }),
+    update(&conn, id, br#"{"pids": {"limit": 99}}"#).unwrap();
+    remove(conn, id);
+}
+
+#[test]
+#[cfg_attr(
+    go_shim,
+    ignore = "rsrunc only: InvalidArgument for resources that are not JSON"
+)]
+fn resources_that_are_not_json_are_invalid_argument() {
+    ours_only();
+    let d = Daemon::start();
+    let (conn, id) = created(&d, "badres");
+    let (code, msg) = update(&conn, id, b"not json").unwrap_err();
+    assert_eq!(code, Code::INVALID_ARGUMENT, "{msg}");
+    assert!(msg.contains("LinuxResources"), "{msg}");
+    remove(conn, id);
+}
+
+/// A created (not started) container `id` running `sleep 30`, on a shim of its own.
+fn created<'a>(d: &Daemon, id: &'a str) -> (ShimConn, &'a str) {
+    let b = bundle(d, id, &["/bin/sleep", "30"], rootfs::busybox());
+    let conn = ShimConn::start(d, &shim_binary(d), &b, id);
+    create(&conn, id, &b, vec![]).unwrap();
+    (conn, id)
+}
+
+/// Update with `value` as the LinuxResources.
+fn update(conn: &ShimConn, id: &str, value: &[u8]) -> Result<Empty, (Code, String)> {
+    use containerd_shim_protos::api::UpdateTaskRequest;
+    use protobuf::well_known_types::any::Any;
+    conn.call(
+        "Update",
+        &UpdateTaskRequest {
+            id: id.into(),
+            resources: protobuf::MessageField::some(Any {
+                type_url: "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources".into(),
+                value: value.to_vec(),
                 ..Default::default()
-            },
-        )
-    };
-    update(br#"{"pids": {"limit": 99}}"#).unwrap();
-    if ours_only("InvalidArgument for resources that are not JSON") {
-        let (code, msg) = update(b"not json").unwrap_err();
-        assert_eq!(code, Code::INVALID_ARGUMENT, "{msg}");
-        assert!(msg.contains("LinuxResources"), "{msg}");
-    }
+            }),
+            ..Default::default()
+        },
+    )
+}
+
+/// Kills and deletes container `id`, then ends its shim.
+fn remove(conn: ShimConn, id: &str) {
     let _: Result<Empty, _> = conn.call(
         "Kill",
         &KillRequest {
-            id: "res".into(),
+            id: id.into(),
             signal: 9,
             ..Default::default()
         },
@@ -290,7 +354,7 @@ fn stats_and_update_of_a_created_container() {
     let _: Result<DeleteResponse, _> = conn.call(
         "Delete",
         &DeleteRequest {
-            id: "res".into(),
+            id: id.into(),
             ..Default::default()
         },
     );

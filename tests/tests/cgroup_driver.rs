@@ -6,37 +6,56 @@
 
 use rsrunc_e2e::{ours_only, unique_id, Daemon, Oci};
 
-/// `SystemdCgroup = true` with a cgroupfs path: runc would reject the path's form; the
-/// shim refuses first, naming the option, where it was set, and the path.
+/// `SystemdCgroup = true` with a cgroupfs path: runc would reject the path's form, and the
+/// container does not run.
 #[test]
 fn systemd_driver_with_a_cgroupfs_path_is_refused() {
     let d = Daemon::start();
     let id = unique_id("sdpath");
     let path = format!("/{}/{id}", d.namespace);
+    // ctr takes --runc-systemd-cgroup for io.containerd.runc.v2 alone; ours reads an
+    // options file.
     let mut extra: Vec<String> = vec!["--cgroup".into(), path.clone()];
-    let file = if d.is_go_shim() {
+    if d.is_go_shim() {
         extra.push("--runc-systemd-cgroup".into());
-        None
     } else {
-        let f = d.options_file("systemd", "SystemdCgroup = true\n");
         extra.push("--runtime-config-path".into());
-        extra.push(f.clone());
-        Some(f)
-    };
+        extra.push(d.options_file("systemd", "SystemdCgroup = true\n"));
+    }
     let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
     let out = d.run(Oci::Runc, &extra, &id, &["/bin/true"]);
     assert_ne!(
         out.status, 0,
         "a systemd driver with path {path} ran: {out:?}"
     );
-    if let Some(file) = file {
-        for part in ["invalid argument", "SystemdCgroup = true", &file, &path] {
-            assert!(
-                out.stderr.contains(part),
-                "{part:?} not in {:?}",
-                out.stderr
-            );
-        }
+    let _ = d.ctr(&["containers", "rm", &id]);
+}
+
+/// Ours refuses before runc, naming the option, where it was set, and the path.
+#[test]
+#[cfg_attr(
+    go_shim,
+    ignore = "rsrunc only: options files, and refusing a driver and cgroupsPath that disagree"
+)]
+fn systemd_driver_with_a_cgroupfs_path_is_refused_naming_the_option() {
+    ours_only();
+    let d = Daemon::start();
+    let id = unique_id("sdpath");
+    let path = format!("/{}/{id}", d.namespace);
+    let file = d.options_file("systemd", "SystemdCgroup = true\n");
+    let out = d.run(
+        Oci::Runc,
+        &["--cgroup", &path, "--runtime-config-path", &file],
+        &id,
+        &["/bin/true"],
+    );
+    assert_ne!(out.status, 0, "{out:?}");
+    for part in ["invalid argument", "SystemdCgroup = true", &file, &path] {
+        assert!(
+            out.stderr.contains(part),
+            "{part:?} not in {:?}",
+            out.stderr
+        );
     }
     let _ = d.ctr(&["containers", "rm", &id]);
 }
@@ -45,10 +64,12 @@ fn systemd_driver_with_a_cgroupfs_path_is_refused() {
 /// directory named `system.slice:ctr:ID`. Only rsrunc reads the option from a file (the Go
 /// shim has no way to be told `false` here), so only rsrunc can refuse.
 #[test]
+#[cfg_attr(
+    go_shim,
+    ignore = "rsrunc only: refusing SystemdCgroup = false with a systemd-form cgroupsPath"
+)]
 fn explicit_cgroupfs_with_a_systemd_form_path_is_refused() {
-    if !ours_only("refusing SystemdCgroup = false with a systemd-form cgroupsPath") {
-        return;
-    }
+    ours_only();
     let d = Daemon::start();
     let id = unique_id("fspath");
     let path = format!("system.slice:rsrunc-test:{id}");

@@ -116,10 +116,12 @@ fn the_runtime_name_alone_needs_no_daemon_configuration() {
 }
 
 #[test]
+#[cfg_attr(
+    go_shim,
+    ignore = "rsrunc only: the packaging/docker examples, written for io.containerd.rsrunc.v2"
+)]
 fn the_shipped_daemon_json_examples_work() {
-    if !ours_only("packaging/docker examples, written for io.containerd.rsrunc.v2") {
-        return;
-    }
+    ours_only();
     let d = Docker::start_from_example("daemon.json");
     for (rt, oci) in [("rsrunc", Oci::Runc), ("rsrunc-crun", Oci::Crun)] {
         let id = d.run_detached(rt, &[], &["sleep", "300"]);
@@ -355,6 +357,27 @@ fn memory_limit(pid: &str) -> Option<u64> {
 #[test]
 fn an_oom_kill_shows_in_inspect_and_events() {
     let d = Docker::start();
+    let actions = oom_killed(&d);
+    let has = |a: &str| actions.iter().any(|x| x == a);
+    assert!(has("start") && has("oom") && has("die"), "{actions:?}");
+}
+
+/// The Go shim publishes TaskOOM whenever its watcher gets to it, often after TaskExit.
+#[test]
+#[cfg_attr(go_shim, ignore = "rsrunc only: TaskOOM before TaskExit")]
+fn an_oom_kill_is_published_before_the_exit() {
+    ours_only();
+    let d = Docker::start();
+    let actions = oom_killed(&d);
+    let pos = |a: &str| actions.iter().position(|x| x == a);
+    let (oom, die) = (pos("oom"), pos("die"));
+    assert!(oom.is_some() && die.is_some(), "{actions:?}");
+    assert!(oom < die, "oom must come before die: {actions:?}");
+}
+
+/// Runs a container into its memory limit, checks what inspect says, removes it: Docker's
+/// event actions for it, in order.
+fn oom_killed(d: &Docker) -> Vec<String> {
     let now = || {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -381,18 +404,8 @@ fn an_oom_kill_shows_in_inspect_and_events() {
         "--format",
         "{{.Action}}",
     ]);
-    let actions: Vec<&str> = events.lines().collect();
-    let pos = |a: &str| actions.iter().position(|x| *x == a);
-    let (start, oom, die) = (pos("start"), pos("oom"), pos("die"));
-    assert!(
-        start.is_some() && oom.is_some() && die.is_some(),
-        "{actions:?}"
-    );
-    // The Go shim publishes TaskOOM whenever its watcher gets to it, often after TaskExit.
-    if ours_only("TaskOOM before TaskExit") {
-        assert!(oom < die, "oom must come before die: {actions:?}");
-    }
     d.ok(&["rm", &id]);
+    events.lines().map(str::to_string).collect()
 }
 
 #[test]
@@ -505,21 +518,8 @@ fn a_containerd_restart_under_a_running_container() {
 }
 
 #[test]
-fn bad_runtime_names_and_options_files_are_named_in_the_error() {
-    let d = Docker::start_with(|dir| {
-        let broken = dir.join("broken.toml");
-        std::fs::write(&broken, "BinaryName = \"crun\"\nNoSuchField = 1\n").unwrap();
-        serde_json::json!({ "runtimes": {
-            "missing-file": {
-                "runtimeType": rsrunc_e2e::RSRUNC,
-                "options": { "ConfigPath": dir.join("nowhere.toml") }
-            },
-            "broken-file": {
-                "runtimeType": rsrunc_e2e::RSRUNC,
-                "options": { "ConfigPath": broken }
-            }
-        }})
-    });
+fn a_runtime_without_a_shim_is_named_in_the_error() {
+    let d = Docker::start();
     let out = d.docker(&[
         "run",
         "--rm",
@@ -534,9 +534,29 @@ fn bad_runtime_names_and_options_files_are_named_in_the_error() {
         "the error does not name the missing shim: {}",
         out.stderr
     );
-    if !ours_only("options files through runtimeoptions ConfigPath") {
-        return;
-    }
+}
+
+#[test]
+#[cfg_attr(
+    go_shim,
+    ignore = "rsrunc only: options files through runtimeoptions ConfigPath"
+)]
+fn bad_options_files_are_named_in_the_error() {
+    ours_only();
+    let d = Docker::start_with(|dir| {
+        let broken = dir.join("broken.toml");
+        std::fs::write(&broken, "BinaryName = \"crun\"\nNoSuchField = 1\n").unwrap();
+        serde_json::json!({ "runtimes": {
+            "missing-file": {
+                "runtimeType": rsrunc_e2e::RSRUNC,
+                "options": { "ConfigPath": dir.join("nowhere.toml") }
+            },
+            "broken-file": {
+                "runtimeType": rsrunc_e2e::RSRUNC,
+                "options": { "ConfigPath": broken }
+            }
+        }})
+    });
     let out = d.docker(&["run", "--rm", "--runtime", "missing-file", IMAGE, "true"]);
     assert_ne!(out.status, 0);
     assert!(

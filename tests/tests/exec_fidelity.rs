@@ -13,26 +13,29 @@ use containerd_shim_protos::api::{
     StartResponse, WaitRequest, WaitResponse,
 };
 use containerd_shim_protos::protobuf::well_known_types::{any::Any, empty::Empty};
+use oci_spec::runtime::Process;
 use rsrunc_e2e::shim_client::ShimConn;
-use rsrunc_e2e::{unique_id, Daemon, Oci};
+use rsrunc_e2e::{bundle_spec, unique_id, Daemon, Oci};
 
 /// A running container's shim connection and the `process` of its spec.
-fn shim_of(d: &Daemon, id: &str) -> (ShimConn, serde_json::Value) {
-    let bundle = d
-        .dir()
-        .join("state/io.containerd.runtime.v2.task")
-        .join(&d.namespace)
-        .join(id);
+fn shim_of(d: &Daemon, id: &str) -> (ShimConn, Process) {
+    let bundle = d.bundle(id);
     let address = std::fs::read_to_string(bundle.join("address")).unwrap();
-    let spec: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(bundle.join("config.json")).unwrap()).unwrap();
-    (ShimConn::connect(address.trim()), spec["process"].clone())
+    let process = bundle_spec(&bundle).process().clone().unwrap();
+    (ShimConn::connect(address.trim()), process)
+}
+
+/// The container's process spec running `args`.
+fn with_args(base: &Process, args: &[&str]) -> Process {
+    let mut p = base.clone();
+    p.set_args(Some(args.iter().map(|a| a.to_string()).collect()));
+    p
 }
 
 fn exec_request(
     id: &str,
     exec_id: &str,
-    process: &serde_json::Value,
+    process: &Process,
     terminal: bool,
     stdout: &Fifo,
     stderr: Option<&Fifo>,
@@ -149,13 +152,15 @@ fn exec_requests_are_answered_as_the_go_shim_answers_them() {
             let out = Fifo::new(d.dir(), &format!("{id}-{exec_id}.out"));
             // With a terminal both streams are the terminal: no stderr of its own.
             let err = (!req_terminal).then(|| Fifo::new(d.dir(), &format!("{id}-{exec_id}.err")));
-            let mut process = base.clone();
-            process["args"] = serde_json::json!([
-                "/bin/sh",
-                "-c",
-                "if [ -t 1 ]; then echo tty:yes; else echo tty:no; fi; exit 4"
-            ]);
-            process["terminal"] = spec_terminal.into();
+            let mut process = with_args(
+                &base,
+                &[
+                    "/bin/sh",
+                    "-c",
+                    "if [ -t 1 ]; then echo tty:yes; else echo tty:no; fi; exit 4",
+                ],
+            );
+            process.set_terminal(Some(spec_terminal));
             let req = exec_request(&id, &exec_id, &process, req_terminal, &out, err.as_ref());
             let _: Empty = conn.call("Exec", &req).unwrap();
             let started = start(&conn, &id, &exec_id);
@@ -172,8 +177,7 @@ fn exec_requests_are_answered_as_the_go_shim_answers_them() {
         }
 
         // Created, never started, deleted: status 0.
-        let mut process = base.clone();
-        process["args"] = serde_json::json!(["/bin/true"]);
+        let process = with_args(&base, &["/bin/true"]);
         let (out, err) = (
             Fifo::new(d.dir(), &format!("{id}-never.out")),
             Fifo::new(d.dir(), &format!("{id}-never.err")),
@@ -199,7 +203,7 @@ fn exec_requests_are_answered_as_the_go_shim_answers_them() {
         err.text();
 
         // ResizePty on a running process without a terminal: nothing to do, no error.
-        process["args"] = serde_json::json!(["/bin/sleep", "30"]);
+        let process = with_args(&base, &["/bin/sleep", "30"]);
         let (out, err) = (
             Fifo::new(d.dir(), &format!("{id}-notty.out")),
             Fifo::new(d.dir(), &format!("{id}-notty.err")),

@@ -3,11 +3,11 @@
 //! The shim protocol as containerd drives it: sockets and groups, the address file,
 //! cleanup after a dead shim, and the binary's own flags.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use containerd_shim_protos::types::introspection::RuntimeInfo;
 use protobuf::Message;
-use rsrunc_e2e::{ours_only, unique_id, Daemon, Oci};
+use rsrunc_e2e::{ours_only, poll_until, unique_id, Daemon, Oci};
 
 #[test]
 fn containers_of_one_group_share_one_shim() {
@@ -51,12 +51,7 @@ fn start_writes_the_address_file() {
     let d = Daemon::start();
     let id = unique_id("addr");
     d.run(Oci::Runc, &["-d"], &id, &["/bin/sleep", "300"]).ok();
-    let bundle = d
-        .dir()
-        .join("state/io.containerd.runtime.v2.task")
-        .join(&d.namespace)
-        .join(&id);
-    let address = std::fs::read_to_string(bundle.join("address")).unwrap();
+    let address = std::fs::read_to_string(d.bundle(&id).join("address")).unwrap();
     assert_eq!(
         address.trim(),
         format!("unix://{}", d.shim_socket(&id).display())
@@ -103,10 +98,9 @@ fn a_killed_shim_is_cleaned_up_by_delete() {
 }
 
 #[test]
+#[cfg_attr(go_shim, ignore = "rsrunc only: the rsrunc binary's -v flag")]
 fn version_flag_prints_the_version() {
-    if !ours_only("the rsrunc binary's own flags") {
-        return;
-    }
+    ours_only();
     let out = std::process::Command::new(rsrunc_e2e::shim_binary())
         .arg("-v")
         .output()
@@ -118,10 +112,9 @@ fn version_flag_prints_the_version() {
 }
 
 #[test]
+#[cfg_attr(go_shim, ignore = "rsrunc only: the rsrunc binary's -info flag")]
 fn info_describes_the_runtime_and_its_features() {
-    if !ours_only("the rsrunc binary's own flags") {
-        return;
-    }
+    ours_only();
     let out = std::process::Command::new(rsrunc_e2e::shim_binary())
         .arg("-info")
         .stdin(std::process::Stdio::null())
@@ -138,10 +131,9 @@ fn info_describes_the_runtime_and_its_features() {
     assert!(json["ociVersionMax"].is_string(), "{json}");
 }
 
-fn wait_until(mut cond: impl FnMut() -> bool, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting: {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+fn wait_until(cond: impl FnMut() -> bool, what: &str) {
+    assert!(
+        poll_until(Duration::from_secs(20), cond),
+        "timed out waiting: {what}"
+    );
 }

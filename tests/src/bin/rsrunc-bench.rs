@@ -25,7 +25,7 @@ use rsrunc_e2e::cri::{self, CriDaemon, GO_HANDLER, OUR_HANDLER};
 use rsrunc_e2e::daemon::Flavor;
 use rsrunc_e2e::image::{import_busybox, IMAGE};
 use rsrunc_e2e::shim_client::ShimConn;
-use rsrunc_e2e::{daemon, rootfs, Daemon, Oci, GO_SHIM, RSRUNC};
+use rsrunc_e2e::{bundle_spec, daemon, rootfs, Daemon, Oci, GO_SHIM, RSRUNC};
 
 /// containerd 2.x for the pods, as `scripts/setup-host.sh` extracts it.
 const CONTAINERD_2: &str = "/opt/rsrunc-test/containerd-2.1.9/usr/bin";
@@ -487,16 +487,9 @@ impl Bench {
             let id = self.id("soak");
             self.ctr_run(peer, &["-d"], &id, true, &["/bin/sleep", "100000"])
                 .ok();
-            let bundle = self
-                .d
-                .dir()
-                .join("state/io.containerd.runtime.v2.task")
-                .join(&self.d.namespace)
-                .join(&id);
+            let bundle = self.d.bundle(&id);
             let address = std::fs::read_to_string(bundle.join("address")).unwrap();
-            let spec: serde_json::Value =
-                serde_json::from_slice(&std::fs::read(bundle.join("config.json")).unwrap())
-                    .unwrap();
+            let process = bundle_spec(&bundle).process().clone().unwrap();
             let shim = self.d.shim_pids()[0];
             let (rss0, _) = smaps_rollup(shim);
             let fds0 = fd_count(shim);
@@ -504,9 +497,9 @@ impl Bench {
             let t = Instant::now();
             std::thread::scope(|s| {
                 for worker in 0..parallel {
-                    let (address, spec, id, wrong) = (
+                    let (address, process, id, wrong) = (
                         address.trim().to_string(),
-                        spec.clone(),
+                        process.clone(),
                         id.clone(),
                         Arc::clone(&wrong),
                     );
@@ -517,7 +510,7 @@ impl Bench {
                             let (status, _) = conn.exec_and_wait(
                                 &id,
                                 &format!("soak-{i}"),
-                                &spec["process"],
+                                &process,
                                 &["/bin/sh", "-c", &format!("exit {code}")],
                             );
                             if status != code {
@@ -588,13 +581,19 @@ impl Bench {
     fn bare_bundle(&self, id: &str, args: &[&str]) -> PathBuf {
         let dir = self.d.dir().join("bare").join(id);
         std::fs::create_dir_all(&dir).unwrap();
-        let spec = self.d.ctr(&["oci", "spec"]).ok().stdout;
-        let mut spec: serde_json::Value = serde_json::from_str(&spec).unwrap();
-        spec["root"]["path"] = rootfs::busybox().display().to_string().into();
-        spec["process"]["args"] = serde_json::json!(args);
-        spec["process"]["terminal"] = false.into();
-        spec["linux"]["cgroupsPath"] = format!("/rsrunc-bench-bare/{id}").into();
-        std::fs::write(dir.join("config.json"), serde_json::to_vec(&spec).unwrap()).unwrap();
+        let mut spec = self.d.default_spec();
+        if let Some(root) = spec.root_mut() {
+            root.set_path(rootfs::busybox().to_path_buf());
+        }
+        let process = spec.process_mut().as_mut().unwrap();
+        process.set_args(Some(args.iter().map(|a| a.to_string()).collect()));
+        process.set_terminal(Some(false));
+        let cgroup = PathBuf::from(format!("/rsrunc-bench-bare/{id}"));
+        spec.linux_mut()
+            .as_mut()
+            .unwrap()
+            .set_cgroups_path(Some(cgroup));
+        spec.save(dir.join("config.json")).unwrap();
         dir
     }
 
