@@ -69,11 +69,11 @@ e2e-go:
 
 # The node tests (tests/tests/node.rs, node_cri.rs) boot the test VM once per test binary and
 # shim (four boots, about 15 minutes under QEMU's emulator); they are ignored in `make e2e`
-# and run here. The package test among them installs the .deb `make deb` built.
+# and run here, where RSRUNC_E2E_NODE=1 compiles them in (tests/build.rs). The package test among them installs the .deb `make deb` built.
 node: build deb
 	bash scripts/setup-host.sh node
-	RSRUNC_E2E_RUNTIME=io.containerd.rsrunc.v2 cargo test --locked -p rsrunc-e2e --test node --test node_cri -- --ignored
-	RSRUNC_E2E_RUNTIME=io.containerd.runc.v2 cargo test --locked -p rsrunc-e2e --test node --test node_cri -- --ignored
+	RSRUNC_E2E_NODE=1 RSRUNC_E2E_RUNTIME=io.containerd.rsrunc.v2 cargo test --locked -p rsrunc-e2e --test node --test node_cri
+	RSRUNC_E2E_NODE=1 RSRUNC_E2E_RUNTIME=io.containerd.runc.v2 cargo test --locked -p rsrunc-e2e --test node --test node_cri
 
 # The Debian package target/debian/rsrunc_<version>-1_<arch>.deb: cargo-deb (installed once into
 # /opt/rsrunc-test/cargo-deb) packages the static binary as built, then lintian checks it.

@@ -12,7 +12,7 @@ use rsrunc_e2e::{runtime_name, unique_id, Oci};
 /// The guest is what the other node tests rely on: systemd as PID 1, pure cgroup v2,
 /// containerd and dockerd running under their units, Docker on the systemd driver.
 #[test]
-#[ignore = "boots the node VM: run by make node"]
+#[cfg_attr(not(node_vm), ignore = "boots the node VM: run by make node")]
 fn guest_is_a_node() {
     node_test("guest_is_a_node", || {
         let init = std::fs::read_to_string("/proc/1/comm").unwrap();
@@ -62,7 +62,7 @@ fn guest_is_a_node() {
 /// `ctr run` through the system containerd: the container's output and exit code come
 /// back.
 #[test]
-#[ignore = "boots the node VM: run by make node"]
+#[cfg_attr(not(node_vm), ignore = "boots the node VM: run by make node")]
 fn ctr_run_through_system_containerd() {
     node_test("ctr_run_through_system_containerd", || {
         let ns = Namespace::new("node-ctr");
@@ -80,7 +80,7 @@ fn ctr_run_through_system_containerd() {
 /// `docker run` through the system dockerd with the runtime under test as a dotted
 /// runtime name: the output and the exit code come back.
 #[test]
-#[ignore = "boots the node VM: run by make node"]
+#[cfg_attr(not(node_vm), ignore = "boots the node VM: run by make node")]
 fn docker_run_exit_code() {
     node_test("docker_run_exit_code", || {
         let image = vm::docker_busybox();
@@ -102,7 +102,7 @@ fn docker_run_exit_code() {
 /// Docker's systemd cgroup driver puts a container in `system.slice/docker-ID.scope`;
 /// also reports what the shim of that container got from containerd.
 #[test]
-#[ignore = "boots the node VM: run by make node"]
+#[cfg_attr(not(node_vm), ignore = "boots the node VM: run by make node")]
 fn docker_container_in_systemd_scope() {
     node_test("docker_container_in_systemd_scope", || {
         let image = vm::docker_busybox();
@@ -205,7 +205,7 @@ impl Way {
 /// `docker_scopes_runtime_in_daemon_json` (libtest orders tests by name), which writes the
 /// daemon.json.
 #[test]
-#[ignore = "boots the node VM: run by make node"]
+#[cfg_attr(not(node_vm), ignore = "boots the node VM: run by make node")]
 fn docker_scopes_runtime_by_type_alone() {
     node_test("docker_scopes_runtime_by_type_alone", || {
         assert!(
@@ -241,7 +241,7 @@ fn docker_scopes_runtime_by_type_alone() {
 /// `{"runtimeType": "io.containerd.runc.v2", "options": {"BinaryName": "crun",
 /// "SystemdCgroup": true}}`. One dockerd restart for all of them.
 #[test]
-#[ignore = "boots the node VM: run by make node"]
+#[cfg_attr(not(node_vm), ignore = "boots the node VM: run by make node")]
 fn docker_scopes_runtime_in_daemon_json() {
     node_test("docker_scopes_runtime_in_daemon_json", || {
         vm::docker_busybox();
@@ -769,15 +769,17 @@ const PACKAGED_SHIM: &str = "/usr/bin/containerd-shim-rsrunc-v2";
 
 /// `apt install ./rsrunc_*.deb` on the node, whose containerd is Debian's own: containerd
 /// finds the packaged shim by its runtime name alone, a container runs with it, and
-/// purging the package removes what it installed. The package is ours, so this test is
-/// about our shim whatever the runtime under test.
+/// purging the package removes what it installed. The package is ours: ignored under the
+/// Go shim.
 #[test]
-#[ignore = "boots the node VM: run by make node"]
+#[cfg_attr(not(node_vm), ignore = "boots the node VM: run by make node")]
+#[cfg_attr(
+    all(node_vm, go_shim),
+    ignore = "rsrunc only: the Debian package of rsrunc"
+)]
 fn debian_package_runs_a_container() {
     node_test("debian_package_runs_a_container", || {
-        if !rsrunc_e2e::ours_only("the Debian package of rsrunc") {
-            return;
-        }
+        rsrunc_e2e::ours_only();
         assert!(
             std::path::Path::new(DEB_IN_GUEST).exists(),
             "no package in the share: make deb builds target/debian/rsrunc_*.deb"

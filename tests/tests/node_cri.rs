@@ -49,13 +49,13 @@ const STUBBORN: &str = "trap '' TERM; echo ready; while :; do sleep 1; done";
 const MEMORY_LIMIT: i64 = 96 << 20;
 
 #[test]
-#[ignore = "boots the node VM: run by make node"]
+#[cfg_attr(not(node_vm), ignore = "boots the node VM: run by make node")]
 fn systemd_driver_pod_runc() {
     node_test("systemd_driver_pod_runc", || pod_on_node(Oci::Runc));
 }
 
 #[test]
-#[ignore = "boots the node VM: run by make node"]
+#[cfg_attr(not(node_vm), ignore = "boots the node VM: run by make node")]
 fn systemd_driver_pod_crun() {
     node_test("systemd_driver_pod_crun", || pod_on_node(Oci::Crun));
 }
