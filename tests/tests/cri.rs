@@ -135,9 +135,11 @@ fn pod_lifecycle(flavor: &Flavor, what: &str) {
         (api::ContainerState::ContainerExited as i32, 42),
         "{what}: trapper after StopContainer: {s:?}"
     );
+    // Exit code 42 says the trap ran; it must also not have waited out the grace period
+    // (a bound, not a speed check: under load SIGTERM's delivery takes seconds).
     assert!(
-        took < Duration::from_secs(5),
-        "{what}: the trapper took {took:?} to stop"
+        took < Duration::from_secs(10),
+        "{what}: the trapper took {took:?} to stop, the whole grace period"
     );
 
     // One that ignores SIGTERM is SIGKILLed after the timeout: 128 + 9.
