@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 
 use containerd_shim_protos::protobuf::well_known_types::any::Any;
 
+use crate::supervise::OomCount;
+
 /// The type URLs containerd's Go shim gives the two Metrics messages (typeurl's names).
 pub const V1_TYPE_URL: &str = "io.containerd.cgroups.v1.Metrics";
 pub const V2_TYPE_URL: &str = "io.containerd.cgroups.v2.Metrics";
@@ -138,14 +140,21 @@ impl Cgroups {
     }
 
     /// How many processes the kernel's OOM killer killed in this cgroup: "oom_kill" in
-    /// v1's memory.oom_control (kernel 4.13 and later) or v2's memory.events. None when
-    /// the kernel does not say.
-    pub fn oom_kills(&self) -> Option<u64> {
+    /// v1's memory.oom_control (kernel 4.13 and later) or v2's memory.events.
+    pub fn oom_kills(&self) -> OomCount {
         let text = match self {
-            Cgroups::V1(dirs) => read(dirs.get("memory")?, "memory.oom_control"),
+            Cgroups::V1(dirs) => match dirs.get("memory") {
+                Some(dir) => read(dir, "memory.oom_control"),
+                None => return OomCount::Gone,
+            },
             Cgroups::V2(dir) => read(dir, "memory.events"),
         };
-        kv(&text.ok()??).get("oom_kill").copied()
+        match text {
+            Ok(Some(text)) => kv(&text)
+                .get("oom_kill")
+                .map_or(OomCount::Uncounted, |n| OomCount::Kills(*n)),
+            Ok(None) | Err(_) => OomCount::Gone,
+        }
     }
 }
 
@@ -1194,7 +1203,7 @@ thp_swpout_fallback 0
         assert_eq!((m.memory.cache, m.memory.rss), (1, 0));
         assert_eq!(m.memory.usage.usage, 0);
         assert!(m.memory_oom_control.is_none());
-        assert_eq!(cg.oom_kills(), None);
+        assert_eq!(cg.oom_kills(), OomCount::Gone);
     }
 
     #[test]
@@ -1295,8 +1304,14 @@ thp_swpout_fallback 0
     #[test]
     fn oom_kills_on_both_versions() {
         let root = tempfile::tempdir().unwrap();
-        assert_eq!(v1_tree(&root.path().join("v1")).oom_kills(), Some(2));
-        assert_eq!(v2_tree(&root.path().join("v2")).oom_kills(), Some(1));
+        assert_eq!(
+            v1_tree(&root.path().join("v1")).oom_kills(),
+            OomCount::Kills(2)
+        );
+        assert_eq!(
+            v2_tree(&root.path().join("v2")).oom_kills(),
+            OomCount::Kills(1)
+        );
         // A v1 kernel before 4.13 has no oom_kill line.
         let old = root.path().join("old");
         write(
@@ -1304,8 +1319,11 @@ thp_swpout_fallback 0
             &[("memory.oom_control", "oom_kill_disable 0\nunder_oom 0\n")],
         );
         let cg = Cgroups::V1(BTreeMap::from([("memory".to_string(), old)]));
-        assert_eq!(cg.oom_kills(), None);
-        assert_eq!(Cgroups::V2(root.path().join("gone")).oom_kills(), None);
+        assert_eq!(cg.oom_kills(), OomCount::Uncounted);
+        assert_eq!(
+            Cgroups::V2(root.path().join("gone")).oom_kills(),
+            OomCount::Gone
+        );
     }
 
     #[test]

@@ -4,5 +4,5 @@
 pub mod oom;
 pub mod reaper;
 
-pub use oom::OomWatcher;
+pub use oom::{OomCount, OomKills, OomWatcher, Verdict};
 pub use reaper::{Exit, Reaper, ReaperWaiter};
