@@ -6,7 +6,7 @@ mod error;
 mod events;
 mod io;
 mod logger;
-mod metrics;
+mod mountinfo;
 mod mounts;
 mod options;
 mod service;

@@ -4,7 +4,7 @@
 //! `mount_rootfs` forks and waits through its own reaper, which cannot work next to
 //! ours.)
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use containerd_shim_protos::types::mount::Mount;
 use nix::mount::MsFlags;
@@ -40,13 +40,10 @@ pub fn mount_all(mounts: &[Mount], target: &Path) -> Result<()> {
 /// Unmounts everything at or below `target`, deepest first. Failures are logged: the
 /// caller is already cleaning up and has nothing better to do with them.
 pub fn unmount_all(target: &Path) {
-    let mountinfo = match std::fs::read_to_string("/proc/self/mountinfo") {
+    let mountinfo = match crate::mountinfo::read_self() {
         Ok(m) => m,
         Err(e) => {
-            log::error!(
-                "read /proc/self/mountinfo to unmount {}: {e}",
-                target.display()
-            );
+            log::error!("unmount {}: {e}", target.display());
             return;
         }
     };
@@ -68,35 +65,11 @@ pub fn unmount_all(target: &Path) {
 }
 
 /// The mount points in a mountinfo text that are `target` or below it.
-pub fn mounts_at_or_below(mountinfo: &str, target: &Path) -> Vec<std::path::PathBuf> {
-    mountinfo
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(|p| std::path::PathBuf::from(unescape_mountinfo(p)))
+pub fn mounts_at_or_below(mountinfo: &str, target: &Path) -> Vec<PathBuf> {
+    crate::mountinfo::parse(mountinfo)
+        .map(|m| m.mount_point)
         .filter(|p| p.starts_with(target))
         .collect()
-}
-
-/// mountinfo writes space, tab, newline and backslash as octal escapes (`\040`).
-pub fn unescape_mountinfo(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let octal = b
-            .get(i + 1..i + 4)
-            .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
-        if let (b'\\', Some(d)) = (b[i], octal) {
-            let v =
-                u32::from(d[0] - b'0') * 64 + u32::from(d[1] - b'0') * 8 + u32::from(d[2] - b'0');
-            out.push(v as u8);
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The parts of one mount request: flags, propagation change, and filesystem data.

@@ -1,8 +1,5 @@
-//! Child processes: the one reaper, the waiter the runtime driver uses through it, and
-//! the OOM watcher.
+//! Child processes: the one reaper and the waiter the runtime driver uses through it.
 
-pub mod oom;
 pub mod reaper;
 
-pub use oom::{OomCount, OomKills, OomWatcher, Verdict};
 pub use reaper::{Exit, Reaper, ReaperWaiter};

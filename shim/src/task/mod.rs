@@ -28,12 +28,12 @@ use self::bundle::{persist_config, read_bundle_config, read_pid, resolve_binary}
 pub use self::exec::ExecSpec;
 pub use self::process::Process;
 use self::state::{ExitInfo, Op, Status};
+use crate::cgroups::{Cgroups, OomCount, OomKills, OomWatcher, Verdict};
 use crate::error::{Error, Result};
 use crate::events::EventSink;
 use crate::io::{IoOwner, PendingIo, StdioPaths};
-use crate::metrics::Cgroups;
 use crate::options::RuntimeConfig;
-use crate::supervise::{Exit, OomCount, OomKills, OomWatcher, Reaper, ReaperWaiter, Verdict};
+use crate::supervise::{Exit, Reaper, ReaperWaiter};
 
 /// How long Delete waits for a process's output to drain before letting go of it.
 const IO_DRAIN: Duration = Duration::from_secs(2);

@@ -344,7 +344,7 @@ mod tests {
         std::fs::create_dir(&dir).unwrap();
         let events = dir.join("memory.events");
         std::fs::write(&events, "max 0\noom 0\noom_kill 0\n").unwrap();
-        let cg = crate::metrics::Cgroups::V2(dir.clone());
+        let cg = crate::cgroups::Cgroups::V2(dir.clone());
         let kills = OomKills::new(cg.oom_kills());
         let (tx, rx) = mpsc::channel();
         let tx = Mutex::new(tx);
