@@ -16,5 +16,5 @@ pub mod runtime_log;
 
 pub use error::{Error, Result};
 pub use monitor::{ChildWaiter, Output, StdWaiter};
-pub use ops::{ContainerState, Runtime, Stdio};
+pub use ops::{Runtime, Stdio};
 pub use opts::{CreateOpts, ExecOpts, GlobalOpts};

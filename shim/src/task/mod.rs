@@ -199,7 +199,6 @@ impl Tasks {
                 root: Some(cfg.root_for(&self.namespace)),
                 log: Some(spec.bundle.join("log.json")),
                 systemd_cgroup: cfg.uses_systemd_cgroup(),
-                debug: false,
             },
             Arc::new(ReaperWaiter(Arc::clone(&self.reaper))),
         );
