@@ -5,6 +5,8 @@
 //! The options are small and flat, so they are decoded field by field with protobuf's
 //! wire-format reader instead of generated code.
 
+#![forbid(unsafe_code)]
+
 pub mod metrics;
 
 use protobuf::{CodedInputStream, CodedOutputStream};

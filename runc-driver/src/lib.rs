@@ -7,6 +7,8 @@
 //! JSON log ([`runtime_log`]). Every call gets the environment [`mod@env`] builds: the
 //! caller's, less what a service manager addressed to containerd's own unit.
 
+#![forbid(unsafe_code)]
+
 pub mod env;
 pub mod error;
 pub mod monitor;

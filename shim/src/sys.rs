@@ -1,7 +1,8 @@
-//! Small system calls the shim needs, all through nix (no unsafe here).
+//! Small system calls the shim needs, through nix where it has them. The one module
+//! allowed unsafe code (`main.rs`): each block says why it is sound.
 
 use std::fs::File;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::Path;
 
 use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
@@ -63,9 +64,18 @@ pub fn set_nonblocking(fd: impl AsFd) -> std::io::Result<()> {
 }
 
 /// The uid of the process at the other end of a unix socket.
-pub fn peer_uid(fd: impl AsFd) -> std::io::Result<u32> {
+fn peer_uid(fd: impl AsFd) -> std::io::Result<u32> {
     let cred = nix::sys::socket::getsockopt(&fd, nix::sys::socket::sockopt::PeerCredentials)?;
     Ok(cred.uid())
+}
+
+/// [`peer_uid`] of a descriptor its owner lends by number for the duration of the call
+/// (ttrpc's accept hook lends the accepted connection so).
+pub fn peer_uid_of_lent(fd: RawFd) -> std::io::Result<u32> {
+    // SAFETY: the borrow lasts only for this call, while the lender keeps `fd` open; a
+    // number that is not an open socket makes getsockopt fail, it touches no memory.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    peer_uid(borrowed)
 }
 
 /// Receives one file descriptor sent with SCM_RIGHTS on a connected unix socket: how
