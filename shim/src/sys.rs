@@ -179,3 +179,147 @@ pub fn release_free_memory() {
         libc::malloc_trim(0);
     }
 }
+
+/// Loop devices (linux/loop.h): [`loop_device::loop_attach`] binds a file to a free one.
+pub mod loop_device {
+    use std::fs::File;
+    use std::os::fd::{AsRawFd, OwnedFd};
+    use std::path::PathBuf;
+
+    use nix::errno::Errno;
+    use nix::fcntl::OFlag;
+    use nix::sys::stat::Mode;
+
+    pub const LO_FLAGS_READ_ONLY: u32 = 1;
+    pub const LO_FLAGS_AUTOCLEAR: u32 = 4;
+    pub const LO_FLAGS_DIRECT_IO: u32 = 16;
+    const LO_NAME_SIZE: usize = 64;
+
+    /// `struct loop_info64`.
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct LoopInfo64 {
+        device: u64,
+        inode: u64,
+        rdevice: u64,
+        offset: u64,
+        sizelimit: u64,
+        number: u32,
+        encrypt_type: u32,
+        encrypt_key_size: u32,
+        flags: u32,
+        file_name: [u8; LO_NAME_SIZE],
+        crypt_name: [u8; LO_NAME_SIZE],
+        encrypt_key: [u8; 32],
+        init: [u64; 2],
+    }
+
+    /// `struct loop_config` (LOOP_CONFIGURE, Linux 5.8).
+    #[repr(C)]
+    struct LoopConfig {
+        fd: u32,
+        block_size: u32,
+        info: LoopInfo64,
+        reserved: [u64; 8],
+    }
+
+    nix::ioctl_none_bad!(loop_ctl_get_free, 0x4C82);
+    nix::ioctl_write_int_bad!(loop_set_fd, 0x4C00);
+    nix::ioctl_none_bad!(loop_clr_fd, 0x4C01);
+    nix::ioctl_write_ptr_bad!(loop_set_status64, 0x4C04, LoopInfo64);
+    nix::ioctl_write_ptr_bad!(loop_configure, 0x4C0A, LoopConfig);
+    nix::ioctl_write_int_bad!(loop_set_direct_io, 0x4C08);
+
+    /// Attaches `backing` (its path `name` is recorded for `losetup -a`) to a free loop
+    /// device with `flags` (`LO_FLAGS_*`); returns the device, opened, and its path. With
+    /// [`LO_FLAGS_AUTOCLEAR`] the kernel frees the device when the last user is gone: the
+    /// returned descriptor, then the filesystem mounted from it.
+    pub fn loop_attach(backing: &File, name: &str, flags: u32) -> std::io::Result<(File, PathBuf)> {
+        let control = nix::fcntl::open(
+            "/dev/loop-control",
+            OFlag::O_RDWR | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| std::io::Error::other(format!("open /dev/loop-control: {e}")))?;
+        let mut info = LoopInfo64 {
+            device: 0,
+            inode: 0,
+            rdevice: 0,
+            offset: 0,
+            sizelimit: 0,
+            number: 0,
+            encrypt_type: 0,
+            encrypt_key_size: 0,
+            flags,
+            file_name: [0; LO_NAME_SIZE],
+            crypt_name: [0; LO_NAME_SIZE],
+            encrypt_key: [0; 32],
+            init: [0; 2],
+        };
+        let n = name.len().min(LO_NAME_SIZE - 1);
+        info.file_name[..n].copy_from_slice(&name.as_bytes()[..n]);
+        let mode = if flags & LO_FLAGS_READ_ONLY != 0 {
+            OFlag::O_RDONLY
+        } else {
+            OFlag::O_RDWR
+        };
+        // A device found free can be taken by someone else before we configure it
+        // (EBUSY): take the next free one, as losetup does.
+        let mut last = Errno::EBUSY;
+        for _ in 0..100 {
+            // SAFETY: LOOP_CTL_GET_FREE takes no argument; the descriptor is open.
+            let number = unsafe { loop_ctl_get_free(control.as_raw_fd()) }
+                .map_err(|e| std::io::Error::other(format!("find a free loop device: {e}")))?;
+            let path = PathBuf::from(format!("/dev/loop{number}"));
+            let dev = nix::fcntl::open(&path, mode | OFlag::O_CLOEXEC, Mode::empty())
+                .map_err(|e| std::io::Error::other(format!("open {}: {e}", path.display())))?;
+            match configure(&dev, backing, info) {
+                Ok(()) => return Ok((File::from(dev), path)),
+                Err(Errno::EBUSY) => last = Errno::EBUSY,
+                Err(e) => {
+                    return Err(std::io::Error::other(format!(
+                        "attach to {}: {e}",
+                        path.display()
+                    )))
+                }
+            }
+        }
+        Err(std::io::Error::other(format!(
+            "attach to a free loop device: {last} 100 times"
+        )))
+    }
+
+    fn configure(dev: &OwnedFd, backing: &File, info: LoopInfo64) -> Result<(), Errno> {
+        let config = LoopConfig {
+            fd: backing.as_raw_fd() as u32,
+            block_size: 0,
+            info,
+            reserved: [0; 8],
+        };
+        // SAFETY: LOOP_CONFIGURE reads one `loop_config` (repr(C), as linux/loop.h lays it
+        // out) from a live local; both descriptors are open for the call.
+        match unsafe { loop_configure(dev.as_raw_fd(), &config) } {
+            Ok(_) => return Ok(()),
+            // Before Linux 5.8: attach, then set the status.
+            Err(Errno::EINVAL) | Err(Errno::ENOTTY) => {}
+            Err(e) => return Err(e),
+        }
+        let mut info = config.info;
+        let direct_io = info.flags & LO_FLAGS_DIRECT_IO != 0;
+        info.flags &= !LO_FLAGS_DIRECT_IO;
+        // SAFETY: LOOP_SET_FD takes a descriptor number by value; it is open.
+        unsafe { loop_set_fd(dev.as_raw_fd(), backing.as_raw_fd()) }?;
+        // SAFETY: LOOP_SET_STATUS64 reads one `loop_info64` from a live local.
+        let mut done = unsafe { loop_set_status64(dev.as_raw_fd(), &info) };
+        if direct_io && done.is_ok() {
+            // SAFETY: LOOP_SET_DIRECT_IO takes an integer by value.
+            done = unsafe { loop_set_direct_io(dev.as_raw_fd(), 1) };
+        }
+        if let Err(e) = done {
+            // SAFETY: LOOP_CLR_FD takes no argument; it detaches what we just attached.
+            let _ = unsafe { loop_clr_fd(dev.as_raw_fd()) };
+            return Err(e);
+        }
+        Ok(())
+    }
+}

@@ -6,6 +6,7 @@
 //! layer list is longer than a page (mounted from the layers' common parent directory),
 //! `Mount.target` below the rootfs, the `loop` option, and `uidmap=`/`gidmap=`.
 
+mod loopback;
 mod options;
 mod target;
 
@@ -85,7 +86,7 @@ fn mount_one(m: &Mount, rootfs: &Path) -> std::result::Result<(), String> {
     if let Some(o) = m
         .options
         .iter()
-        .find(|o| *o == "loop" || o.starts_with("uidmap=") || o.starts_with("gidmap="))
+        .find(|o| o.starts_with("uidmap=") || o.starts_with("gidmap="))
     {
         return Err(format!("option {o}: not supported"));
     }
@@ -112,7 +113,19 @@ fn mount_one(m: &Mount, rootfs: &Path) -> std::result::Result<(), String> {
         ));
     }
     let fs_type = (!m.type_.is_empty()).then_some(m.type_.as_str());
-    let source = (!m.source.is_empty()).then_some(m.source.as_str());
+    // Held until the mount is made: the device is freed when this is dropped unmounted.
+    let attached = match opts.loop_device {
+        true => Some(loopback::attach(
+            &m.source,
+            opts.flags.contains(MsFlags::MS_RDONLY),
+            opts.direct_io,
+        )?),
+        false => None,
+    };
+    let source = match &attached {
+        Some(a) => Some(a.path.to_str().unwrap_or_default()),
+        None => (!m.source.is_empty()).then_some(m.source.as_str()),
+    };
     let data = (!data.is_empty()).then_some(data.as_str());
     let is_remount = opts.flags.contains(MsFlags::MS_REMOUNT);
     if !is_remount || data.is_some() {
@@ -122,12 +135,14 @@ fn mount_one(m: &Mount, rootfs: &Path) -> std::result::Result<(), String> {
             Some(dir) => in_directory(dir, mount),
         };
         if let Err(e) = done {
-            return Err(match missing_directory(&opts.data) {
-                Some(o) => format!("option {o}: no such directory ({e})"),
-                None => e,
+            return Err(match (missing_directory(&opts.data), &attached) {
+                (Some(o), _) => format!("option {o}: no such directory ({e})"),
+                (None, Some(a)) => format!("mount {}: {e}", a.path.display()),
+                (None, None) => e,
             });
         }
     }
+    drop(attached);
     if !opts.propagation.is_empty() {
         nix::mount::mount(
             None::<&str>,
@@ -322,6 +337,87 @@ mod tests {
         );
         let mountinfo = crate::mountinfo::read_self().unwrap();
         assert!(mounts_at_or_below(&mountinfo, &target).is_empty());
+    }
+
+    /// The loop devices whose backing file is `image`.
+    fn loops_of(image: &Path) -> Vec<String> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir("/sys/block").unwrap() {
+            let e = e.unwrap();
+            let backing = e.path().join("loop/backing_file");
+            if let Ok(b) = std::fs::read_to_string(backing) {
+                if Path::new(b.trim()) == image {
+                    out.push(e.file_name().to_string_lossy().into_owned());
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_loop_mount_frees_its_device_when_unmounted_or_failed() {
+        if !nix::unistd::geteuid().is_root() || !Path::new("/dev/loop-control").exists() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let content = dir.path().join("content");
+        std::fs::create_dir(&content).unwrap();
+        std::fs::write(content.join("marker"), "in the image").unwrap();
+        let image = dir.path().join("image.ext4");
+        let st = std::process::Command::new("mkfs.ext4")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .args(["-q", "-d"])
+            .arg(&content)
+            .arg(&image)
+            .arg("8M")
+            .status();
+        if !st.is_ok_and(|s| s.success()) {
+            eprintln!("skipped: no mkfs.ext4");
+            return;
+        }
+        let target = dir.path().join("rootfs");
+        let m = Mount {
+            type_: "ext4".into(),
+            source: image.display().to_string(),
+            options: opts(&["ro", "loop"]),
+            ..Default::default()
+        };
+        mount_all(std::slice::from_ref(&m), &target).unwrap();
+        let marker = std::fs::read_to_string(target.join("marker"));
+        let devices = loops_of(&image);
+        let read_only = std::fs::write(target.join("new"), "x").is_err();
+        unmount_all(&target);
+        assert_eq!(marker.unwrap(), "in the image");
+        assert_eq!(devices.len(), 1, "{devices:?}");
+        let ro = format!("/sys/block/{}/ro", devices[0]);
+        assert!(read_only);
+        let freed = || {
+            (0..100).any(|_| {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                loops_of(&image).is_empty()
+            })
+        };
+        assert!(freed(), "{:?} still attached ({ro})", loops_of(&image));
+
+        // The device of a failed mount is freed too.
+        let bad = Mount {
+            type_: "no-such-fs".into(),
+            ..m
+        };
+        let e = mount_all(&[bad], &target).unwrap_err();
+        assert!(e.message.contains(": mount /dev/loop"), "{e}");
+        assert!(freed(), "{:?} still attached", loops_of(&image));
+
+        // A missing image names the option.
+        let gone = Mount {
+            type_: "ext4".into(),
+            source: dir.path().join("gone").display().to_string(),
+            options: opts(&["loop"]),
+            ..Default::default()
+        };
+        let e = mount_all(&[gone], &target).unwrap_err();
+        assert!(e.message.contains("option loop: open "), "{e}");
     }
 
     /// An overlay of `n` layers under `dir`, each with the file `layer-N`.
