@@ -323,3 +323,168 @@ pub mod loop_device {
         Ok(())
     }
 }
+
+/// Idmapped mounts: a user namespace holding an id mapping ([`idmap::user_namespace`]),
+/// and detached copies of mounts shifted by it ([`idmap::idmapped_copy`]).
+pub mod idmap {
+    use std::ffi::CString;
+    use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+    use std::os::unix::ffi::OsStrExt;
+    use std::path::Path;
+
+    use nix::sys::wait::{waitid, Id, WaitPidFlag};
+
+    /// `struct clone_args`, its first version (CLONE_ARGS_SIZE_VER0).
+    #[repr(C)]
+    struct CloneArgs {
+        flags: u64,
+        pidfd: u64,
+        child_tid: u64,
+        parent_tid: u64,
+        exit_signal: u64,
+        stack: u64,
+        stack_size: u64,
+        tls: u64,
+    }
+
+    /// A user namespace whose `uid_map` and `gid_map` are the given texts (lines of
+    /// `inside outside count`), held by a descriptor of it.
+    ///
+    /// A process is needed to own the namespace while the maps are written: a child cloned
+    /// into a new user namespace that only waits to be killed. It is cloned with no exit
+    /// signal, so the shim's reaper (which waits for SIGCHLD children only) never sees it;
+    /// it is killed and reaped here through its pidfd.
+    pub fn user_namespace(uid_map: &str, gid_map: &str) -> std::io::Result<OwnedFd> {
+        let mut pidfd: libc::c_int = -1;
+        let args = CloneArgs {
+            flags: (libc::CLONE_NEWUSER | libc::CLONE_PIDFD) as u64,
+            pidfd: &mut pidfd as *mut libc::c_int as u64,
+            child_tid: 0,
+            parent_tid: 0,
+            exit_signal: 0,
+            stack: 0,
+            stack_size: 0,
+            tls: 0,
+        };
+        // SAFETY: clone3 reads `args` (a live local, its size passed) and writes the pidfd
+        // into `pidfd`; without CLONE_VM and a stack the child gets a copy of this thread's
+        // memory, as after fork, and runs only the async-signal-safe calls below.
+        let pid = unsafe {
+            libc::syscall(
+                libc::SYS_clone3,
+                &args as *const CloneArgs,
+                std::mem::size_of::<CloneArgs>(),
+            )
+        };
+        if pid < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        if pid == 0 {
+            // SAFETY: the child: prctl and pause are system calls, async-signal-safe; it
+            // dies with the thread that made it, or when killed below.
+            unsafe {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                loop {
+                    libc::pause();
+                }
+            }
+        }
+        // SAFETY: clone3 with CLONE_PIDFD stored a new descriptor that nothing else owns.
+        let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+        let proc = format!("/proc/{pid}");
+        let made = std::fs::write(format!("{proc}/uid_map"), uid_map)
+            .map_err(|e| std::io::Error::other(format!("write uid_map: {e}")))
+            .and_then(|()| {
+                std::fs::write(format!("{proc}/gid_map"), gid_map)
+                    .map_err(|e| std::io::Error::other(format!("write gid_map: {e}")))
+            })
+            .and_then(|()| {
+                std::fs::File::open(format!("{proc}/ns/user"))
+                    .map(OwnedFd::from)
+                    .map_err(|e| std::io::Error::other(format!("open the user namespace: {e}")))
+            });
+        // The namespace lives on in its descriptor; the child is not needed any more.
+        let killed = super::pidfd_send_signal(&pidfd, libc::SIGKILL);
+        let reaped = waitid(
+            Id::PIDFd(pidfd.as_fd()),
+            WaitPidFlag::WEXITED | WaitPidFlag::__WCLONE,
+        );
+        if let Err(e) = killed.and(reaped.map(drop).map_err(Into::into)) {
+            log::warn!("end the user namespace holder {pid}: {e}");
+        }
+        made
+    }
+
+    /// Attaches at `dest` a copy of the mount at `source` whose ids are shifted by the
+    /// user namespace `userns`, read-only if asked.
+    pub fn idmapped_copy(
+        source: &Path,
+        dest: &Path,
+        userns: &impl AsFd,
+        read_only: bool,
+    ) -> std::io::Result<()> {
+        let cpath =
+            |p: &Path| CString::new(p.as_os_str().as_bytes()).map_err(std::io::Error::other);
+        let (source_c, dest_c) = (cpath(source)?, cpath(dest)?);
+        let empty = c"";
+        // SAFETY: open_tree reads a NUL-terminated path that outlives the call and returns
+        // a new descriptor or -1.
+        let tree = unsafe {
+            libc::syscall(
+                libc::SYS_open_tree,
+                libc::AT_FDCWD,
+                source_c.as_ptr(),
+                libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC,
+            )
+        };
+        if tree < 0 {
+            let e = std::io::Error::last_os_error();
+            return Err(std::io::Error::other(format!("open_tree: {e}")));
+        }
+        // SAFETY: the kernel just returned this descriptor; nothing else owns it.
+        let tree = unsafe { OwnedFd::from_raw_fd(tree as libc::c_int) };
+        let mut attr_set = libc::MOUNT_ATTR_IDMAP;
+        if read_only {
+            attr_set |= libc::MOUNT_ATTR_RDONLY;
+        }
+        let attr = libc::mount_attr {
+            attr_set,
+            attr_clr: 0,
+            propagation: 0,
+            userns_fd: userns.as_fd().as_raw_fd() as u64,
+        };
+        // SAFETY: mount_setattr reads `attr` (a live local, its size passed) and the empty
+        // path; both descriptors are open for the call.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_mount_setattr,
+                tree.as_raw_fd(),
+                empty.as_ptr(),
+                libc::AT_EMPTY_PATH,
+                &attr as *const libc::mount_attr,
+                std::mem::size_of::<libc::mount_attr>(),
+            )
+        };
+        if r < 0 {
+            let e = std::io::Error::last_os_error();
+            return Err(std::io::Error::other(format!("mount_setattr idmap: {e}")));
+        }
+        // SAFETY: move_mount reads two NUL-terminated paths that outlive the call; the
+        // tree descriptor is open.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_move_mount,
+                tree.as_raw_fd(),
+                empty.as_ptr(),
+                libc::AT_FDCWD,
+                dest_c.as_ptr(),
+                libc::MOVE_MOUNT_F_EMPTY_PATH,
+            )
+        };
+        if r < 0 {
+            let e = std::io::Error::last_os_error();
+            return Err(std::io::Error::other(format!("move_mount: {e}")));
+        }
+        Ok(())
+    }
+}

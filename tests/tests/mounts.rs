@@ -255,3 +255,61 @@ fn a_failed_loop_mount_leaves_no_device_and_no_mount() {
     );
     conn.shutdown();
 }
+
+/// containerd 2.x's overlay snapshotter asks for an idmapped rootfs (`uidmap=`, `gidmap=`)
+/// for a container with its own user namespace and `--remap-labels`: the image's files,
+/// owned by root on disk, are the container's root's. A one-layer image comes as an
+/// idmapped bind mount, a layered one as an overlay of idmapped layers.
+///
+/// containerd 2.1.9's Go shim fails both here ("failed to mount rootfs component: invalid
+/// argument", on Linux 6.18), so this runs under ours only.
+#[test]
+fn a_user_namespaced_container_owns_its_idmapped_rootfs() {
+    if !rsrunc_e2e::ours_only("an idmapped rootfs (containerd 2.1.9's Go shim: EINVAL)") {
+        return;
+    }
+    let Some((version, flavor)) = flavors().into_iter().find(|(v, _)| v.starts_with('2')) else {
+        eprintln!("skipped: no containerd 2.x extracted");
+        return;
+    };
+    let d = Daemon::start_flavor(&runtime_name(), &flavor);
+    image::import_busybox(&d);
+    image::import_layered(&d, LAYERED, 2);
+    for (name, file) in [(LAYERED, "/layers/1"), (image::IMAGE, "/bin/busybox")] {
+        let id = unique_id("userns");
+        let script = format!("stat -c %u:%g {file} /bin/busybox; id -u");
+        let out = d.ctr(&[
+            "run",
+            "--rm",
+            "--runtime",
+            &runtime_name(),
+            "--uidmap",
+            "0:100000:65536",
+            "--gidmap",
+            "0:100000:65536",
+            "--remap-labels",
+            name,
+            &id,
+            "/bin/sh",
+            "-c",
+            &script,
+        ]);
+        assert_eq!(
+            (out.status, out.stdout.as_str()),
+            (0, "0:0\n0:0\n0\n"),
+            "containerd {version} {name}: {out:?}"
+        );
+    }
+    assert!(d.mounts().is_empty(), "{:?}", d.mounts());
+    // Shifted by the mount, not by a chown of the snapshots.
+    let snapshots = d
+        .dir()
+        .join("root/io.containerd.snapshotter.v1.overlayfs/snapshots");
+    let mut owners = Vec::new();
+    for e in std::fs::read_dir(&snapshots).unwrap() {
+        if let Ok(m) = std::fs::metadata(e.unwrap().path().join("fs/layers/1")) {
+            owners.push(std::os::unix::fs::MetadataExt::uid(&m));
+        }
+    }
+    assert_eq!(owners, [0], "owners of /layers/1 in the snapshots");
+}

@@ -6,6 +6,7 @@
 //! layer list is longer than a page (mounted from the layers' common parent directory),
 //! `Mount.target` below the rootfs, the `loop` option, and `uidmap=`/`gidmap=`.
 
+mod idmap;
 mod loopback;
 mod options;
 mod target;
@@ -83,19 +84,27 @@ pub fn mounts_at_or_below(mountinfo: &str, target: &Path) -> Vec<PathBuf> {
 
 fn mount_one(m: &Mount, rootfs: &Path) -> std::result::Result<(), String> {
     let opts = Options::parse(&m.options);
-    if let Some(o) = m
-        .options
-        .iter()
-        .find(|o| o.starts_with("uidmap=") || o.starts_with("gidmap="))
-    {
-        return Err(format!("option {o}: not supported"));
-    }
+    let userns = match (&opts.uidmap, &opts.gidmap) {
+        (Some(u), Some(g)) => Some(idmap::namespace(u, g)?),
+        (None, None) => None,
+        (Some(u), None) => return Err(format!("option uidmap={u}: no gidmap= with it")),
+        (None, Some(g)) => return Err(format!("option gidmap={g}: no uidmap= with it")),
+    };
+    let overlay = m.type_ == "overlay";
     let point = MountPoint::resolve(rootfs, &m.target)?;
     let target = point.path();
     let page = page_size();
     let mut data = opts.data.clone();
+    // Dropped (unmounted) once the overlay is mounted on them, or has failed to.
+    let mut idmapped = None;
+    if let (Some(ns), true) = (&userns, overlay) {
+        let dir = rootfs.with_extension("idmapped-layers");
+        let lowers = idmap::IdmappedLowers::prepare(&data, ns, dir)?;
+        data = lowers.data.clone();
+        idmapped = Some(lowers);
+    }
     let mut chdir = None;
-    if m.type_ == "overlay" && data.join(",").len() >= page {
+    if overlay && data.join(",").len() >= page {
         if let Some(c) = options::compact_overlay(&data) {
             chdir = Some(c.dir);
             data = c.data;
@@ -143,6 +152,11 @@ fn mount_one(m: &Mount, rootfs: &Path) -> std::result::Result<(), String> {
         }
     }
     drop(attached);
+    drop(idmapped);
+    // Resolved again: the descriptor of a target below the rootfs names the directory
+    // under the new mount, not the mount.
+    let point = MountPoint::resolve(rootfs, &m.target)?;
+    let target = point.path();
     if !opts.propagation.is_empty() {
         nix::mount::mount(
             None::<&str>,
@@ -158,6 +172,9 @@ fn mount_one(m: &Mount, rootfs: &Path) -> std::result::Result<(), String> {
         let flags = opts.flags | MsFlags::MS_REMOUNT;
         nix::mount::mount(None::<&str>, &target, None::<&str>, flags, None::<&str>)
             .map_err(|e| format!("make the bind mount read-only: {e}"))?;
+    }
+    if let (Some(ns), false) = (&userns, overlay) {
+        idmap::shift(&target, ns)?;
     }
     Ok(())
 }
@@ -418,6 +435,64 @@ mod tests {
         };
         let e = mount_all(&[gone], &target).unwrap_err();
         assert!(e.message.contains("option loop: open "), "{e}");
+    }
+
+    #[test]
+    fn idmapped_overlay_and_bind_mounts_shift_ownership() {
+        use std::os::unix::fs::MetadataExt;
+        if !nix::unistd::geteuid().is_root() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("bundle/rootfs");
+        let mut options = layers(dir.path(), 3);
+        options.push("uidmap=0:1000:65536".into());
+        options.push("gidmap=0:2000:65536".into());
+        let m = Mount {
+            type_: "overlay".into(),
+            source: "overlay".into(),
+            options,
+            ..Default::default()
+        };
+        mount_all(&[m], &target).unwrap();
+        let lower = std::fs::metadata(target.join("layer-1")).unwrap();
+        let layers_dir = dir.path().join("bundle/rootfs.idmapped-layers");
+        let layers_left = layers_dir.exists();
+        let mountinfo = crate::mountinfo::read_self().unwrap();
+        unmount_all(&target);
+        assert_eq!((lower.uid(), lower.gid()), (1000, 2000));
+        assert!(!layers_left, "{} is left", layers_dir.display());
+        assert!(mounts_at_or_below(&mountinfo, dir.path()).len() == 1);
+
+        let bind = Mount {
+            type_: "bind".into(),
+            source: dir
+                .path()
+                .join("io.containerd.snapshotter.v1.overlayfs/snapshots/1/fs")
+                .display()
+                .to_string(),
+            options: opts(&["rbind", "uidmap=0:1000:65536", "gidmap=0:2000:65536"]),
+            ..Default::default()
+        };
+        mount_all(&[bind], &target).unwrap();
+        let shifted = std::fs::metadata(target.join("layer-1")).unwrap();
+        unmount_all(&target);
+        assert_eq!((shifted.uid(), shifted.gid()), (1000, 2000));
+        let mountinfo = crate::mountinfo::read_self().unwrap();
+        assert!(mounts_at_or_below(&mountinfo, dir.path()).is_empty());
+
+        let half = Mount {
+            type_: "bind".into(),
+            source: "/".into(),
+            options: opts(&["rbind", "uidmap=0:1000:65536"]),
+            ..Default::default()
+        };
+        let e = mount_all(&[half], &target).unwrap_err();
+        assert!(
+            e.message
+                .ends_with("option uidmap=0:1000:65536: no gidmap= with it"),
+            "{e}"
+        );
     }
 
     /// An overlay of `n` layers under `dir`, each with the file `layer-N`.
