@@ -1,8 +1,13 @@
 //! Protobuf messages that containerd sends to runtime shims but that
-//! `containerd-shim-protos` does not generate.
+//! `containerd-shim-protos` does not generate, and the cgroup statistics a shim returns
+//! ([`metrics`]), written without generated code.
 //!
-//! They are small and flat, so they are decoded field by field with protobuf's
+//! The options are small and flat, so they are decoded field by field with protobuf's
 //! wire-format reader instead of generated code.
+
+#![forbid(unsafe_code)]
+
+pub mod metrics;
 
 use protobuf::{CodedInputStream, CodedOutputStream};
 

@@ -7,6 +7,8 @@
 //! JSON log ([`runtime_log`]). Every call gets the environment [`mod@env`] builds: the
 //! caller's, less what a service manager addressed to containerd's own unit.
 
+#![forbid(unsafe_code)]
+
 pub mod env;
 pub mod error;
 pub mod exit;
@@ -18,5 +20,5 @@ pub mod runtime_log;
 pub use error::{Error, Result};
 pub use exit::ExitStatus;
 pub use monitor::{ChildWaiter, Output, StdWaiter};
-pub use ops::{ContainerState, Runtime, Stdio};
+pub use ops::{Runtime, Stdio};
 pub use opts::{CreateOpts, ExecOpts, GlobalOpts};

@@ -28,14 +28,6 @@ pub struct Stdio {
     pub stderr: Option<OwnedFd>,
 }
 
-/// What `state` reports about a container.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
-pub struct ContainerState {
-    pub id: String,
-    pub pid: i32,
-    pub status: String,
-}
-
 impl std::fmt::Debug for Runtime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Runtime")
@@ -56,10 +48,6 @@ impl Runtime {
             global,
             waiter,
         }
-    }
-
-    pub fn binary(&self) -> &Path {
-        &self.binary
     }
 
     /// `create`: the container's init is created and waits for `start`.
@@ -151,16 +139,6 @@ impl Runtime {
         let pids: Option<Vec<i32>> =
             serde_json::from_slice(&out.stdout).map_err(|e| self.parse_error("ps", e))?;
         Ok(pids.unwrap_or_default())
-    }
-
-    pub fn state(&self, id: &str) -> Result<ContainerState> {
-        let out = self.run(
-            "state",
-            id,
-            opts::simple_args(&self.global, "state", id),
-            None,
-        )?;
-        serde_json::from_slice(&out.stdout).map_err(|e| self.parse_error("state", e))
     }
 
     /// `features`: what the runtime supports, as JSON; older runtimes lack the command.

@@ -12,8 +12,6 @@ pub struct GlobalOpts {
     pub log: Option<PathBuf>,
     /// `--systemd-cgroup`.
     pub systemd_cgroup: bool,
-    /// `--debug`.
-    pub debug: bool,
 }
 
 /// `create` (and the creation half of `run`).
@@ -50,9 +48,6 @@ impl GlobalOpts {
         }
         if self.systemd_cgroup {
             a.push("--systemd-cgroup".into());
-        }
-        if self.debug {
-            a.push("--debug".into());
         }
         a
     }
@@ -157,7 +152,6 @@ mod tests {
             root: Some("/run/containerd/runc/default".into()),
             log: Some("/b/log.json".into()),
             systemd_cgroup: false,
-            debug: false,
         }
     }
 
@@ -184,10 +178,9 @@ mod tests {
         assert!(GlobalOpts::default().args().is_empty());
         let g = GlobalOpts {
             systemd_cgroup: true,
-            debug: true,
             ..Default::default()
         };
-        assert_eq!(strs(g.args()), ["--systemd-cgroup", "--debug"]);
+        assert_eq!(strs(g.args()), ["--systemd-cgroup"]);
     }
 
     #[test]

@@ -1,16 +1,21 @@
 //! `containerd-shim-rsrunc-v2`: containerd's runtime v2 shim for runc-compatible runtimes.
 
+#![deny(unsafe_code)]
+
 mod cgroups;
 mod cli;
 mod error;
 mod events;
 mod io;
 mod logger;
-mod metrics;
+mod mountinfo;
 mod mounts;
 mod options;
 mod service;
 mod supervise;
+// The one module with unsafe code: the system calls nix does not wrap, each block with
+// its SAFETY line.
+#[allow(unsafe_code)]
 mod sys;
 mod task;
 

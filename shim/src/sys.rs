@@ -1,7 +1,8 @@
-//! Small system calls the shim needs, all through nix (no unsafe here).
+//! Small system calls the shim needs, through nix where it has them. The one module
+//! allowed unsafe code (`main.rs`): each block says why it is sound.
 
 use std::fs::File;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::Path;
 
 use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
@@ -63,9 +64,18 @@ pub fn set_nonblocking(fd: impl AsFd) -> std::io::Result<()> {
 }
 
 /// The uid of the process at the other end of a unix socket.
-pub fn peer_uid(fd: impl AsFd) -> std::io::Result<u32> {
+fn peer_uid(fd: impl AsFd) -> std::io::Result<u32> {
     let cred = nix::sys::socket::getsockopt(&fd, nix::sys::socket::sockopt::PeerCredentials)?;
     Ok(cred.uid())
+}
+
+/// [`peer_uid`] of a descriptor its owner lends by number for the duration of the call
+/// (ttrpc's accept hook lends the accepted connection so).
+pub fn peer_uid_of_lent(fd: RawFd) -> std::io::Result<u32> {
+    // SAFETY: the borrow lasts only for this call, while the lender keeps `fd` open; a
+    // number that is not an open socket makes getsockopt fail, it touches no memory.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    peer_uid(borrowed)
 }
 
 /// Receives one file descriptor sent with SCM_RIGHTS on a connected unix socket: how
@@ -167,5 +177,314 @@ pub fn release_free_memory() {
     // SAFETY: malloc_trim is thread-safe; it only returns pages that hold no allocation.
     unsafe {
         libc::malloc_trim(0);
+    }
+}
+
+/// Loop devices (linux/loop.h): [`loop_device::loop_attach`] binds a file to a free one.
+pub mod loop_device {
+    use std::fs::File;
+    use std::os::fd::{AsRawFd, OwnedFd};
+    use std::path::PathBuf;
+
+    use nix::errno::Errno;
+    use nix::fcntl::OFlag;
+    use nix::sys::stat::Mode;
+
+    pub const LO_FLAGS_READ_ONLY: u32 = 1;
+    pub const LO_FLAGS_AUTOCLEAR: u32 = 4;
+    pub const LO_FLAGS_DIRECT_IO: u32 = 16;
+    const LO_NAME_SIZE: usize = 64;
+
+    /// `struct loop_info64`.
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct LoopInfo64 {
+        device: u64,
+        inode: u64,
+        rdevice: u64,
+        offset: u64,
+        sizelimit: u64,
+        number: u32,
+        encrypt_type: u32,
+        encrypt_key_size: u32,
+        flags: u32,
+        file_name: [u8; LO_NAME_SIZE],
+        crypt_name: [u8; LO_NAME_SIZE],
+        encrypt_key: [u8; 32],
+        init: [u64; 2],
+    }
+
+    /// `struct loop_config` (LOOP_CONFIGURE, Linux 5.8).
+    #[repr(C)]
+    struct LoopConfig {
+        fd: u32,
+        block_size: u32,
+        info: LoopInfo64,
+        reserved: [u64; 8],
+    }
+
+    nix::ioctl_none_bad!(loop_ctl_get_free, 0x4C82);
+    nix::ioctl_write_int_bad!(loop_set_fd, 0x4C00);
+    nix::ioctl_none_bad!(loop_clr_fd, 0x4C01);
+    nix::ioctl_write_ptr_bad!(loop_set_status64, 0x4C04, LoopInfo64);
+    nix::ioctl_write_ptr_bad!(loop_configure, 0x4C0A, LoopConfig);
+    nix::ioctl_write_int_bad!(loop_set_direct_io, 0x4C08);
+
+    /// Attaches `backing` (its path `name` is recorded for `losetup -a`) to a free loop
+    /// device with `flags` (`LO_FLAGS_*`); returns the device, opened, and its path. With
+    /// [`LO_FLAGS_AUTOCLEAR`] the kernel frees the device when the last user is gone: the
+    /// returned descriptor, then the filesystem mounted from it.
+    pub fn loop_attach(backing: &File, name: &str, flags: u32) -> std::io::Result<(File, PathBuf)> {
+        let control = nix::fcntl::open(
+            "/dev/loop-control",
+            OFlag::O_RDWR | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| std::io::Error::other(format!("open /dev/loop-control: {e}")))?;
+        let mut info = LoopInfo64 {
+            device: 0,
+            inode: 0,
+            rdevice: 0,
+            offset: 0,
+            sizelimit: 0,
+            number: 0,
+            encrypt_type: 0,
+            encrypt_key_size: 0,
+            flags,
+            file_name: [0; LO_NAME_SIZE],
+            crypt_name: [0; LO_NAME_SIZE],
+            encrypt_key: [0; 32],
+            init: [0; 2],
+        };
+        let n = name.len().min(LO_NAME_SIZE - 1);
+        info.file_name[..n].copy_from_slice(&name.as_bytes()[..n]);
+        let mode = if flags & LO_FLAGS_READ_ONLY != 0 {
+            OFlag::O_RDONLY
+        } else {
+            OFlag::O_RDWR
+        };
+        // A device found free can be taken by someone else before we configure it
+        // (EBUSY): take the next free one, as losetup does.
+        let mut last = Errno::EBUSY;
+        for _ in 0..100 {
+            // SAFETY: LOOP_CTL_GET_FREE takes no argument; the descriptor is open.
+            let number = unsafe { loop_ctl_get_free(control.as_raw_fd()) }
+                .map_err(|e| std::io::Error::other(format!("find a free loop device: {e}")))?;
+            let path = PathBuf::from(format!("/dev/loop{number}"));
+            let dev = nix::fcntl::open(&path, mode | OFlag::O_CLOEXEC, Mode::empty())
+                .map_err(|e| std::io::Error::other(format!("open {}: {e}", path.display())))?;
+            match configure(&dev, backing, info) {
+                Ok(()) => return Ok((File::from(dev), path)),
+                Err(Errno::EBUSY) => last = Errno::EBUSY,
+                Err(e) => {
+                    return Err(std::io::Error::other(format!(
+                        "attach to {}: {e}",
+                        path.display()
+                    )))
+                }
+            }
+        }
+        Err(std::io::Error::other(format!(
+            "attach to a free loop device: {last} 100 times"
+        )))
+    }
+
+    fn configure(dev: &OwnedFd, backing: &File, info: LoopInfo64) -> Result<(), Errno> {
+        let config = LoopConfig {
+            fd: backing.as_raw_fd() as u32,
+            block_size: 0,
+            info,
+            reserved: [0; 8],
+        };
+        // SAFETY: LOOP_CONFIGURE reads one `loop_config` (repr(C), as linux/loop.h lays it
+        // out) from a live local; both descriptors are open for the call.
+        match unsafe { loop_configure(dev.as_raw_fd(), &config) } {
+            Ok(_) => return Ok(()),
+            // Before Linux 5.8: attach, then set the status.
+            Err(Errno::EINVAL) | Err(Errno::ENOTTY) => {}
+            Err(e) => return Err(e),
+        }
+        let mut info = config.info;
+        let direct_io = info.flags & LO_FLAGS_DIRECT_IO != 0;
+        info.flags &= !LO_FLAGS_DIRECT_IO;
+        // SAFETY: LOOP_SET_FD takes a descriptor number by value; it is open.
+        unsafe { loop_set_fd(dev.as_raw_fd(), backing.as_raw_fd()) }?;
+        // SAFETY: LOOP_SET_STATUS64 reads one `loop_info64` from a live local.
+        let mut done = unsafe { loop_set_status64(dev.as_raw_fd(), &info) };
+        if direct_io && done.is_ok() {
+            // SAFETY: LOOP_SET_DIRECT_IO takes an integer by value.
+            done = unsafe { loop_set_direct_io(dev.as_raw_fd(), 1) };
+        }
+        if let Err(e) = done {
+            // SAFETY: LOOP_CLR_FD takes no argument; it detaches what we just attached.
+            let _ = unsafe { loop_clr_fd(dev.as_raw_fd()) };
+            return Err(e);
+        }
+        Ok(())
+    }
+}
+
+/// Idmapped mounts: a user namespace holding an id mapping ([`idmap::user_namespace`]),
+/// and detached copies of mounts shifted by it ([`idmap::idmapped_copy`]).
+pub mod idmap {
+    use std::ffi::CString;
+    use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+    use std::os::unix::ffi::OsStrExt;
+    use std::path::Path;
+
+    use nix::sys::wait::{waitid, Id, WaitPidFlag};
+
+    /// `struct clone_args`, its first version (CLONE_ARGS_SIZE_VER0).
+    #[repr(C)]
+    struct CloneArgs {
+        flags: u64,
+        pidfd: u64,
+        child_tid: u64,
+        parent_tid: u64,
+        exit_signal: u64,
+        stack: u64,
+        stack_size: u64,
+        tls: u64,
+    }
+
+    /// A user namespace whose `uid_map` and `gid_map` are the given texts (lines of
+    /// `inside outside count`), held by a descriptor of it.
+    ///
+    /// A process is needed to own the namespace while the maps are written: a child cloned
+    /// into a new user namespace that only waits to be killed. It is cloned with no exit
+    /// signal, so the shim's reaper (which waits for SIGCHLD children only) never sees it;
+    /// it is killed and reaped here through its pidfd.
+    pub fn user_namespace(uid_map: &str, gid_map: &str) -> std::io::Result<OwnedFd> {
+        let mut pidfd: libc::c_int = -1;
+        let args = CloneArgs {
+            flags: (libc::CLONE_NEWUSER | libc::CLONE_PIDFD) as u64,
+            pidfd: &mut pidfd as *mut libc::c_int as u64,
+            child_tid: 0,
+            parent_tid: 0,
+            exit_signal: 0,
+            stack: 0,
+            stack_size: 0,
+            tls: 0,
+        };
+        // SAFETY: clone3 reads `args` (a live local, its size passed) and writes the pidfd
+        // into `pidfd`; without CLONE_VM and a stack the child gets a copy of this thread's
+        // memory, as after fork, and runs only the async-signal-safe calls below.
+        let pid = unsafe {
+            libc::syscall(
+                libc::SYS_clone3,
+                &args as *const CloneArgs,
+                std::mem::size_of::<CloneArgs>(),
+            )
+        };
+        if pid < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        if pid == 0 {
+            // SAFETY: the child: prctl and pause are system calls, async-signal-safe; it
+            // dies with the thread that made it, or when killed below.
+            unsafe {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                loop {
+                    libc::pause();
+                }
+            }
+        }
+        // SAFETY: clone3 with CLONE_PIDFD stored a new descriptor that nothing else owns.
+        let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+        let proc = format!("/proc/{pid}");
+        let made = std::fs::write(format!("{proc}/uid_map"), uid_map)
+            .map_err(|e| std::io::Error::other(format!("write uid_map: {e}")))
+            .and_then(|()| {
+                std::fs::write(format!("{proc}/gid_map"), gid_map)
+                    .map_err(|e| std::io::Error::other(format!("write gid_map: {e}")))
+            })
+            .and_then(|()| {
+                std::fs::File::open(format!("{proc}/ns/user"))
+                    .map(OwnedFd::from)
+                    .map_err(|e| std::io::Error::other(format!("open the user namespace: {e}")))
+            });
+        // The namespace lives on in its descriptor; the child is not needed any more.
+        let killed = super::pidfd_send_signal(&pidfd, libc::SIGKILL);
+        let reaped = waitid(
+            Id::PIDFd(pidfd.as_fd()),
+            WaitPidFlag::WEXITED | WaitPidFlag::__WCLONE,
+        );
+        if let Err(e) = killed.and(reaped.map(drop).map_err(Into::into)) {
+            log::warn!("end the user namespace holder {pid}: {e}");
+        }
+        made
+    }
+
+    /// Attaches at `dest` a copy of the mount at `source` whose ids are shifted by the
+    /// user namespace `userns`, read-only if asked.
+    pub fn idmapped_copy(
+        source: &Path,
+        dest: &Path,
+        userns: &impl AsFd,
+        read_only: bool,
+    ) -> std::io::Result<()> {
+        let cpath =
+            |p: &Path| CString::new(p.as_os_str().as_bytes()).map_err(std::io::Error::other);
+        let (source_c, dest_c) = (cpath(source)?, cpath(dest)?);
+        let empty = c"";
+        // SAFETY: open_tree reads a NUL-terminated path that outlives the call and returns
+        // a new descriptor or -1.
+        let tree = unsafe {
+            libc::syscall(
+                libc::SYS_open_tree,
+                libc::AT_FDCWD,
+                source_c.as_ptr(),
+                libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC,
+            )
+        };
+        if tree < 0 {
+            let e = std::io::Error::last_os_error();
+            return Err(std::io::Error::other(format!("open_tree: {e}")));
+        }
+        // SAFETY: the kernel just returned this descriptor; nothing else owns it.
+        let tree = unsafe { OwnedFd::from_raw_fd(tree as libc::c_int) };
+        let mut attr_set = libc::MOUNT_ATTR_IDMAP;
+        if read_only {
+            attr_set |= libc::MOUNT_ATTR_RDONLY;
+        }
+        let attr = libc::mount_attr {
+            attr_set,
+            attr_clr: 0,
+            propagation: 0,
+            userns_fd: userns.as_fd().as_raw_fd() as u64,
+        };
+        // SAFETY: mount_setattr reads `attr` (a live local, its size passed) and the empty
+        // path; both descriptors are open for the call.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_mount_setattr,
+                tree.as_raw_fd(),
+                empty.as_ptr(),
+                libc::AT_EMPTY_PATH,
+                &attr as *const libc::mount_attr,
+                std::mem::size_of::<libc::mount_attr>(),
+            )
+        };
+        if r < 0 {
+            let e = std::io::Error::last_os_error();
+            return Err(std::io::Error::other(format!("mount_setattr idmap: {e}")));
+        }
+        // SAFETY: move_mount reads two NUL-terminated paths that outlive the call; the
+        // tree descriptor is open.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_move_mount,
+                tree.as_raw_fd(),
+                empty.as_ptr(),
+                libc::AT_FDCWD,
+                dest_c.as_ptr(),
+                libc::MOVE_MOUNT_F_EMPTY_PATH,
+            )
+        };
+        if r < 0 {
+            let e = std::io::Error::last_os_error();
+            return Err(std::io::Error::other(format!("move_mount: {e}")));
+        }
+        Ok(())
     }
 }

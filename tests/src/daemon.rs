@@ -54,6 +54,37 @@ pub struct Flavor {
     pub config_version: u8,
 }
 
+/// The containerd versions `scripts/setup-host.sh` extracts under /opt/rsrunc-test
+/// (1.6, 1.7, 2.x), by version, oldest first.
+pub fn flavors() -> Vec<(String, Flavor)> {
+    let root = PathBuf::from("/opt/rsrunc-test");
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(&root)
+        .expect("setup-host.sh extracts containerd 1.6 and 2.x under /opt/rsrunc-test")
+    {
+        let entry = entry.unwrap();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(version) = name.strip_prefix("containerd-") else {
+            continue;
+        };
+        let config_version = if version.starts_with('1') { 2 } else { 3 };
+        out.push((
+            version.to_string(),
+            Flavor {
+                bin_dir: Some(entry.path().join("usr/bin")),
+                config_version,
+            },
+        ));
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    assert!(
+        out.len() >= 2,
+        "expected containerd 1.6 and 2.x under {}",
+        root.display()
+    );
+    out
+}
+
 impl Default for Flavor {
     fn default() -> Self {
         Flavor {

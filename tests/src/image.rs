@@ -2,7 +2,7 @@
 //! OCI image layout, imported with `ctr images import`, so `ctr run IMAGE` uses
 //! snapshots as users' containers do.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use sha2::{Digest, Sha256};
@@ -13,23 +13,53 @@ pub const IMAGE: &str = "docker.io/library/rsrunc-busybox:latest";
 
 /// Builds the image and imports it into `d`'s namespace.
 pub fn import_busybox(d: &Daemon) {
-    let layout = d.dir().join("image");
+    import(d, IMAGE, &[rootfs::busybox().to_path_buf()]);
+}
+
+/// Imports `name`: busybox with `n` more layers on top, layer `i` (1..=n) adding the file
+/// `/layers/i` that holds `i`. An image of more than a hundred layers gives an overlay
+/// whose layer list is longer than a page.
+pub fn import_layered(d: &Daemon, name: &str, n: usize) {
+    let src = d.dir().join("layer-sources");
+    let mut dirs = vec![rootfs::busybox().to_path_buf()];
+    for i in 1..=n {
+        let dir = src.join(i.to_string());
+        std::fs::create_dir_all(dir.join("layers")).unwrap();
+        std::fs::write(dir.join(format!("layers/{i}")), format!("{i}\n")).unwrap();
+        dirs.push(dir);
+    }
+    import(d, name, &dirs);
+    std::fs::remove_dir_all(&src).unwrap();
+}
+
+/// Builds an OCI image layout of one layer per directory, in order, and imports it as
+/// `name` into `d`'s namespace.
+pub fn import(d: &Daemon, name: &str, layer_dirs: &[PathBuf]) {
+    let layout = tempfile::tempdir_in(d.dir()).unwrap();
+    let layout = layout.path();
     let blobs = layout.join("blobs/sha256");
     std::fs::create_dir_all(&blobs).unwrap();
-    let layer_tar = d.dir().join("layer.tar");
-    run(Command::new("tar")
-        .arg("-C")
-        .arg(rootfs::busybox())
-        .args(["--owner=0", "--group=0", "-cf"])
-        .arg(&layer_tar)
-        .arg("."));
-    let layer = std::fs::read(&layer_tar).unwrap();
-    let layer_digest = put(&blobs, &layer);
+    let layer_tar = layout.join("layer.tar");
+    let mut diff_ids = Vec::new();
+    let mut layers = Vec::new();
+    for dir in layer_dirs {
+        run(Command::new("tar")
+            .arg("-C")
+            .arg(dir)
+            .args(["--owner=0", "--group=0", "-cf"])
+            .arg(&layer_tar)
+            .arg("."));
+        let layer = std::fs::read(&layer_tar).unwrap();
+        let digest = put(&blobs, &layer);
+        diff_ids.push(format!("sha256:{digest}"));
+        layers.push(serde_json::json!({"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": format!("sha256:{digest}"), "size": layer.len()}));
+    }
+    std::fs::remove_file(&layer_tar).unwrap();
     let config = serde_json::json!({
         "architecture": "amd64",
         "os": "linux",
         "config": {"Cmd": ["/bin/sh"], "Env": ["PATH=/bin"]},
-        "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{layer_digest}")]},
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
     });
     let config = serde_json::to_vec(&config).unwrap();
     let config_digest = put(&blobs, &config);
@@ -37,10 +67,11 @@ pub fn import_busybox(d: &Daemon) {
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.manifest.v1+json",
         "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": format!("sha256:{config_digest}"), "size": config.len()},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": format!("sha256:{layer_digest}"), "size": layer.len()}],
+        "layers": layers,
     });
     let manifest = serde_json::to_vec(&manifest).unwrap();
     let manifest_digest = put(&blobs, &manifest);
+    let tag = name.rsplit_once(':').map_or("latest", |(_, t)| t);
     let index = serde_json::json!({
         "schemaVersion": 2,
         "manifests": [{
@@ -48,7 +79,7 @@ pub fn import_busybox(d: &Daemon) {
             "digest": format!("sha256:{manifest_digest}"),
             "size": manifest.len(),
             "platform": {"architecture": "amd64", "os": "linux"},
-            "annotations": {"io.containerd.image.name": IMAGE, "org.opencontainers.image.ref.name": "latest"},
+            "annotations": {"io.containerd.image.name": name, "org.opencontainers.image.ref.name": tag},
         }],
     });
     std::fs::write(
@@ -64,12 +95,13 @@ pub fn import_busybox(d: &Daemon) {
     let archive = d.dir().join("image.tar");
     run(Command::new("tar")
         .arg("-C")
-        .arg(&layout)
+        .arg(layout)
         .arg("-cf")
         .arg(&archive)
         .arg("."));
-    let archive = archive.display().to_string();
-    d.ctr(&["images", "import", &archive]).ok();
+    let archive_arg = archive.display().to_string();
+    d.ctr(&["images", "import", &archive_arg]).ok();
+    std::fs::remove_file(&archive).unwrap();
 }
 
 fn put(dir: &Path, data: &[u8]) -> String {

@@ -4,40 +4,8 @@
 //! start reply differently (1.x rejects JSON version 3; 2.x takes a plain address as
 //! version 2) and calls a different Task service name.
 
-use std::path::PathBuf;
-
-use rsrunc_e2e::daemon::Flavor;
+use rsrunc_e2e::daemon::flavors;
 use rsrunc_e2e::{runtime_name, unique_id, Daemon, Oci};
-
-/// The extra containerd versions `scripts/setup-host.sh` extracts.
-fn flavors() -> Vec<(String, Flavor)> {
-    let root = PathBuf::from("/opt/rsrunc-test");
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(&root)
-        .expect("setup-host.sh extracts containerd 1.6 and 2.x under /opt/rsrunc-test")
-    {
-        let entry = entry.unwrap();
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(version) = name.strip_prefix("containerd-") else {
-            continue;
-        };
-        let config_version = if version.starts_with('1') { 2 } else { 3 };
-        out.push((
-            version.to_string(),
-            Flavor {
-                bin_dir: Some(entry.path().join("usr/bin")),
-                config_version,
-            },
-        ));
-    }
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    assert!(
-        out.len() >= 2,
-        "expected containerd 1.6 and 2.x under {}",
-        root.display()
-    );
-    out
-}
 
 #[test]
 fn lifecycle_under_each_containerd_version() {

@@ -31,7 +31,6 @@ pub fn run(flags: &Flags) -> Result<(), String> {
             root: Some(cfg.root_for(&flags.namespace)),
             log: Some(bundle.join("log.json")),
             systemd_cgroup: cfg.uses_systemd_cgroup(),
-            debug: false,
         },
         Arc::new(StdWaiter),
     );

@@ -100,9 +100,7 @@ impl containerd_shim_protos::ttrpc::security_extension::AcceptHook for PeerIsRoo
         containerd_shim_protos::ttrpc::security_extension::HookError,
     > {
         use containerd_shim_protos::ttrpc::security_extension::{HookError, HookOutput};
-        // SAFETY: ttrpc lends us the accepted connection's fd for the duration of this call.
-        let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-        let uid = crate::sys::peer_uid(borrowed).map_err(HookError::Io)?;
+        let uid = crate::sys::peer_uid_of_lent(fd).map_err(HookError::Io)?;
         let own = nix::unistd::geteuid().as_raw();
         if uid != own {
             log::warn!("refused a connection from uid {uid}");

@@ -1,20 +1,18 @@
 //! Supervision: the one reaper, the process table that routes its exits and orders
-//! TaskStart before TaskExit, the processes' lifecycle, and the OOM watcher.
+//! TaskStart before TaskExit, and the processes' lifecycle (the OOM watcher is in
+//! `cgroups/`).
 //!
 //! - [`reaper`]: the only `waitpid` caller, and the waiter the runtime driver uses.
 //! - [`dispatch`]: the [`Supervisor`]: exits routed, parked or held, and TaskStart
 //!   published before TaskExit.
 //! - [`table`]: every process's pid and status, the pid index and the parked exits.
 //! - [`state`]: a process's status and its legal transitions.
-//! - [`oom`]: the memory cgroup's OOM events.
 
 pub mod dispatch;
-pub mod oom;
 pub mod reaper;
 pub mod state;
 pub mod table;
 
 pub use dispatch::{Expect, Supervisor};
-pub use oom::OomWatcher;
 pub use reaper::{Reaper, ReaperWaiter};
 pub use state::{Exit, Op, Status};

@@ -25,12 +25,12 @@ pub use self::bundle::read_persisted_config;
 use self::bundle::{persist_config, read_bundle_config, read_pid, resolve_binary};
 pub use self::exec::ExecSpec;
 pub use self::process::Process;
+use crate::cgroups::{Cgroups, OomCount, OomKills, OomWatcher, Verdict};
 use crate::error::{Error, Result};
 use crate::events::{timestamp, EventSink};
 use crate::io::{IoOwner, PendingIo, StdioPaths};
-use crate::metrics::Cgroups;
 use crate::options::RuntimeConfig;
-use crate::supervise::{Exit, Expect, OomWatcher, Op, Reaper, ReaperWaiter, Status, Supervisor};
+use crate::supervise::{Exit, Expect, Op, Reaper, ReaperWaiter, Status, Supervisor};
 
 /// How long Delete waits for a process's output to drain before letting go of it.
 const IO_DRAIN: Duration = Duration::from_secs(2);
@@ -86,8 +86,8 @@ pub struct Container {
     io_owner: (u32, u32),
     /// The init's cgroups, found at Create (None if they could not be read).
     cgroups: Option<Cgroups>,
-    /// Guards the kernel's oom_kill count for this cgroup as of the last TaskOOM.
-    oom_kills: Mutex<u64>,
+    /// The OOM kills already reported, which decide whether a notification is news.
+    oom_kills: OomKills,
 }
 
 impl Tasks {
@@ -180,7 +180,6 @@ impl Tasks {
                 root: Some(cfg.root_for(&self.namespace)),
                 log: Some(spec.bundle.join("log.json")),
                 systemd_cgroup: cfg.uses_systemd_cgroup(),
-                debug: false,
             },
             Arc::new(ReaperWaiter(Arc::clone(&self.reaper))),
         );
@@ -219,7 +218,7 @@ impl Tasks {
         let cgroups = Cgroups::of_pid(pid)
             .map_err(|e| log::warn!("no stats or OOM events for {}: {e}", spec.id))
             .ok();
-        let oom_kills = cgroups.as_ref().and_then(Cgroups::oom_kills).unwrap_or(0);
+        let oom_kills = OomKills::new(cgroups.as_ref().map_or(OomCount::Gone, Cgroups::oom_kills));
         if let Some((dir, unified)) = cgroups.as_ref().and_then(Cgroups::memory_dir) {
             if let Err(e) = self.oom.watch(&spec.id, dir, unified) {
                 log::warn!(
@@ -237,7 +236,7 @@ impl Tasks {
             shares_pid_ns: !config.has_own_pid_namespace(),
             io_owner: (cfg.io_uid, cfg.io_gid),
             cgroups,
-            oom_kills: Mutex::new(oom_kills),
+            oom_kills,
         });
         lock(&self.containers).insert(spec.id.clone(), container);
         self.events.publish(Box::new(TaskCreate {
@@ -360,44 +359,35 @@ impl Tasks {
         let Ok(c) = self.container(id) else {
             return true;
         };
-        match c.cgroups.as_ref().and_then(Cgroups::oom_kills) {
-            Some(now) => self.report_kills(&c, now),
-            None => {
-                // A kernel that does not count kills (before 4.13): every OOM
-                // notification is reported, as containerd's Go shim does.
-                self.publish_oom(&c, None);
-                true
-            }
+        let Some(now) = c.cgroups.as_ref().map(Cgroups::oom_kills) else {
+            return true;
+        };
+        match c.oom_kills.notified(now) {
+            Verdict::Publish => self.publish_oom(&c, now),
+            Verdict::LookAgain => return false,
+            Verdict::Done => log::debug!("oom notification id={id} count={now:?}: nothing new"),
         }
+        true
     }
 
     /// Publishes TaskOOM if the kernel killed a process in the container's cgroup since
     /// the last one. Called before the init's exit is handled, so that an OOM that killed
     /// the init comes before its TaskExit.
     fn report_oom(&self, c: &Container) {
-        if let Some(now) = c.cgroups.as_ref().and_then(Cgroups::oom_kills) {
-            self.report_kills(c, now);
+        if let Some(cg) = &c.cgroups {
+            let now = cg.oom_kills();
+            if c.oom_kills.exited(now) {
+                self.publish_oom(c, now);
+            }
         }
     }
 
-    /// Publishes TaskOOM if `now`, the kernel's count, is above the last one reported;
-    /// returns whether it did.
-    fn report_kills(&self, c: &Container, now: u64) -> bool {
-        let mut seen = lock(&c.oom_kills);
-        if now <= *seen {
-            return false;
-        }
-        *seen = now;
-        self.publish_oom(c, Some(now));
-        true
-    }
-
-    fn publish_oom(&self, c: &Container, kills: Option<u64>) {
+    fn publish_oom(&self, c: &Container, count: OomCount) {
         self.events.publish(Box::new(TaskOOM {
             container_id: c.id.clone(),
             ..Default::default()
         }));
-        log::info!("oom id={} oom_kills={kills:?}", c.id);
+        log::info!("oom id={} count={count:?}", c.id);
     }
 
     /// Shutdown: the shim may exit once it has no container left.

@@ -3,9 +3,10 @@
 //!
 //! cgroup v1 signals an eventfd registered through `cgroup.event_control` against
 //! `memory.oom_control`; cgroup v2 modifies `memory.events`, watched with inotify. Either
-//! way the callback only hears "look at this container"; whoever receives it compares the
-//! kernel's oom_kill counter with what it already reported, so a wake-up with nothing new
-//! (the cgroup being removed, an OOM without a kill) publishes nothing.
+//! way the callback only hears "look at this container"; whoever receives it reads the
+//! kernel's oom_kill counter and asks [`OomKills`] whether that is a kill not reported yet,
+//! so a wake-up with nothing new (an OOM without a kill, the cgroup being removed)
+//! publishes nothing.
 
 use std::collections::HashMap;
 use std::io;
@@ -23,6 +24,90 @@ type Callback = Box<dyn Fn(&str) -> bool + Send + Sync>;
 
 /// Pauses before looking again at a cgroup whose notification showed no kill yet.
 const RECHECKS_MS: [u64; 5] = [10, 30, 60, 150, 300];
+
+/// What a container's memory cgroup says about OOM kills when it is looked at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OomCount {
+    /// How many processes the kernel's OOM killer killed in the cgroup.
+    Kills(u64),
+    /// The cgroup is there but the kernel does not count kills (cgroup v1 before Linux
+    /// 4.13, whose memory.oom_control has no oom_kill line).
+    Uncounted,
+    /// The cgroup's file cannot be read: the cgroup was removed (as systemd removes a
+    /// container's scope once it is empty, and cgroup v1 signals the removal like an OOM).
+    Gone,
+}
+
+/// The OOM kills of one container already reported: decides which notifications become
+/// a TaskOOM, so that one kill is one event.
+#[derive(Debug)]
+pub struct OomKills {
+    /// Guards what was reported last.
+    seen: Mutex<Seen>,
+}
+
+/// What [`OomKills::notified`] asks of its caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Publish a TaskOOM.
+    Publish,
+    /// Nothing new: look again shortly, the kernel may not have counted the kill yet.
+    LookAgain,
+    /// Nothing to publish for this notification.
+    Done,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Seen {
+    /// The kernel's kill count as of the last TaskOOM (or of Create).
+    Kills(u64),
+    /// The cgroup went away: no more TaskOOM for this container.
+    Gone,
+}
+
+impl OomKills {
+    /// Starts from the count at Create: kills before it are not this container's news.
+    pub fn new(at_create: OomCount) -> OomKills {
+        let seen = match at_create {
+            OomCount::Kills(n) => Seen::Kills(n),
+            OomCount::Uncounted | OomCount::Gone => Seen::Kills(0),
+        };
+        OomKills {
+            seen: Mutex::new(seen),
+        }
+    }
+
+    /// The watcher saw a notification and the cgroup now says `now`. A count above the
+    /// last one is published once; a kernel that does not count kills has every
+    /// notification published, as containerd's Go shim does on cgroup v1; a cgroup that is
+    /// gone publishes nothing, then or later (containerd's Go shim forgets it too).
+    pub fn notified(&self, now: OomCount) -> Verdict {
+        let mut seen = lock(&self.seen);
+        match (*seen, now) {
+            (Seen::Gone, _) => Verdict::Done,
+            (Seen::Kills(_), OomCount::Gone) => {
+                *seen = Seen::Gone;
+                Verdict::Done
+            }
+            (Seen::Kills(_), OomCount::Uncounted) => Verdict::Publish,
+            (Seen::Kills(last), OomCount::Kills(n)) if n > last => {
+                *seen = Seen::Kills(n);
+                Verdict::Publish
+            }
+            (Seen::Kills(_), OomCount::Kills(_)) => Verdict::LookAgain,
+        }
+    }
+
+    /// The init exited and the cgroup now says `now`: true if that is a counted kill not
+    /// reported yet (then its TaskOOM goes out before the TaskExit). Without a count,
+    /// only notifications publish.
+    pub fn exited(&self, now: OomCount) -> bool {
+        match now {
+            OomCount::Kills(_) | OomCount::Gone => self.notified(now) == Verdict::Publish,
+            OomCount::Uncounted => false,
+        }
+    }
+}
 
 pub struct OomWatcher {
     /// The epoll instance the waiting thread waits on; both are made at the first watch.
@@ -200,6 +285,90 @@ mod tests {
         w.unwatch("c1");
         std::fs::write(dir.path().join("memory.events"), "oom 2\noom_kill 2\n").unwrap();
         assert!(rx.recv_timeout(Duration::from_millis(300)).is_err());
+    }
+
+    #[test]
+    fn one_kill_is_one_event() {
+        let k = OomKills::new(OomCount::Kills(0));
+        assert_eq!(k.notified(OomCount::Kills(0)), Verdict::LookAgain);
+        assert_eq!(k.notified(OomCount::Kills(1)), Verdict::Publish);
+        // More notifications for the same kill (memory.events also counts "max" and "oom").
+        assert_eq!(k.notified(OomCount::Kills(1)), Verdict::LookAgain);
+        assert!(!k.exited(OomCount::Kills(1)));
+        assert_eq!(k.notified(OomCount::Kills(3)), Verdict::Publish);
+        assert_eq!(k.notified(OomCount::Kills(2)), Verdict::LookAgain);
+    }
+
+    #[test]
+    fn kills_before_create_are_not_reported() {
+        let k = OomKills::new(OomCount::Kills(4));
+        assert_eq!(k.notified(OomCount::Kills(4)), Verdict::LookAgain);
+        assert!(k.exited(OomCount::Kills(5)));
+        assert_eq!(k.notified(OomCount::Kills(5)), Verdict::LookAgain);
+    }
+
+    #[test]
+    fn a_gone_cgroup_reports_nothing_more() {
+        // The systemd driver: the scope is removed once the OOM-killed init is gone, and
+        // the notifications still queued find no cgroup.
+        let k = OomKills::new(OomCount::Kills(0));
+        assert_eq!(k.notified(OomCount::Kills(1)), Verdict::Publish);
+        for _ in 0..3 {
+            assert_eq!(k.notified(OomCount::Gone), Verdict::Done);
+        }
+        assert!(!k.exited(OomCount::Gone));
+        assert_eq!(k.notified(OomCount::Kills(2)), Verdict::Done);
+        assert_eq!(k.notified(OomCount::Uncounted), Verdict::Done);
+        assert!(!k.exited(OomCount::Kills(2)));
+
+        let k = OomKills::new(OomCount::Kills(0));
+        assert!(!k.exited(OomCount::Gone));
+        assert_eq!(k.notified(OomCount::Kills(1)), Verdict::Done);
+    }
+
+    #[test]
+    fn without_a_kill_count_every_notification_is_reported() {
+        let k = OomKills::new(OomCount::Uncounted);
+        assert_eq!(k.notified(OomCount::Uncounted), Verdict::Publish);
+        assert_eq!(k.notified(OomCount::Uncounted), Verdict::Publish);
+        assert!(!k.exited(OomCount::Uncounted));
+        assert_eq!(k.notified(OomCount::Gone), Verdict::Done);
+        assert_eq!(k.notified(OomCount::Uncounted), Verdict::Done);
+    }
+
+    #[test]
+    fn a_watched_cgroup_that_vanishes_after_a_kill_gives_one_event() {
+        // The watcher, the kernel's count and the dedupe together, on a fake v2 cgroup.
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("docker-abc.scope");
+        std::fs::create_dir(&dir).unwrap();
+        let events = dir.join("memory.events");
+        std::fs::write(&events, "max 0\noom 0\noom_kill 0\n").unwrap();
+        let cg = crate::cgroups::Cgroups::V2(dir.clone());
+        let kills = OomKills::new(cg.oom_kills());
+        let (tx, rx) = mpsc::channel();
+        let tx = Mutex::new(tx);
+        let w = OomWatcher::new(move |_| match kills.notified(cg.oom_kills()) {
+            Verdict::Publish => lock(&tx).send(()).is_ok(),
+            Verdict::LookAgain => false,
+            Verdict::Done => true,
+        });
+        w.watch("c1", &dir, true).unwrap();
+        // Rewritten in place, as the kernel does: a truncated file would read as a kernel
+        // without a kill count.
+        let rewrite = |text: &str| {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&events)
+                .unwrap();
+            f.write_all(text.as_bytes()).unwrap();
+        };
+        rewrite("max 3\noom 1\noom_kill 1\n");
+        assert!(rx.recv_timeout(Duration::from_secs(5)).is_ok());
+        rewrite("max 4\noom 1\noom_kill 1\n");
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(rx.recv_timeout(Duration::from_millis(800)).is_err());
     }
 
     #[test]

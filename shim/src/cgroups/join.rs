@@ -1,4 +1,4 @@
-//! The little of cgroups the shim needs: putting itself into ShimCgroup.
+//! Joining a cgroup: how the shim puts itself into ShimCgroup.
 
 use std::io;
 use std::path::Path;
