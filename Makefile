@@ -2,7 +2,8 @@
 #   make demo        set up a fresh machine, build and install the shim, run a container with it
 #   make test        set up what the tests need, then check, the Debian package, the end-to-end
 #                    tests on this host and the node tests in the VM
-#   make check       fmt, clippy, unit tests and docs: no root, no daemon, no network
+#   make check       fmt, clippy, unit tests and docs: no root, no daemon, no network (the
+#                    unit tests that mount run as root in make test: make unit-root)
 #   make deb         the Debian package in target/debian (cargo-deb, checked with lintian)
 #   make node        the node tests alone: both shims in a QEMU VM (systemd, cgroup v2)
 #   make clean-host  remove what the set-up installed (scripts/clean-host.sh)
@@ -16,7 +17,7 @@ export RSRUNC_REVISION := $(shell git rev-parse --short HEAD 2>/dev/null || echo
 export RSRUNC_SHIM_BIN := $(CURDIR)/target/release/$(BIN)
 E2E_THREADS ?= 2
 
-.PHONY: all build setup install uninstall demo test check lint unit doc e2e e2e-ours e2e-go node bench deb clean clean-host
+.PHONY: all build setup install uninstall demo test check lint unit unit-root doc e2e e2e-ours e2e-go node bench deb clean clean-host
 
 all: build
 
@@ -41,7 +42,7 @@ demo: install
 	bash scripts/setup-host.sh demo
 	bash scripts/demo.sh
 
-test: setup check deb e2e node
+test: setup check unit-root deb e2e node
 
 check: lint unit doc
 
@@ -51,6 +52,11 @@ lint:
 
 unit:
 	cargo test --locked --workspace --exclude rsrunc-e2e
+
+# The unit tests that mount (bind, overlay, loop, idmapped): ignored in `make check`, which
+# needs no root; run as root by `make test`.
+unit-root:
+	cargo test --locked --workspace --exclude rsrunc-e2e -- --ignored
 
 doc:
 	RUSTDOCFLAGS="-D warnings" cargo doc --locked --workspace --no-deps
