@@ -99,16 +99,7 @@ fn malformed_options_are_invalid_argument_naming_the_field() {
 /// A bundle directory with an OCI spec from `ctr oci spec`, running `args`.
 fn bundle(d: &Daemon, name: &str, args: &[&str], root: &Path) -> PathBuf {
     let dir = d.dir().join("bundles").join(name);
-    std::fs::create_dir_all(&dir).unwrap();
-    let spec = d.ctr(&["oci", "spec"]).ok().stdout;
-    let mut spec: serde_json::Value = serde_json::from_str(&spec).unwrap();
-    spec["root"]["path"] = root.display().to_string().into();
-    spec["root"]["readonly"] = false.into();
-    spec["process"]["args"] = args.iter().map(|a| serde_json::Value::from(*a)).collect();
-    spec["process"]["terminal"] = false.into();
-    // Its own cgroup: `ctr oci spec` names one shared by every bundle made from it.
-    spec["linux"]["cgroupsPath"] = format!("/{}/{name}", d.namespace).into();
-    std::fs::write(dir.join("config.json"), serde_json::to_vec(&spec).unwrap()).unwrap();
+    d.write_bundle(&dir, root, args, &format!("/{}/{name}", d.namespace));
     dir
 }
 

@@ -500,14 +500,8 @@ impl Bench {
     /// A bundle for the bare runtimes: ctr's default spec over the busybox rootfs.
     fn bare_bundle(&self, id: &str, args: &[&str]) -> PathBuf {
         let dir = self.d.dir().join("bare").join(id);
-        std::fs::create_dir_all(&dir).unwrap();
-        let spec = self.d.ctr(&["oci", "spec"]).ok().stdout;
-        let mut spec: serde_json::Value = serde_json::from_str(&spec).unwrap();
-        spec["root"]["path"] = rootfs::busybox().display().to_string().into();
-        spec["process"]["args"] = serde_json::json!(args);
-        spec["process"]["terminal"] = false.into();
-        spec["linux"]["cgroupsPath"] = format!("/rsrunc-bench-bare/{id}").into();
-        std::fs::write(dir.join("config.json"), serde_json::to_vec(&spec).unwrap()).unwrap();
+        let cgroup = format!("/rsrunc-bench-bare/{id}");
+        self.d.write_bundle(&dir, rootfs::busybox(), args, &cgroup);
         dir
     }
 
