@@ -300,6 +300,33 @@ disabled_plugins = {disabled}
         self.ctr_input(args, None)
     }
 
+    /// Makes `dir` a bundle: ctr's default spec (`ctr oci spec`) running `args` over the
+    /// root filesystem `root`, in a cgroup of its own, `cgroups_path` (the default spec
+    /// names one cgroup shared by every bundle made from it).
+    pub fn write_bundle(&self, dir: &Path, root: &Path, args: &[&str], cgroups_path: &str) {
+        use oci_spec::runtime::RootBuilder;
+        let mut spec = self.default_spec();
+        spec.set_root(Some(
+            RootBuilder::default()
+                .path(root)
+                .readonly(false)
+                .build()
+                .unwrap(),
+        ));
+        let process = spec
+            .process_mut()
+            .as_mut()
+            .expect("ctr's default spec has a process");
+        process.set_args(Some(args.iter().map(|a| a.to_string()).collect()));
+        process.set_terminal(Some(false));
+        spec.linux_mut()
+            .as_mut()
+            .expect("ctr's default spec has a linux section")
+            .set_cgroups_path(Some(cgroups_path.into()));
+        std::fs::create_dir_all(dir).unwrap();
+        spec.save(dir.join("config.json")).unwrap();
+    }
+
     pub fn ctr_input(&self, args: &[&str], input: Option<&[u8]>) -> CtrOutput {
         let mut cmd = self.ctr_cmd(args);
         cmd.stdin(if input.is_some() {

@@ -9,7 +9,6 @@ use containerd_shim_protos::api::{
     StateRequest, StateResponse,
 };
 use containerd_shim_protos::types::mount::Mount;
-use oci_spec::runtime::Root;
 use protobuf::well_known_types::empty::Empty;
 use rsrunc_e2e::shim_client::ShimConn;
 use rsrunc_e2e::{ours_only, rootfs, unique_id, Daemon, Oci};
@@ -123,22 +122,7 @@ fn malformed_options_are_invalid_argument_naming_the_field() {
 /// A bundle directory with an OCI spec from `ctr oci spec`, running `args`.
 fn bundle(d: &Daemon, name: &str, args: &[&str], root: &Path) -> PathBuf {
     let dir = d.dir().join("bundles").join(name);
-    std::fs::create_dir_all(&dir).unwrap();
-    let mut spec = d.default_spec();
-    let mut r = Root::default();
-    r.set_path(root.to_path_buf());
-    r.set_readonly(Some(false));
-    spec.set_root(Some(r));
-    let process = spec.process_mut().as_mut().unwrap();
-    process.set_args(Some(args.iter().map(|a| a.to_string()).collect()));
-    process.set_terminal(Some(false));
-    // Its own cgroup: `ctr oci spec` names one shared by every bundle made from it.
-    let cgroup = PathBuf::from(format!("/{}/{name}", d.namespace));
-    spec.linux_mut()
-        .as_mut()
-        .unwrap()
-        .set_cgroups_path(Some(cgroup));
-    spec.save(dir.join("config.json")).unwrap();
+    d.write_bundle(&dir, root, args, &format!("/{}/{name}", d.namespace));
     dir
 }
 

@@ -580,20 +580,8 @@ impl Bench {
     /// A bundle for the bare runtimes: ctr's default spec over the busybox rootfs.
     fn bare_bundle(&self, id: &str, args: &[&str]) -> PathBuf {
         let dir = self.d.dir().join("bare").join(id);
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut spec = self.d.default_spec();
-        if let Some(root) = spec.root_mut() {
-            root.set_path(rootfs::busybox().to_path_buf());
-        }
-        let process = spec.process_mut().as_mut().unwrap();
-        process.set_args(Some(args.iter().map(|a| a.to_string()).collect()));
-        process.set_terminal(Some(false));
-        let cgroup = PathBuf::from(format!("/rsrunc-bench-bare/{id}"));
-        spec.linux_mut()
-            .as_mut()
-            .unwrap()
-            .set_cgroups_path(Some(cgroup));
-        spec.save(dir.join("config.json")).unwrap();
+        let cgroup = format!("/rsrunc-bench-bare/{id}");
+        self.d.write_bundle(&dir, rootfs::busybox(), args, &cgroup);
         dir
     }
 
