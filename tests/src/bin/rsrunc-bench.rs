@@ -425,7 +425,8 @@ impl Bench {
             config_version: 3,
         };
         let c = CriDaemon::start_flavor(&flavor);
-        let per_pod = format!("pod start, {total} pods {parallel} at a time (ms)");
+        let per_pod =
+            format!("pod start (CRI, containerd 2.1), {total} pods {parallel} at a time (ms)");
         for peer in [SHIMS[0], SHIMS[1]] {
             let handler = match peer {
                 Peer::Shim(Shim::Ours, _) => OUR_HANDLER,
@@ -461,7 +462,7 @@ impl Bench {
             assert_eq!(shims.len(), total, "{handler}: one shim per pod");
             let pss: u64 = shims.iter().map(|p| smaps_rollup(*p).1).sum();
             self.record(
-                &format!("shim PSS per pod, {total} pods running (KiB)"),
+                &format!("shim PSS per pod (CRI, containerd 2.1), {total} pods running (KiB)"),
                 peer,
                 pss as f64 / total as f64,
             );
