@@ -45,9 +45,9 @@ enum Peer {
 impl Peer {
     fn name(self) -> String {
         match self {
-            Peer::Shim(Shim::Ours, o) => format!("rsrunc+{}", o.binary()),
-            Peer::Shim(Shim::Go, o) => format!("go-shim+{}", o.binary()),
-            Peer::Bare(o) => format!("bare {}", o.binary()),
+            Peer::Shim(Shim::Ours, o) => format!("rsrunc+{}", oci_name(o)),
+            Peer::Shim(Shim::Go, o) => format!("go-shim+{}", oci_name(o)),
+            Peer::Bare(o) => format!("bare {}", oci_name(o)),
         }
     }
 
@@ -637,8 +637,8 @@ impl Bench {
             mem_gib(),
             uname_r(),
             daemon_version(),
-            tool_version("runc"),
-            tool_version("crun")
+            tool_version(&Oci::Runc.binary()),
+            tool_version(&Oci::Crun.binary())
         );
         let mode = if cfg.quick { "quick" } else { "full" };
         println!("{mode} run in {:.0} s on {machine}", elapsed.as_secs_f64());
@@ -849,6 +849,15 @@ fn uname_r() -> String {
         .unwrap_or_default()
 }
 
+/// The OCI runtime's name for the report (its binary may be a path).
+fn oci_name(oci: Oci) -> String {
+    let bin = oci.binary();
+    Path::new(&bin)
+        .file_name()
+        .map_or(bin.clone(), |n| n.to_string_lossy().into_owned())
+}
+
+/// The version `bin --version` prints (the last word of its first line).
 fn tool_version(bin: &str) -> String {
     let out = Command::new(bin).arg("--version").output().ok();
     out.map(|o| {
