@@ -51,13 +51,19 @@ pub struct View<P> {
 
 /// A create in flight: until it is dropped (or handed to [`Supervisor::add_init`]), an
 /// exit nobody claims may be its init's and is parked.
-pub struct Expect<'a, P>(&'a Supervisor<P>);
+pub struct Expect<'a, P> {
+    sup: &'a Supervisor<P>,
+    /// Where the create began among parked exits ([`Parked::mark`]).
+    since: u64,
+}
 
 /// A start in flight, from [`Supervisor::begin_start`]. [`Start::started`] when the
 /// runtime started the process; dropped otherwise, which returns it to created.
 pub struct Start<'a, P> {
     sup: &'a Supervisor<P>,
     key: Key,
+    /// Where the start began among parked exits ([`Parked::mark`]).
+    since: u64,
     done: bool,
 }
 
@@ -76,8 +82,12 @@ impl<P> Supervisor<P> {
 
     /// Call before the runtime's create: its init may exit before its pid is recorded.
     pub fn expect_pid(&self) -> Expect<'_, P> {
-        self.lock().parked.in_flight += 1;
-        Expect(self)
+        let mut t = self.lock();
+        t.parked.in_flight += 1;
+        Expect {
+            sup: self,
+            since: t.parked.mark(),
+        }
     }
 
     /// Records a created container's init with `pid`, then routes an exit that came first.
@@ -93,7 +103,7 @@ impl<P> Supervisor<P> {
                     held_init_exit: None,
                 },
             );
-            match t.parked.take(pid) {
+            match t.parked.take(pid, expect.since) {
                 Some(e) => Some(e),
                 None => {
                     t.by_pid.insert(pid, key.clone());
@@ -132,9 +142,11 @@ impl<P> Supervisor<P> {
         }
         f.entry(&key)?.transition(Op::Start, &key)?;
         t.parked.in_flight += 1;
+        let since = t.parked.mark();
         Ok(Start {
             sup: self,
             key,
+            since,
             done: false,
         })
     }
@@ -310,7 +322,7 @@ impl<P> Supervisor<P> {
 
     /// The end of a start: TaskStart published while the process is still starting,
     /// then it is running and an exit that came meanwhile is delivered. Returns its pid.
-    fn finish_start(&self, key: &Key) -> i32 {
+    fn finish_start(&self, key: &Key, since: u64) -> i32 {
         let pid = {
             let mut t = self.lock();
             let e = t.containers.get_mut(&key.id).and_then(|f| f.get_mut(key));
@@ -324,7 +336,7 @@ impl<P> Supervisor<P> {
         self.publish_start(key, pid);
         let early = {
             let mut t = self.lock();
-            let early = t.started(key, pid);
+            let early = t.started(key, pid, since);
             t.parked.done();
             early
         };
@@ -336,7 +348,7 @@ impl<P> Supervisor<P> {
 
     /// A start the runtime failed: back to created. An init that died meanwhile stops;
     /// an exec no longer holds back its init's exit.
-    fn fail_start(&self, key: &Key) {
+    fn fail_start(&self, key: &Key, since: u64) {
         let (early, released) = {
             let mut t = self.lock();
             let t = &mut *t;
@@ -348,7 +360,7 @@ impl<P> Supervisor<P> {
                         log::warn!("{err}");
                     }
                     if key.is_init() {
-                        early = t.parked.take(e.pid);
+                        early = t.parked.take(e.pid, since);
                         if early.is_some() {
                             t.by_pid.remove(&e.pid);
                         }
@@ -435,21 +447,21 @@ impl<P> Start<'_, P> {
 
     fn finish(mut self) -> i32 {
         self.done = true;
-        self.sup.finish_start(&self.key)
+        self.sup.finish_start(&self.key, self.since)
     }
 }
 
 impl<P> Drop for Start<'_, P> {
     fn drop(&mut self) {
         if !self.done {
-            self.sup.fail_start(&self.key);
+            self.sup.fail_start(&self.key, self.since);
         }
     }
 }
 
 impl<P> Drop for Expect<'_, P> {
     fn drop(&mut self) {
-        self.0.lock().parked.done();
+        self.sup.lock().parked.done();
     }
 }
 

@@ -51,7 +51,12 @@ pub(super) struct ExitCell {
 pub(super) struct Parked {
     /// Creates and starts in flight. While any is, an unclaimed exit may be theirs.
     pub(super) in_flight: usize,
-    pub(super) exits: Vec<Exit>,
+    /// Each exit with the number of exits parked before it.
+    pub(super) exits: Vec<(u64, Exit)>,
+    /// How many exits were ever parked: a create or start notes it when it begins, and
+    /// claims only exits parked since, so the exit of an earlier process whose pid the
+    /// kernel gave again is not taken for its own.
+    pub(super) seq: u64,
 }
 
 /// A process that stopped under the lock, to publish and log once it is released.
@@ -119,13 +124,14 @@ impl<P> Table<P> {
         Some(e.status)
     }
 
-    /// Starting to running; returns the exit parked for `pid` while it was starting.
-    pub(super) fn started(&mut self, key: &Key, pid: i32) -> Option<Exit> {
+    /// Starting to running; returns the exit parked for `pid` while it was starting (since
+    /// `since`, the start's [`Parked::mark`]).
+    pub(super) fn started(&mut self, key: &Key, pid: i32, since: u64) -> Option<Exit> {
         let e = self.containers.get_mut(&key.id)?.get_mut(key)?;
         if let Err(err) = e.transition(Op::Started, key) {
             log::warn!("{err}");
         }
-        let early = self.parked.take(pid);
+        let early = self.parked.take(pid, since);
         if early.is_some() {
             self.by_pid.remove(&pid);
         }
@@ -225,16 +231,26 @@ impl Parked {
             return;
         }
         let cutoff = exit.at.checked_sub(PARKED_TTL);
-        self.exits.retain(|e| cutoff.is_none_or(|c| e.at >= c));
+        self.exits.retain(|(_, e)| cutoff.is_none_or(|c| e.at >= c));
         if self.exits.len() >= PARKED_MAX {
             self.exits.remove(0);
         }
-        self.exits.push(exit);
+        self.exits.push((self.seq, exit));
+        self.seq += 1;
     }
 
-    pub(super) fn take(&mut self, pid: i32) -> Option<Exit> {
-        let i = self.exits.iter().position(|e| e.pid == pid)?;
-        Some(self.exits.remove(i))
+    /// Where a create or start begins: it may claim only exits parked from here on.
+    pub(super) fn mark(&self) -> u64 {
+        self.seq
+    }
+
+    /// The exit of `pid` parked since `since` (a [`Parked::mark`]).
+    pub(super) fn take(&mut self, pid: i32, since: u64) -> Option<Exit> {
+        let i = self
+            .exits
+            .iter()
+            .position(|(seq, e)| e.pid == pid && *seq >= since)?;
+        Some(self.exits.remove(i).1)
     }
 
     /// A create or start is over; with none left, nothing parked can be claimed.
@@ -271,14 +287,14 @@ mod tests {
         p.park(exit(1, 0));
         p.park(exit(2, 30));
         p.park(exit(3, 61));
-        let pids: Vec<i32> = p.exits.iter().map(|e| e.pid).collect();
+        let pids: Vec<i32> = p.exits.iter().map(|(_, e)| e.pid).collect();
         assert_eq!(pids, [2, 3], "the exit older than the TTL is dropped");
         for i in 0..(PARKED_MAX as i32 + 10) {
             p.park(exit(100 + i, 61));
         }
         assert_eq!(p.exits.len(), PARKED_MAX);
-        assert_eq!(p.take(3).map(|e| e.pid), None, "the oldest went first");
-        assert!(p.take(100 + PARKED_MAX as i32).is_some());
+        assert_eq!(p.take(3, 0).map(|e| e.pid), None, "the oldest went first");
+        assert!(p.take(100 + PARKED_MAX as i32, 0).is_some());
         p.done();
         assert!(
             p.exits.is_empty(),
@@ -286,5 +302,30 @@ mod tests {
         );
         p.park(exit(4, 61));
         assert!(p.exits.is_empty());
+    }
+
+    #[test]
+    fn a_start_claims_only_exits_parked_since_it_began() {
+        let exit = |pid| Exit {
+            pid,
+            status: ExitStatus::exited(7),
+            at: SystemTime::now(),
+        };
+        let mut p = Parked {
+            in_flight: 2,
+            ..Default::default()
+        };
+        // An earlier process with pid 42 exited while another start was in flight.
+        p.park(exit(42));
+        let since = p.mark();
+        // The new process got pid 42 again and exits before its start recorded it.
+        assert_eq!(
+            p.take(42, since).map(|e| e.pid),
+            None,
+            "the old exit is not its own"
+        );
+        p.park(exit(42));
+        assert_eq!(p.take(42, since).map(|e| e.pid), Some(42));
+        assert_eq!(p.exits.len(), 1, "the old one stays until it ages out");
     }
 }
