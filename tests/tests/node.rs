@@ -587,21 +587,7 @@ fn check_way(way: &Way) {
     let oom_killed = || dk(l, &["inspect", "-f", "{{.State.OOMKilled}}", &oom_id]) == "true";
     let mut ooms = 0;
     let mut oom_events = || {
-        let until = (epoch() + 1).to_string();
-        let events = docker(&[
-            "events",
-            "--since",
-            &t0,
-            "--until",
-            &until,
-            "--filter",
-            &format!("container={oom_id}"),
-            "--filter",
-            "event=oom",
-            "--format",
-            "{{.Action}}",
-        ]);
-        ooms = events.stdout.lines().filter(|a| *a == "oom").count();
+        ooms = oom_event_count(&t0, &oom_id);
         ooms > 0
     };
     // rsrunc publishes TaskOOM before the TaskExit of an init the OOM killer killed when
@@ -673,25 +659,7 @@ fn check_way(way: &Way) {
     // Every event of the container is in by now (it is removed): one OOM kill is one oom
     // event. (A scope that systemd removes with its last process once made rsrunc repeat
     // it; the Go shim may send none, see above.)
-    let until = (epoch() + 1).to_string();
-    let oom_filter = format!("container={oom_id}");
-    let ooms = docker(&[
-        "events",
-        "--since",
-        &t0,
-        "--until",
-        &until,
-        "--filter",
-        &oom_filter,
-        "--filter",
-        "event=oom",
-        "--format",
-        "{{.Action}}",
-    ])
-    .stdout
-    .lines()
-    .filter(|a| *a == "oom")
-    .count();
+    let ooms = oom_event_count(&t0, &oom_id);
     if rsrunc_e2e::testing_ours() {
         assert!(
             ooms <= 1,
@@ -704,6 +672,29 @@ fn check_way(way: &Way) {
         started.elapsed().as_secs_f64(),
         laps.steps.join(", ")
     );
+}
+
+/// Docker's oom events for container `id` from `since` (epoch seconds) until now.
+fn oom_event_count(since: &str, id: &str) -> usize {
+    let until = (epoch() + 1).to_string();
+    let container = format!("container={id}");
+    docker(&[
+        "events",
+        "--since",
+        since,
+        "--until",
+        &until,
+        "--filter",
+        &container,
+        "--filter",
+        "event=oom",
+        "--format",
+        "{{.Action}}",
+    ])
+    .stdout
+    .lines()
+    .filter(|a| *a == "oom")
+    .count()
 }
 
 /// How long each step of a check took, for its report.
