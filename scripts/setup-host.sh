@@ -59,7 +59,9 @@ if ! command -v containerd >/dev/null 2>&1; then
 fi
 [ "$mode" = demo ] && exit 0
 
-install_missing runc libseccomp-dev pkg-config protobuf-compiler
+# e2fsprogs: mkfs.ext4 makes the images of the loop-mount tests (priority required, so
+# normally there already).
+install_missing runc libseccomp-dev pkg-config protobuf-compiler e2fsprogs
 
 # --- Newer releases, extracted under /opt/rsrunc-test ----------------------------------------
 # A private apt configuration that knows bookworm, trixie and sid, used only to download.
