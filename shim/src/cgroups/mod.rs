@@ -59,8 +59,9 @@ impl Cgroups {
         }
     }
 
-    /// How many processes the kernel's OOM killer killed in this cgroup: "oom_kill" in
-    /// v1's memory.oom_control (kernel 4.13 and later) or v2's memory.events.
+    /// How many processes the kernel's OOM killer killed in this cgroup ("oom_kill" in
+    /// v1's memory.oom_control, kernel 4.13 and later, or v2's memory.events), and on v2
+    /// how often the cgroup ran out of memory ("oom", counted before the killer runs).
     pub fn oom_kills(&self) -> OomCount {
         let text = match self {
             Cgroups::V1(dirs) => match dirs.get("memory") {
@@ -70,9 +71,14 @@ impl Cgroups {
             Cgroups::V2(dir) => files::read(dir, "memory.events"),
         };
         match text {
-            Ok(Some(text)) => files::kv(&text)
-                .get("oom_kill")
-                .map_or(OomCount::Uncounted, |n| OomCount::Kills(*n)),
+            Ok(Some(text)) => {
+                let kv = files::kv(&text);
+                kv.get("oom_kill")
+                    .map_or(OomCount::Uncounted, |&kills| OomCount::Counted {
+                        kills,
+                        ooms: kv.get("oom").copied().unwrap_or(0),
+                    })
+            }
             Ok(None) | Err(_) => OomCount::Gone,
         }
     }
@@ -90,11 +96,11 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         assert_eq!(
             v1::tests::tree(&root.path().join("v1")).oom_kills(),
-            OomCount::Kills(2)
+            OomCount::Counted { kills: 2, ooms: 0 }
         );
         assert_eq!(
             v2::tests::tree(&root.path().join("v2")).oom_kills(),
-            OomCount::Kills(1)
+            OomCount::Counted { kills: 1, ooms: 2 }
         );
         // A v1 kernel before 4.13 has no oom_kill line.
         let old = root.path().join("old");

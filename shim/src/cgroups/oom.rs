@@ -4,32 +4,43 @@
 //! cgroup v1 signals an eventfd registered through `cgroup.event_control` against
 //! `memory.oom_control`; cgroup v2 modifies `memory.events`, watched with inotify. Either
 //! way the callback only hears "look at this container"; whoever receives it reads the
-//! kernel's oom_kill counter and asks [`OomKills`] whether that is a kill not reported yet,
-//! so a wake-up with nothing new (an OOM without a kill, the cgroup being removed)
-//! publishes nothing.
+//! kernel's counters and asks [`OomKills`] whether that is a kill not reported yet, so a
+//! wake-up with nothing new (memory.events also changes when the cgroup merely reaches its
+//! limit) publishes nothing.
+//!
+//! The thread never sleeps: a look that finds no kill counted yet is repeated from the
+//! thread's own timer while it keeps reading notifications, so the kernel's next word on
+//! the cgroup is read as soon as it comes. That matters under the systemd driver, where
+//! systemd removes a container's scope (and its counters) moments after the OOM-killed
+//! init is gone.
 
 use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::{Duration, Instant};
 
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use nix::sys::eventfd::{EfdFlags, EventFd};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 
-/// Called with a container id; returns whether it found (and reported) an OOM kill.
+/// Called with a container id; returns whether it is done with the notification (false:
+/// no kill counted yet, look again shortly).
 type Callback = Box<dyn Fn(&str) -> bool + Send + Sync>;
 
-/// Pauses before looking again at a cgroup whose notification showed no kill yet.
-const RECHECKS_MS: [u64; 5] = [10, 30, 60, 150, 300];
+/// Delays, from the notification, of the looks again at a cgroup that showed no kill yet
+/// (cgroup v1 signals the OOM before the killer has counted its kill).
+const RECHECKS_MS: [u64; 5] = [10, 40, 100, 250, 550];
 
 /// What a container's memory cgroup says about OOM kills when it is looked at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OomCount {
-    /// How many processes the kernel's OOM killer killed in the cgroup.
-    Kills(u64),
+    /// How many processes the kernel's OOM killer killed in the cgroup, and how many
+    /// times the cgroup ran out of memory (cgroup v2's "oom", raised just before the
+    /// killer picks a victim; always 0 on cgroup v1).
+    Counted { kills: u64, ooms: u64 },
     /// The cgroup is there but the kernel does not count kills (cgroup v1 before Linux
     /// 4.13, whose memory.oom_control has no oom_kill line).
     Uncounted,
@@ -42,7 +53,7 @@ pub enum OomCount {
 /// a TaskOOM, so that one kill is one event.
 #[derive(Debug)]
 pub struct OomKills {
-    /// Guards what was reported last.
+    /// Guards what was seen last.
     seen: Mutex<Seen>,
 }
 
@@ -59,52 +70,109 @@ pub enum Verdict {
 
 #[derive(Debug, Clone, Copy)]
 enum Seen {
-    /// The kernel's kill count as of the last TaskOOM (or of Create).
-    Kills(u64),
+    Counted {
+        /// The kill count as of the last TaskOOM (or of Create).
+        kills: u64,
+        /// The highest "oom" count read.
+        ooms: u64,
+        /// The cgroup ran out of memory since the last kill was counted, and no kill was
+        /// counted after it yet.
+        unmatched: bool,
+        /// A TaskOOM went out for this container.
+        published: bool,
+    },
     /// The cgroup went away: no more TaskOOM for this container.
     Gone,
 }
 
 impl OomKills {
-    /// Starts from the count at Create: kills before it are not this container's news.
+    /// Starts from the counts at Create: kills before it are not this container's news.
     pub fn new(at_create: OomCount) -> OomKills {
-        let seen = match at_create {
-            OomCount::Kills(n) => Seen::Kills(n),
-            OomCount::Uncounted | OomCount::Gone => Seen::Kills(0),
+        let (kills, ooms) = match at_create {
+            OomCount::Counted { kills, ooms } => (kills, ooms),
+            OomCount::Uncounted | OomCount::Gone => (0, 0),
         };
         OomKills {
-            seen: Mutex::new(seen),
+            seen: Mutex::new(Seen::Counted {
+                kills,
+                ooms,
+                unmatched: false,
+                published: false,
+            }),
         }
     }
 
-    /// The watcher saw a notification and the cgroup now says `now`. A count above the
-    /// last one is published once; a kernel that does not count kills has every
-    /// notification published, as containerd's Go shim does on cgroup v1; a cgroup that is
-    /// gone publishes nothing, then or later (containerd's Go shim forgets it too).
-    pub fn notified(&self, now: OomCount) -> Verdict {
+    /// The watcher saw a notification and the cgroup now says `now`. A kill count above
+    /// the last one is published once; a kernel that does not count kills has every
+    /// notification published, as containerd's Go shim does on cgroup v1.
+    ///
+    /// A cgroup that is gone publishes nothing more, with one exception where we do
+    /// better than containerd's Go shim, which forgets the container: if the cgroup was
+    /// seen running out of memory and removed before its kill could be read (systemd
+    /// removes an emptied scope at once), and no TaskOOM went out for the container yet,
+    /// that OOM is published. The kernel raises "oom" only when reclaim failed at the
+    /// limit, and kills right after it.
+    ///
+    /// `publish` is called for a [`Verdict::Publish`] before the state is let go, so a
+    /// TaskOOM decided by the watcher is queued before the init's exit, which asks
+    /// [`OomKills::exited`] first, can queue its TaskExit.
+    pub fn notified(&self, now: OomCount, publish: impl FnOnce()) -> Verdict {
         let mut seen = lock(&self.seen);
-        match (*seen, now) {
-            (Seen::Gone, _) => Verdict::Done,
-            (Seen::Kills(_), OomCount::Gone) => {
-                *seen = Seen::Gone;
-                Verdict::Done
+        let verdict = seen.next(now);
+        if verdict == Verdict::Publish {
+            publish();
+        }
+        verdict
+    }
+
+    /// The init exited and the cgroup now says `now`: publishes (through `publish`) a
+    /// counted kill not reported yet, so that its TaskOOM goes out before the TaskExit,
+    /// and says whether it did. Without a count, only notifications publish.
+    pub fn exited(&self, now: OomCount, publish: impl FnOnce()) -> bool {
+        match now {
+            OomCount::Counted { .. } | OomCount::Gone => {
+                self.notified(now, publish) == Verdict::Publish
             }
-            (Seen::Kills(_), OomCount::Uncounted) => Verdict::Publish,
-            (Seen::Kills(last), OomCount::Kills(n)) if n > last => {
-                *seen = Seen::Kills(n);
+            OomCount::Uncounted => false,
+        }
+    }
+}
+
+impl Seen {
+    fn next(&mut self, now: OomCount) -> Verdict {
+        let Seen::Counted {
+            kills,
+            ooms,
+            unmatched,
+            published,
+        } = self
+        else {
+            return Verdict::Done;
+        };
+        match now {
+            OomCount::Gone => {
+                let lost_kill = *unmatched && !*published;
+                *self = Seen::Gone;
+                if lost_kill {
+                    Verdict::Publish
+                } else {
+                    Verdict::Done
+                }
+            }
+            OomCount::Uncounted => {
+                *published = true;
                 Verdict::Publish
             }
-            (Seen::Kills(_), OomCount::Kills(_)) => Verdict::LookAgain,
-        }
-    }
-
-    /// The init exited and the cgroup now says `now`: true if that is a counted kill not
-    /// reported yet (then its TaskOOM goes out before the TaskExit). Without a count,
-    /// only notifications publish.
-    pub fn exited(&self, now: OomCount) -> bool {
-        match now {
-            OomCount::Kills(_) | OomCount::Gone => self.notified(now) == Verdict::Publish,
-            OomCount::Uncounted => false,
+            OomCount::Counted { kills: k, ooms: o } if k > *kills => {
+                (*kills, *ooms, *unmatched, *published) = (k, o.max(*ooms), false, true);
+                Verdict::Publish
+            }
+            OomCount::Counted { ooms: o, .. } => {
+                if o > *ooms {
+                    (*ooms, *unmatched) = (o, true);
+                }
+                Verdict::LookAgain
+            }
         }
     }
 }
@@ -211,27 +279,11 @@ impl OomWatcher {
         let made = self.epoll.get_or_init(|| {
             let epoll = Arc::new(Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?);
             let waiting = Arc::clone(&epoll);
-            let weak = Arc::downgrade(self);
+            let watcher = Arc::downgrade(self);
             std::thread::Builder::new()
                 .name("oom".into())
                 .stack_size(64 * 1024)
-                .spawn(move || {
-                    let mut events = [EpollEvent::empty(); 8];
-                    loop {
-                        let n = match waiting.wait(&mut events, EpollTimeout::NONE) {
-                            Ok(n) => n,
-                            Err(nix::errno::Errno::EINTR) => continue,
-                            Err(e) => {
-                                log::error!("oom watcher stopped: {e}");
-                                return;
-                            }
-                        };
-                        let Some(w) = weak.upgrade() else { return };
-                        for ev in &events[..n] {
-                            w.fired(ev.data());
-                        }
-                    }
-                })?;
+                .spawn(move || wait_loop(&waiting, &watcher))?;
             Ok(epoll)
         });
         match made {
@@ -240,22 +292,103 @@ impl OomWatcher {
         }
     }
 
-    fn fired(&self, token: u64) {
+    /// A notification for `token`: consumes it and asks the callback. False: look again.
+    fn fired(&self, token: u64) -> bool {
         let id = {
             let w = lock(&self.watched);
-            let Some(v) = w.get(&token) else { return };
+            let Some(v) = w.get(&token) else { return true };
             v.source.drain();
             v.id.clone()
         };
-        if (self.on_oom)(&id) {
-            return;
-        }
-        for ms in RECHECKS_MS {
-            std::thread::sleep(std::time::Duration::from_millis(ms));
-            if (self.on_oom)(&id) {
+        (self.on_oom)(&id)
+    }
+
+    /// A scheduled look at `token`'s cgroup. False: look again later.
+    fn look(&self, token: u64) -> bool {
+        let id = match lock(&self.watched).get(&token) {
+            Some(v) => v.id.clone(),
+            None => return true,
+        };
+        (self.on_oom)(&id)
+    }
+}
+
+/// The watcher's thread: reads each notification as it comes and looks again, on its own
+/// timer, at the cgroups that showed no kill yet. It ends with the watcher.
+fn wait_loop(epoll: &Epoll, watcher: &Weak<OomWatcher>) {
+    let mut events = [EpollEvent::empty(); 8];
+    let mut rechecks = Rechecks::default();
+    loop {
+        let n = match epoll.wait(&mut events, rechecks.timeout(Instant::now())) {
+            Ok(n) => n,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => {
+                log::error!("oom watcher stopped: {e}");
                 return;
             }
+        };
+        let Some(w) = watcher.upgrade() else { return };
+        for ev in &events[..n] {
+            let token = ev.data();
+            if w.fired(token) {
+                rechecks.cancel(token);
+            } else {
+                rechecks.start(token, Instant::now());
+            }
         }
+        for token in rechecks.due(Instant::now()) {
+            if w.look(token) {
+                rechecks.cancel(token);
+            }
+        }
+    }
+}
+
+/// The looks again still to come, by epoll token: when the series began and which delay
+/// of [`RECHECKS_MS`] is next.
+#[derive(Default)]
+struct Rechecks(HashMap<u64, (Instant, usize)>);
+
+impl Rechecks {
+    /// (Re)starts the series for `token`: a new notification restarts its schedule.
+    fn start(&mut self, token: u64, now: Instant) {
+        self.0.insert(token, (now, 0));
+    }
+
+    fn cancel(&mut self, token: u64) {
+        self.0.remove(&token);
+    }
+
+    fn at(began: Instant, next: usize) -> Instant {
+        began + Duration::from_millis(RECHECKS_MS[next])
+    }
+
+    /// How long epoll may wait: until the earliest look due, or for ever.
+    fn timeout(&self, now: Instant) -> EpollTimeout {
+        let Some(due) = self.0.values().map(|&(b, n)| Self::at(b, n)).min() else {
+            return EpollTimeout::NONE;
+        };
+        // Rounded up, so that a look is never early by a fraction of a millisecond.
+        let ms = due
+            .saturating_duration_since(now)
+            .as_micros()
+            .div_ceil(1000);
+        EpollTimeout::try_from(ms).unwrap_or(EpollTimeout::MAX)
+    }
+
+    /// The tokens whose look is due at `now`; each moves on to its next delay, and leaves
+    /// the schedule after its last one.
+    fn due(&mut self, now: Instant) -> Vec<u64> {
+        let mut due = Vec::new();
+        self.0.retain(|&token, (began, next)| {
+            if Self::at(*began, *next) > now {
+                return true;
+            }
+            due.push(token);
+            *next += 1;
+            *next < RECHECKS_MS.len()
+        });
+        due
     }
 }
 
@@ -268,6 +401,16 @@ mod tests {
     use super::*;
     use std::sync::mpsc;
     use std::time::Duration;
+
+    /// A count where every OOM ended in a kill.
+    fn kills(n: u64) -> OomCount {
+        OomCount::Counted { kills: n, ooms: n }
+    }
+
+    /// `ooms` OOMs and `kills` kills counted.
+    fn counted(kills: u64, ooms: u64) -> OomCount {
+        OomCount::Counted { kills, ooms }
+    }
 
     #[test]
     fn a_modified_memory_events_file_names_its_container() {
@@ -292,51 +435,115 @@ mod tests {
 
     #[test]
     fn one_kill_is_one_event() {
-        let k = OomKills::new(OomCount::Kills(0));
-        assert_eq!(k.notified(OomCount::Kills(0)), Verdict::LookAgain);
-        assert_eq!(k.notified(OomCount::Kills(1)), Verdict::Publish);
+        let k = OomKills::new(kills(0));
+        assert_eq!(k.notified(kills(0), || {}), Verdict::LookAgain);
+        assert_eq!(k.notified(kills(1), || {}), Verdict::Publish);
         // More notifications for the same kill (memory.events also counts "max" and "oom").
-        assert_eq!(k.notified(OomCount::Kills(1)), Verdict::LookAgain);
-        assert!(!k.exited(OomCount::Kills(1)));
-        assert_eq!(k.notified(OomCount::Kills(3)), Verdict::Publish);
-        assert_eq!(k.notified(OomCount::Kills(2)), Verdict::LookAgain);
+        assert_eq!(k.notified(kills(1), || {}), Verdict::LookAgain);
+        assert!(!k.exited(kills(1), || {}));
+        assert_eq!(k.notified(kills(3), || {}), Verdict::Publish);
+        assert_eq!(k.notified(kills(2), || {}), Verdict::LookAgain);
     }
 
     #[test]
     fn kills_before_create_are_not_reported() {
-        let k = OomKills::new(OomCount::Kills(4));
-        assert_eq!(k.notified(OomCount::Kills(4)), Verdict::LookAgain);
-        assert!(k.exited(OomCount::Kills(5)));
-        assert_eq!(k.notified(OomCount::Kills(5)), Verdict::LookAgain);
+        let k = OomKills::new(kills(4));
+        assert_eq!(k.notified(kills(4), || {}), Verdict::LookAgain);
+        assert!(k.exited(kills(5), || {}));
+        assert_eq!(k.notified(kills(5), || {}), Verdict::LookAgain);
     }
 
     #[test]
     fn a_gone_cgroup_reports_nothing_more() {
         // The systemd driver: the scope is removed once the OOM-killed init is gone, and
         // the notifications still queued find no cgroup.
-        let k = OomKills::new(OomCount::Kills(0));
-        assert_eq!(k.notified(OomCount::Kills(1)), Verdict::Publish);
+        let k = OomKills::new(kills(0));
+        assert_eq!(k.notified(kills(1), || {}), Verdict::Publish);
         for _ in 0..3 {
-            assert_eq!(k.notified(OomCount::Gone), Verdict::Done);
+            assert_eq!(k.notified(OomCount::Gone, || {}), Verdict::Done);
         }
-        assert!(!k.exited(OomCount::Gone));
-        assert_eq!(k.notified(OomCount::Kills(2)), Verdict::Done);
-        assert_eq!(k.notified(OomCount::Uncounted), Verdict::Done);
-        assert!(!k.exited(OomCount::Kills(2)));
+        assert!(!k.exited(OomCount::Gone, || {}));
+        assert_eq!(k.notified(kills(2), || {}), Verdict::Done);
+        assert_eq!(k.notified(OomCount::Uncounted, || {}), Verdict::Done);
+        assert!(!k.exited(kills(2), || {}));
 
-        let k = OomKills::new(OomCount::Kills(0));
-        assert!(!k.exited(OomCount::Gone));
-        assert_eq!(k.notified(OomCount::Kills(1)), Verdict::Done);
+        let k = OomKills::new(kills(0));
+        assert!(!k.exited(OomCount::Gone, || {}));
+        assert_eq!(k.notified(kills(1), || {}), Verdict::Done);
+    }
+
+    #[test]
+    fn an_oom_whose_cgroup_vanished_before_its_kill_was_read_is_reported_once() {
+        // systemd removed the scope between the kernel's "oom" and our read of its kill.
+        let k = OomKills::new(counted(0, 0));
+        assert_eq!(k.notified(counted(0, 0), || {}), Verdict::LookAgain);
+        assert_eq!(k.notified(counted(0, 1), || {}), Verdict::LookAgain);
+        assert_eq!(k.notified(OomCount::Gone, || {}), Verdict::Publish);
+        assert_eq!(k.notified(OomCount::Gone, || {}), Verdict::Done);
+        assert!(!k.exited(OomCount::Gone, || {}));
+
+        // The same, found by the init's exit instead of the watcher.
+        let k = OomKills::new(counted(0, 0));
+        assert_eq!(k.notified(counted(0, 1), || {}), Verdict::LookAgain);
+        assert!(k.exited(OomCount::Gone, || {}));
+        assert_eq!(k.notified(OomCount::Gone, || {}), Verdict::Done);
+    }
+
+    #[test]
+    fn a_vanished_cgroup_adds_nothing_to_a_reported_kill_or_to_a_plain_limit() {
+        // After a counted kill, "oom" can rise again without a kill (the killer waits for
+        // its victim to exit): that is the same OOM, already reported.
+        let k = OomKills::new(counted(0, 0));
+        assert_eq!(k.notified(counted(1, 1), || {}), Verdict::Publish);
+        assert_eq!(k.notified(counted(1, 3), || {}), Verdict::LookAgain);
+        assert_eq!(k.notified(OomCount::Gone, || {}), Verdict::Done);
+
+        // Reaching the limit ("max") without running out: nothing to report.
+        let k = OomKills::new(counted(0, 0));
+        assert_eq!(k.notified(counted(0, 0), || {}), Verdict::LookAgain);
+        assert!(!k.exited(OomCount::Gone, || {}));
+
+        // OOMs before Create are not this container's.
+        let k = OomKills::new(counted(2, 5));
+        assert_eq!(k.notified(counted(2, 5), || {}), Verdict::LookAgain);
+        assert!(!k.exited(OomCount::Gone, || {}));
+    }
+
+    #[test]
+    fn looks_again_follow_the_schedule_and_stop_after_the_last() {
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        let mut r = Rechecks::default();
+        assert_eq!(r.timeout(t0), EpollTimeout::NONE);
+        r.start(7, t0);
+        assert_eq!(r.timeout(t0), EpollTimeout::from(10u16));
+        assert!(r.due(ms(9)).is_empty());
+        let mut looked = Vec::new();
+        for at in RECHECKS_MS {
+            assert_eq!(r.due(ms(at)), vec![7]);
+            looked.push(at);
+        }
+        assert_eq!(looked, RECHECKS_MS);
+        assert!(r.due(ms(10_000)).is_empty());
+        assert_eq!(r.timeout(ms(10_000)), EpollTimeout::NONE);
+
+        // A new notification restarts the series; a look that found its answer ends it.
+        r.start(7, t0);
+        assert_eq!(r.due(ms(10)), vec![7]);
+        r.start(7, ms(20));
+        assert_eq!(r.timeout(ms(25)), EpollTimeout::from(5u16));
+        r.cancel(7);
+        assert_eq!(r.timeout(ms(25)), EpollTimeout::NONE);
     }
 
     #[test]
     fn without_a_kill_count_every_notification_is_reported() {
         let k = OomKills::new(OomCount::Uncounted);
-        assert_eq!(k.notified(OomCount::Uncounted), Verdict::Publish);
-        assert_eq!(k.notified(OomCount::Uncounted), Verdict::Publish);
-        assert!(!k.exited(OomCount::Uncounted));
-        assert_eq!(k.notified(OomCount::Gone), Verdict::Done);
-        assert_eq!(k.notified(OomCount::Uncounted), Verdict::Done);
+        assert_eq!(k.notified(OomCount::Uncounted, || {}), Verdict::Publish);
+        assert_eq!(k.notified(OomCount::Uncounted, || {}), Verdict::Publish);
+        assert!(!k.exited(OomCount::Uncounted, || {}));
+        assert_eq!(k.notified(OomCount::Gone, || {}), Verdict::Done);
+        assert_eq!(k.notified(OomCount::Uncounted, || {}), Verdict::Done);
     }
 
     #[test]
@@ -351,7 +558,7 @@ mod tests {
         let kills = OomKills::new(cg.oom_kills());
         let (tx, rx) = mpsc::channel();
         let tx = Mutex::new(tx);
-        let w = OomWatcher::new(move |_| match kills.notified(cg.oom_kills()) {
+        let w = OomWatcher::new(move |_| match kills.notified(cg.oom_kills(), || {}) {
             Verdict::Publish => lock(&tx).send(()).is_ok(),
             Verdict::LookAgain => false,
             Verdict::Done => true,

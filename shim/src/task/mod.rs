@@ -362,12 +362,14 @@ impl Tasks {
         let Some(now) = c.cgroups.as_ref().map(Cgroups::oom_kills) else {
             return true;
         };
-        match c.oom_kills.notified(now) {
-            Verdict::Publish => self.publish_oom(&c, now),
-            Verdict::LookAgain => return false,
-            Verdict::Done => log::debug!("oom notification id={id} count={now:?}: nothing new"),
+        match c.oom_kills.notified(now, || self.publish_oom(&c, now)) {
+            Verdict::Publish => true,
+            Verdict::LookAgain => false,
+            Verdict::Done => {
+                log::debug!("oom notification id={id} count={now:?}: nothing new");
+                true
+            }
         }
-        true
     }
 
     /// Publishes TaskOOM if the kernel killed a process in the container's cgroup since
@@ -376,9 +378,7 @@ impl Tasks {
     fn report_oom(&self, c: &Container) {
         if let Some(cg) = &c.cgroups {
             let now = cg.oom_kills();
-            if c.oom_kills.exited(now) {
-                self.publish_oom(c, now);
-            }
+            c.oom_kills.exited(now, || self.publish_oom(c, now));
         }
     }
 
