@@ -302,6 +302,66 @@ fn docker_scopes_runtime_in_daemon_json() {
     });
 }
 
+/// An OOM kill of a container's init on a systemd scope reaches Docker as exactly one oom
+/// event, before the exit, so `.State.OOMKilled` is true once `docker wait` returns:
+/// rsrunc reads the kernel's counters as soon as they change, and when systemd removes the
+/// emptied scope before the kill could be read, the "oom" it saw first stands for it.
+/// containerd's Go shim may send none (containerd/containerd#8893): this is ours only,
+/// and Docker's default runtime is run beside it as the reference, reported, not asserted.
+#[test]
+#[cfg_attr(not(node_vm), ignore = "boots the node VM: run by make node")]
+#[cfg_attr(
+    all(node_vm, go_shim),
+    ignore = "rsrunc only: the Go shim may lose an OOM kill on a systemd scope"
+)]
+fn docker_oom_kill_on_a_scope_is_reported_once() {
+    node_test("docker_oom_kill_on_a_scope_is_reported_once", || {
+        rsrunc_e2e::ours_only();
+        vm::docker_busybox();
+        const KILLS: usize = 4;
+        let ours = Way::new(
+            &format!("--runtime {}", runtime_name()),
+            Some(&runtime_name()),
+            Oci::Runc,
+        );
+        let reference = Way::new("Docker's default runtime", None, Oci::Runc);
+        let mut reference_seen = 0;
+        for round in 0..KILLS {
+            for way in [&ours, &reference] {
+                let l = way.label.as_str();
+                let since = (epoch() - 1).to_string();
+                let name = unique_id("node-oom-once");
+                let _cleanup = RemoveContainer(name.clone());
+                let id = run_detached(
+                    way,
+                    &name,
+                    &["--memory", "32m", "--memory-swap", "32m"],
+                    &["sh", "-c", "x=0123456789; while true; do x=$x$x; done"],
+                );
+                assert_eq!(dk(l, &["wait", &id]), "137", "[{l}] exit of round {round}");
+                let killed = dk(l, &["inspect", "-f", "{{.State.OOMKilled}}", &id]) == "true";
+                dk(l, &["rm", "-f", &id]);
+                // Removed: every event of the container is in.
+                let ooms = oom_event_count(&since, &id);
+                if way.runtime.is_none() {
+                    reference_seen += usize::from(killed);
+                    continue;
+                }
+                assert!(
+                    killed,
+                    "[{l}] round {round}: .State.OOMKilled is false once docker wait returned \
+                     137 ({ooms} oom events)"
+                );
+                assert_eq!(ooms, 1, "[{l}] round {round}: oom events for one OOM kill");
+            }
+        }
+        println!(
+            "{KILLS} OOM kills on scopes: rsrunc reported each once before the exit; \
+             Docker's default runtime had OOMKilled true on exit for {reference_seen}"
+        );
+    });
+}
+
 /// `systemctl restart docker`, then waits until `docker info` answers.
 fn restart_docker() {
     let started = Instant::now();
@@ -590,17 +650,12 @@ fn check_way(way: &Way) {
         ooms = oom_event_count(&t0, &oom_id);
         ooms > 0
     };
-    // rsrunc publishes TaskOOM before the TaskExit of an init the OOM killer killed when
-    // it can read the kill count first; on a systemd scope, systemd may remove the cgroup
-    // before either the exit or the OOM watcher reads it, and then no TaskOOM comes (a
-    // known gap, issue 17's closing note). Neither shim is held to it here; the event
-    // count below is.
+    // containerd 1.7's Go shim publishes TaskOOM whenever its watcher gets to it, at
+    // times after TaskExit, and at times never: its watcher reads memory.events of a scope
+    // that systemd removes as soon as the last process is gone (containerd/containerd#8893).
+    // Checked, not required, for both shims here; what rsrunc promises about it is
+    // required by `docker_oom_kill_on_a_scope_is_reported_once`.
     {
-        // containerd 1.7's Go shim publishes TaskOOM whenever its watcher gets to it, at
-        // times after TaskExit, and at times never: its watcher reads memory.events of a
-        // scope that systemd removes as soon as the last process is gone
-        // (containerd/containerd#8893); rsrunc reads it at the init's exit too, which
-        // usually, not always, comes first. Checked, not required.
         let waited = Instant::now();
         if rsrunc_e2e::poll_until(Duration::from_secs(15), oom_killed) {
             if waited.elapsed() > Duration::from_millis(100) {
@@ -656,16 +711,8 @@ fn check_way(way: &Way) {
         .lines()
         .filter(|line| line.contains(&oom_id) && line.to_lowercase().contains("oom"))
         .collect();
-    // Every event of the container is in by now (it is removed): one OOM kill is one oom
-    // event. (A scope that systemd removes with its last process once made rsrunc repeat
-    // it; the Go shim may send none, see above.)
+    // Every event of the container is in by now (it is removed).
     let ooms = oom_event_count(&t0, &oom_id);
-    if rsrunc_e2e::testing_ours() {
-        assert!(
-            ooms <= 1,
-            "[{l}] {ooms} oom events for one OOM kill of {oom_id} (containerd's log: {oom_log:?})"
-        );
-    }
     println!(
         "[{l}] {own}: stats {stats:?}, {ooms} oom event(s) for one OOM kill \
          (containerd's log: {oom_log:?}); {:.1} s ({})",
