@@ -184,32 +184,6 @@ fn stdin_is_piped_in() {
     }
 }
 
-/// The Go shim keeps the container's stdin open when the client closes the fifo and
-/// waits for CloseIO, which `ctr run` never sends: `cat` would hang there.
-#[test]
-#[cfg_attr(
-    go_shim,
-    ignore = "rsrunc only: the container's stdin closes when the client closes the fifo"
-)]
-fn stdin_end_of_file_reaches_the_process() {
-    rsrunc_e2e::ours_only();
-    let d = Daemon::start();
-    for oci in Oci::ALL {
-        let args = d.run_args(
-            oci,
-            &["--rm"],
-            &unique_id("eof"),
-            &["/bin/sh", "-c", "cat; echo end"],
-        );
-        let out = d.ctr_input(
-            &args.iter().map(String::as_str).collect::<Vec<_>>(),
-            Some(b"a\nb\n"),
-        );
-        assert_eq!(out.status, 0, "{oci:?}: {out:?}");
-        assert_eq!(out.stdout, "a\nb\nend\n", "{oci:?}");
-    }
-}
-
 #[test]
 fn events_arrive_in_order() {
     let d = Daemon::start();

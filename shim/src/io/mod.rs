@@ -405,11 +405,14 @@ fn copy_output(mut from: File, mut to: File, name: &str) {
     }
 }
 
-/// fifo -> stdin pipe. Opening the fifo waits for containerd's client to open its write
-/// end. End-of-file on the fifo (the client closed it) closes the process's stdin; so
-/// does a byte on `cancel` (CloseIO), after what is already in the fifo is forwarded.
+/// fifo -> stdin pipe, until a byte on `cancel` (CloseIO) closes the process's stdin,
+/// after what is already in the fifo is forwarded.
 fn copy_stdin(path: &Path, mut pipe: File, cancel: &File) {
-    let mut fifo = match sys::open_fifo(path, OFlag::O_RDONLY) {
+    // Read and write: the shim is a writer of the fifo itself, so the process's stdin
+    // ends only at CloseIO (or its exit), never because the client's side went away, as
+    // when containerd restarts under a container that keeps its stdin open (`stdin: true`
+    // in a pod, `docker run -i`). containerd's Go shim holds a writer for the same reason.
+    let mut fifo = match sys::open_fifo(path, OFlag::O_RDWR) {
         Ok(f) => f,
         Err(e) => {
             log::warn!("open stdin fifo {}: {e}", path.display());
