@@ -254,6 +254,60 @@ impl Client {
         self.call("ExecSync", async move { c.exec_sync(req).await })
     }
 
+    /// Exec: the streaming URL of `cmd` run in container `id` (open it with
+    /// [`crate::cri_stream::Stream`]).
+    pub fn exec(&self, id: &str, cmd: &[&str], stdin: bool, tty: bool) -> Result<String, Status> {
+        let mut c = self.runtime.clone();
+        let req = api::ExecRequest {
+            container_id: id.to_string(),
+            cmd: cmd.iter().map(|s| s.to_string()).collect(),
+            tty,
+            stdin,
+            stdout: true,
+            // With a terminal, stderr is the terminal too.
+            stderr: !tty,
+        };
+        self.call("Exec", async move { c.exec(req).await })
+            .map(|r| r.url)
+    }
+
+    /// Attach: the streaming URL of container `id`'s own stdio.
+    pub fn attach(&self, id: &str, stdin: bool) -> Result<String, Status> {
+        let mut c = self.runtime.clone();
+        let req = api::AttachRequest {
+            container_id: id.to_string(),
+            stdin,
+            tty: false,
+            stdout: true,
+            stderr: true,
+        };
+        self.call("Attach", async move { c.attach(req).await })
+            .map(|r| r.url)
+    }
+
+    /// ReopenContainerLog: CRI closes container `id`'s log file and opens it again at
+    /// its path (what kubelet does after rotating it).
+    pub fn reopen_container_log(&self, id: &str) -> Result<(), Status> {
+        let mut c = self.runtime.clone();
+        let req = api::ReopenContainerLogRequest {
+            container_id: id.to_string(),
+        };
+        self.call("ReopenContainerLog", async move {
+            c.reopen_container_log(req).await
+        })
+        .map(drop)
+    }
+
+    /// ListContainerStats: the stats of every container CRI knows.
+    pub fn list_container_stats(&self) -> Result<Vec<api::ContainerStats>, Status> {
+        let mut c = self.runtime.clone();
+        let req = api::ListContainerStatsRequest { filter: None };
+        self.call("ListContainerStats", async move {
+            c.list_container_stats(req).await
+        })
+        .map(|r| r.stats)
+    }
+
     /// ContainerStats: the CPU and memory figures CRI reads from the shim's Stats.
     pub fn container_stats(&self, id: &str) -> Result<api::ContainerStats, tonic::Status> {
         let mut c = self.runtime.clone();

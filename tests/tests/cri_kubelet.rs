@@ -1,0 +1,414 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+//! What kubelet asks of a pod's containers besides starting and stopping them, through
+//! CRI on a private containerd configured as `packaging/containerd/config-*.x.toml` ship:
+//! `kubectl exec` and `kubectl attach` through CRI's streaming server (stdin, stdout,
+//! stderr, exit codes, a terminal), log rotation (ReopenContainerLog), an OOM kill seen as
+//! `OOMKilled`, stats, resource updates, and a containerd restart under live pods. Each
+//! under containerd 1.7 and 2.1, for both shims.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rsrunc_e2e::cri::{api, CriDaemon};
+use rsrunc_e2e::cri_stream::{Stream, Streamed};
+use rsrunc_e2e::daemon::Flavor;
+use rsrunc_e2e::{poll_until, runtime_name};
+
+/// containerd 2.1 as `scripts/setup-host.sh` extracts it.
+const CONTAINERD_2: &str = "/opt/rsrunc-test/containerd-2.1.9/usr/bin";
+
+/// Echoes every line of its stdin back as `echo-LINE`.
+const ECHOER: &str = "while read l; do echo echo-$l; done";
+/// Grows a shell variable until the OOM killer takes the shell.
+const HOG: &str = "x=0123456789; while true; do x=$x$x; done";
+
+const STREAM_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn containerd_2() -> Flavor {
+    assert!(
+        PathBuf::from(CONTAINERD_2).join("containerd").exists(),
+        "{CONTAINERD_2}/containerd is not there: scripts/setup-host.sh extracts it"
+    );
+    Flavor {
+        bin_dir: Some(PathBuf::from(CONTAINERD_2)),
+        config_version: 3,
+    }
+}
+
+#[test]
+fn exec_attach_and_log_rotation() {
+    streaming_and_logs(&Flavor::default(), "containerd 1.7");
+}
+
+#[test]
+fn exec_attach_and_log_rotation_containerd_2() {
+    streaming_and_logs(&containerd_2(), "containerd 2.1");
+}
+
+#[test]
+fn oom_killed_stats_and_update() {
+    oom_stats_update(&Flavor::default(), "containerd 1.7");
+}
+
+#[test]
+fn oom_killed_stats_and_update_containerd_2() {
+    oom_stats_update(&containerd_2(), "containerd 2.1");
+}
+
+#[test]
+fn containerd_restart_under_live_pods() {
+    restart_with_pods(&Flavor::default(), "containerd 1.7");
+}
+
+#[test]
+fn containerd_restart_under_live_pods_containerd_2() {
+    restart_with_pods(&containerd_2(), "containerd 2.1");
+}
+
+/// A pod running the echoer, its stdin open (as `stdin: true` in a pod spec); returns
+/// the pod, the container and the container's log file.
+fn echo_pod(c: &CriDaemon, pod_name: &str) -> (String, String, PathBuf) {
+    let what = format!("{} via {}", runtime_name(), c.handler);
+    let pod_config = c.pod_config(pod_name);
+    let pod = c
+        .cri
+        .run_pod_sandbox(&pod_config, &c.handler)
+        .unwrap_or_else(|e| panic!("{what}: RunPodSandbox: {e}\n{}", c.daemon.log()));
+    let mut config = c.container_config("echoer", &["/bin/sh", "-c", ECHOER]);
+    config.stdin = true;
+    let id = c
+        .cri
+        .create_container(&pod, &config, &pod_config)
+        .unwrap_or_else(|e| panic!("{what}: CreateContainer: {e}\n{}", c.daemon.log()));
+    c.cri
+        .start_container(&id)
+        .unwrap_or_else(|e| panic!("{what}: StartContainer: {e}\n{}", c.daemon.log()));
+    let log = Path::new(&pod_config.log_directory).join(&config.log_path);
+    (pod, id, log)
+}
+
+/// Sends `line` to the container's stdin through Attach and reads it echoed back.
+fn attach_echo(c: &CriDaemon, id: &str, line: &str, what: &str) {
+    let url = c
+        .cri
+        .attach(id, true)
+        .unwrap_or_else(|e| panic!("{what}: Attach: {e}"));
+    let mut s = Stream::open(&url).unwrap_or_else(|e| panic!("{what}: attach stream: {e}"));
+    s.send(format!("{line}\n").as_bytes()).unwrap();
+    let want = format!("echo-{line}\n");
+    let echoed = s.read_until(STREAM_TIMEOUT, |got| got.stdout().contains(&want));
+    let got = s.close();
+    assert!(
+        echoed,
+        "{what}: attached, wrote {line:?}, read back {got:?}\n{}",
+        c.daemon.log()
+    );
+}
+
+fn streaming_and_logs(flavor: &Flavor, what: &str) {
+    let c = CriDaemon::start_flavor(flavor);
+    let what = format!("{what}, {} via {}", runtime_name(), c.handler);
+    let (pod, id, log) = echo_pod(&c, "streams");
+
+    // kubectl exec -i: stdin in, stdout and stderr apart, the exit code in the status.
+    let url = c
+        .cri
+        .exec(
+            &id,
+            &[
+                "/bin/sh",
+                "-c",
+                "read x; echo got-$x; echo err-$x >&2; exit 5",
+            ],
+            true,
+            false,
+        )
+        .unwrap_or_else(|e| panic!("{what}: Exec: {e}"));
+    let mut s = Stream::open(&url).unwrap_or_else(|e| panic!("{what}: exec stream: {e}"));
+    s.send(b"hello\n").unwrap();
+    let got = s.finish(STREAM_TIMEOUT);
+    assert_eq!(
+        (got.stdout(), got.stderr(), got.exit_code()),
+        (
+            "got-hello\n".to_string(),
+            "err-hello\n".to_string(),
+            Some(5)
+        ),
+        "{what}: exec with stdin: {got:?}"
+    );
+
+    // kubectl exec -t: the process has a terminal, and a zero exit is a success.
+    let url = c
+        .cri
+        .exec(
+            &id,
+            &["/bin/sh", "-c", "test -t 0 && test -t 1 && echo is-a-tty"],
+            true,
+            true,
+        )
+        .unwrap_or_else(|e| panic!("{what}: Exec with a terminal: {e}"));
+    let got: Streamed = Stream::open(&url)
+        .unwrap_or_else(|e| panic!("{what}: exec stream: {e}"))
+        .finish(STREAM_TIMEOUT);
+    assert!(
+        got.stdout().contains("is-a-tty") && got.exit_code() == Some(0),
+        "{what}: exec with a terminal: {got:?}"
+    );
+
+    // kubectl attach -i: the container's own stdin and stdout.
+    attach_echo(&c, &id, "ping", &what);
+    let logged = |path: &Path, text: &str| {
+        std::fs::read_to_string(path).is_ok_and(|l| l.lines().any(|l| l.ends_with(text)))
+    };
+    assert!(
+        poll_until(Duration::from_secs(10), || logged(&log, "echo-ping")),
+        "{what}: echo-ping is not in {}: {:?}",
+        log.display(),
+        std::fs::read_to_string(&log)
+    );
+
+    // Log rotation as kubelet does it: rename, then ReopenContainerLog; what comes after
+    // goes to a new file at the old path.
+    let rotated = log.with_extension("log.1");
+    std::fs::rename(&log, &rotated).unwrap();
+    c.cri
+        .reopen_container_log(&id)
+        .unwrap_or_else(|e| panic!("{what}: ReopenContainerLog: {e}"));
+    attach_echo(&c, &id, "pong", &what);
+    assert!(
+        poll_until(Duration::from_secs(10), || logged(&log, "echo-pong")),
+        "{what}: echo-pong is not in the reopened {}: {:?}",
+        log.display(),
+        std::fs::read_to_string(&log)
+    );
+    assert!(
+        !logged(&rotated, "echo-pong"),
+        "{what}: echo-pong went to the rotated log too"
+    );
+    // A CRI log line: TIMESTAMP STREAM TAG TEXT.
+    let text = std::fs::read_to_string(&log).unwrap();
+    let line = text.lines().find(|l| l.ends_with("echo-pong")).unwrap();
+    let fields: Vec<&str> = line.splitn(4, ' ').collect();
+    assert_eq!(
+        fields[1..],
+        ["stdout", "F", "echo-pong"],
+        "{what}: log line {line:?}"
+    );
+
+    remove_pod(&c, &pod, &what);
+}
+
+fn oom_stats_update(flavor: &Flavor, what: &str) {
+    let c = CriDaemon::start_flavor(flavor);
+    let what = format!("{what}, {} via {}", runtime_name(), c.handler);
+    let pod_config = c.pod_config("oom");
+    let pod = c
+        .cri
+        .run_pod_sandbox(&pod_config, &c.handler)
+        .unwrap_or_else(|e| panic!("{what}: RunPodSandbox: {e}\n{}", c.daemon.log()));
+    let start = |name: &str, script: &str, limit: Option<i64>| {
+        let mut config = c.container_config(name, &["/bin/sh", "-c", script]);
+        if let Some(bytes) = limit {
+            let linux = config.linux.get_or_insert_with(Default::default);
+            linux.resources = Some(api::LinuxContainerResources {
+                memory_limit_in_bytes: bytes,
+                memory_swap_limit_in_bytes: bytes,
+                ..Default::default()
+            });
+        }
+        let id = c
+            .cri
+            .create_container(&pod, &config, &pod_config)
+            .unwrap_or_else(|e| panic!("{what}: CreateContainer {name}: {e}"));
+        c.cri
+            .start_container(&id)
+            .unwrap_or_else(|e| panic!("{what}: StartContainer {name}: {e}"));
+        id
+    };
+    let idle = start("idle", "echo ready; exec sleep 600", None);
+
+    // ContainerStats and ListContainerStats: what kubelet's summary API reads.
+    let has_figures = |s: &api::ContainerStats| {
+        s.cpu
+            .as_ref()
+            .and_then(|c| c.usage_core_nano_seconds.as_ref())
+            .is_some()
+            && s.memory
+                .as_ref()
+                .and_then(|m| m.working_set_bytes.as_ref())
+                .is_some_and(|w| w.value > 0)
+    };
+    let stats = c
+        .cri
+        .container_stats(&idle)
+        .unwrap_or_else(|e| panic!("{what}: ContainerStats: {e}"));
+    assert!(has_figures(&stats), "{what}: ContainerStats {stats:?}");
+    let all = c
+        .cri
+        .list_container_stats()
+        .unwrap_or_else(|e| panic!("{what}: ListContainerStats: {e}"));
+    let listed = all
+        .iter()
+        .find(|s| s.attributes.as_ref().is_some_and(|a| a.id == idle));
+    assert!(
+        listed.is_some_and(has_figures),
+        "{what}: ListContainerStats has no figures for {idle}: {all:?}"
+    );
+
+    // UpdateContainerResources: the new memory limit is in the container's cgroup.
+    const LIMIT: i64 = 96 << 20;
+    c.cri
+        .update_container_resources(
+            &idle,
+            &api::LinuxContainerResources {
+                memory_limit_in_bytes: LIMIT,
+                ..Default::default()
+            },
+        )
+        .unwrap_or_else(|e| panic!("{what}: UpdateContainerResources: {e}"));
+    let limits = memory_limits(&c, &idle);
+    assert_eq!(
+        limits,
+        [LIMIT.to_string()],
+        "{what}: memory limit in the cgroup of {idle} after UpdateContainerResources"
+    );
+
+    // An OOM kill: exited 137 with the reason kubelet shows, OOMKilled. 32 MiB, not less:
+    // runc 1.1 charges its init's copy of itself to the container's cgroup.
+    let hog = start("hog", HOG, Some(32 << 20));
+    let mut last = None;
+    let exited = poll_until(Duration::from_secs(60), || {
+        let s = status(&c, &hog);
+        let done = s.state == api::ContainerState::ContainerExited as i32;
+        last = Some(s);
+        done
+    });
+    let s = last.unwrap();
+    assert!(exited, "{what}: the hog did not exit: {s:?}");
+    assert_eq!(
+        (s.exit_code, s.reason.as_str()),
+        (137, "OOMKilled"),
+        "{what}: status of the OOM-killed container: {s:?}"
+    );
+
+    remove_pod(&c, &pod, &what);
+}
+
+fn restart_with_pods(flavor: &Flavor, what: &str) {
+    let mut c = CriDaemon::start_flavor(flavor);
+    let what = format!("{what}, {} via {}", runtime_name(), c.handler);
+    let (pod, id, _log) = echo_pod(&c, "restart");
+    let pid_before = status_pid(&c, &id);
+    let shims = c.daemon.shim_pids();
+    assert_eq!(shims.len(), 1, "{what}: shims serving the pod: {shims:?}");
+
+    c.restart();
+
+    // The pod and its container are still there and running, served by the same shim.
+    let s = status(&c, &id);
+    assert_eq!(
+        s.state,
+        api::ContainerState::ContainerRunning as i32,
+        "{what}: after the restart: {s:?}\n--- containerd.log ---\n{}",
+        c.daemon.log()
+    );
+    assert_eq!(status_pid(&c, &id), pid_before, "{what}: init pid changed");
+    assert_eq!(
+        c.daemon.shim_pids(),
+        shims,
+        "{what}: shims after the restart"
+    );
+    let r = c
+        .cri
+        .exec_sync(&id, &["/bin/sh", "-c", "echo still-here"], 10)
+        .unwrap_or_else(|e| panic!("{what}: ExecSync after the restart: {e}"));
+    assert_eq!(
+        (String::from_utf8_lossy(&r.stdout).as_ref(), r.exit_code),
+        ("still-here\n", 0),
+        "{what}: ExecSync after the restart"
+    );
+    attach_echo(&c, &id, "after-restart", &what);
+
+    // A container added to the pod after the restart joins the same shim.
+    let pod_config = c.pod_config("restart");
+    let config = c.container_config("late", &["/bin/sh", "-c", "exec sleep 600"]);
+    let late = c
+        .cri
+        .create_container(&pod, &config, &pod_config)
+        .unwrap_or_else(|e| panic!("{what}: CreateContainer after the restart: {e}"));
+    c.cri
+        .start_container(&late)
+        .unwrap_or_else(|e| panic!("{what}: StartContainer after the restart: {e}"));
+    assert_eq!(
+        c.daemon.shim_pids(),
+        shims,
+        "{what}: shims after a container was added"
+    );
+
+    // Stopping a container whose exit containerd learns from the reconnected shim.
+    c.cri
+        .stop_container(&id, 2)
+        .unwrap_or_else(|e| panic!("{what}: StopContainer after the restart: {e}"));
+    let s = status(&c, &id);
+    assert_eq!(
+        s.state,
+        api::ContainerState::ContainerExited as i32,
+        "{what}: after StopContainer: {s:?}"
+    );
+
+    remove_pod(&c, &pod, &what);
+}
+
+/// StopPodSandbox and RemovePodSandbox, then nothing left: no shim, mount or cgroup.
+fn remove_pod(c: &CriDaemon, pod: &str, what: &str) {
+    c.cri
+        .stop_pod_sandbox(pod)
+        .unwrap_or_else(|e| panic!("{what}: StopPodSandbox: {e}"));
+    c.cri
+        .remove_pod_sandbox(pod)
+        .unwrap_or_else(|e| panic!("{what}: RemovePodSandbox: {e}"));
+    let shims = c.daemon.shims_left();
+    assert!(shims.is_empty(), "{what}: shims left: {shims:?}");
+    let mounts = c.daemon.mounts();
+    assert!(mounts.is_empty(), "{what}: mounts left: {mounts:#?}");
+    let cgroups = c.cgroups_left();
+    assert!(cgroups.is_empty(), "{what}: cgroups left: {cgroups:#?}");
+}
+
+fn status(c: &CriDaemon, id: &str) -> api::ContainerStatus {
+    c.cri
+        .container_status(id, false)
+        .unwrap_or_else(|e| panic!("ContainerStatus {id}: {e}"))
+        .status
+        .expect("ContainerStatus without a status")
+}
+
+/// The container's init pid, from verbose ContainerStatus.
+fn status_pid(c: &CriDaemon, id: &str) -> i64 {
+    let info = c
+        .cri
+        .container_status(id, true)
+        .unwrap_or_else(|e| panic!("ContainerStatus {id}: {e}"))
+        .info;
+    let json: serde_json::Value = serde_json::from_str(&info["info"]).unwrap();
+    json["pid"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("no pid in {json}"))
+}
+
+/// The memory limits (v1 memory.limit_in_bytes, v2 memory.max) of the cgroups named
+/// after container `id`.
+fn memory_limits(c: &CriDaemon, id: &str) -> Vec<String> {
+    c.cgroups_left()
+        .iter()
+        .filter(|d| d.ends_with(id))
+        .flat_map(|d| {
+            ["memory.limit_in_bytes", "memory.max"]
+                .iter()
+                .filter_map(|f| std::fs::read_to_string(d.join(f)).ok())
+                .map(|t| t.trim().to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
