@@ -199,9 +199,10 @@ fn bad_bundles_ids_and_unimplemented_rpcs_get_the_right_code() {
     // A bundle without config.json.
     let empty = d.dir().join("bundles").join("empty");
     std::fs::create_dir_all(&empty).unwrap();
+    // Not NOT_FOUND: that code means no such task; the message names the file.
     let (code, msg) = create(&conn, "noconfig", &empty, vec![]).unwrap_err();
-    assert_eq!(code, Code::NOT_FOUND, "{msg}");
-    assert!(msg.contains("config.json"), "{msg}");
+    assert_eq!(code, Code::FAILED_PRECONDITION, "{msg}");
+    assert!(msg.contains(&format!("{}/config.json", empty.display())), "{msg}");
 
     // A spec whose root filesystem does not exist.
     let b = bundle(
