@@ -376,6 +376,7 @@ fn set_u32(dst: &mut u32, v: u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use containerd_shim_protos::ttrpc::Code;
 
     fn any(type_url: &str, value: Vec<u8>) -> Any {
         Any {
@@ -516,17 +517,13 @@ mod tests {
             (Some(true), "/docker/abc"),
         ] {
             let e = choose(opt, Some(path)).unwrap_err();
-            assert_eq!(
-                e.code(),
-                containerd_shim_protos::ttrpc::Code::INVALID_ARGUMENT
-            );
+            let m = e.to_string();
+            assert_eq!(e.code(), Code::INVALID_ARGUMENT);
             assert!(
-                e.to_string()
-                    .contains(&format!("SystemdCgroup = {}", opt.unwrap())),
+                m.contains(&format!("SystemdCgroup = {}", opt.unwrap())),
                 "{e}"
             );
-            assert!(e.to_string().contains("/etc/x.toml"), "{e}");
-            assert!(e.to_string().contains(path), "{e}");
+            assert!(m.contains("/etc/x.toml") && m.contains(path), "{e}");
         }
     }
 
@@ -562,15 +559,10 @@ mod tests {
             "/etc/x.toml",
         )
         .unwrap_err();
-        assert_eq!(
-            e.code(),
-            containerd_shim_protos::ttrpc::Code::INVALID_ARGUMENT
-        );
-        assert!(e.to_string().contains("/etc/x.toml"), "{e}");
-        assert!(
-            e.to_string().contains("line 2: SystemdCgroup = \"yes\""),
-            "{e}"
-        );
+        let m = e.to_string();
+        assert_eq!(e.code(), Code::INVALID_ARGUMENT);
+        assert!(m.contains("/etc/x.toml"), "{e}");
+        assert!(m.contains("line 2: SystemdCgroup = \"yes\""), "{e}");
         let e = parse_toml("BinaryNmae = \"crun\"\n", "body").unwrap_err();
         assert!(e.to_string().contains("BinaryNmae"), "{e}");
     }
@@ -584,10 +576,7 @@ mod tests {
         let e = RuntimeConfig::default()
             .with_request(Some(&any("runtimeoptions.v1.Options", o.encode())))
             .unwrap_err();
-        assert_eq!(
-            e.code(),
-            containerd_shim_protos::ttrpc::Code::INVALID_ARGUMENT
-        );
+        assert_eq!(e.code(), Code::INVALID_ARGUMENT);
         assert!(e.to_string().contains("/nonexistent/rsrunc.toml"), "{e}");
     }
 
@@ -599,18 +588,12 @@ mod tests {
                 vec![0x0a, 0x05, b'a'],
             )))
             .unwrap_err();
-        assert_eq!(
-            e.code(),
-            containerd_shim_protos::ttrpc::Code::INVALID_ARGUMENT
-        );
+        assert_eq!(e.code(), Code::INVALID_ARGUMENT);
         assert!(e.to_string().contains("containerd.runc.v1.Options"), "{e}");
         let e = RuntimeConfig::default()
             .with_request(Some(&any("example.com/Other", vec![])))
             .unwrap_err();
-        assert_eq!(
-            e.code(),
-            containerd_shim_protos::ttrpc::Code::INVALID_ARGUMENT
-        );
+        assert_eq!(e.code(), Code::INVALID_ARGUMENT);
         assert!(e.to_string().contains("example.com/Other"), "{e}");
     }
 }

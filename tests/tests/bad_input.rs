@@ -202,7 +202,10 @@ fn bad_bundles_ids_and_unimplemented_rpcs_get_the_right_code() {
     // Not NOT_FOUND: that code means no such task; the message names the file.
     let (code, msg) = create(&conn, "noconfig", &empty, vec![]).unwrap_err();
     assert_eq!(code, Code::FAILED_PRECONDITION, "{msg}");
-    assert!(msg.contains(&format!("{}/config.json", empty.display())), "{msg}");
+    assert!(
+        msg.contains(&format!("{}/config.json", empty.display())),
+        "{msg}"
+    );
 
     // A spec whose root filesystem does not exist.
     let b = bundle(

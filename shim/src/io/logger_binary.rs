@@ -164,6 +164,7 @@ fn percent_decode(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use containerd_shim_protos::ttrpc::Code;
 
     #[test]
     fn uri_to_command() {
@@ -179,7 +180,7 @@ mod tests {
             LoggerCommand::parse("binary://relative/logger")
                 .unwrap_err()
                 .code(),
-            containerd_shim_protos::ttrpc::Code::INVALID_ARGUMENT
+            Code::INVALID_ARGUMENT
         );
     }
 }

@@ -447,6 +447,7 @@ fn copy_stdin(path: &Path, mut pipe: File, cancel: &File) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use containerd_shim_protos::ttrpc::Code;
 
     const OWNER: IoOwner<'static> = IoOwner {
         uid: 0,
@@ -466,10 +467,7 @@ mod tests {
             Path::new("/run/x")
         );
         let e = fifo_path("syslog://host/x", "stdout").unwrap_err();
-        assert_eq!(
-            e.code(),
-            containerd_shim_protos::ttrpc::Code::INVALID_ARGUMENT
-        );
+        assert_eq!(e.code(), Code::INVALID_ARGUMENT);
         assert!(e.to_string().contains("syslog://"), "{e}");
         assert!(matches!(
             Target::parse("file:///var/log/x", "stdout").unwrap(),
@@ -482,7 +480,7 @@ mod tests {
         assert_eq!(Target::parse("", "stdout").unwrap(), Target::None);
         assert_eq!(
             fifo_path("relative/path", "stdin").unwrap_err().code(),
-            containerd_shim_protos::ttrpc::Code::INVALID_ARGUMENT
+            Code::INVALID_ARGUMENT
         );
     }
 

@@ -226,6 +226,7 @@ fn page_size() -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use containerd_shim_protos::ttrpc::Code;
 
     fn opts(o: &[&str]) -> Vec<String> {
         o.iter().map(|s| s.to_string()).collect()
@@ -278,10 +279,7 @@ mod tests {
             ..Default::default()
         };
         let e = mount_all(&[m], &dst.path().join("rootfs")).unwrap_err();
-        assert_eq!(
-            e.code(),
-            containerd_shim_protos::ttrpc::Code::INVALID_ARGUMENT
-        );
+        assert_eq!(e.code(), Code::INVALID_ARGUMENT);
         assert!(e.to_string().contains("no-such-fs"), "{e}");
     }
 
@@ -341,10 +339,7 @@ mod tests {
             ..below
         };
         let e = mount_all(&[base, out], &target).unwrap_err();
-        assert_eq!(
-            e.code(),
-            containerd_shim_protos::ttrpc::Code::INVALID_ARGUMENT
-        );
+        assert_eq!(e.code(), Code::INVALID_ARGUMENT);
         assert!(
             e.to_string()
                 .starts_with("mount rootfs 2 of 2 (tmpfs tmpfs on ")
@@ -560,10 +555,7 @@ mod tests {
             ..Default::default()
         };
         let e = mount_all(&[m], &dir.path().join("rootfs")).unwrap_err();
-        assert_eq!(
-            e.code(),
-            containerd_shim_protos::ttrpc::Code::INVALID_ARGUMENT
-        );
+        assert_eq!(e.code(), Code::INVALID_ARGUMENT);
         assert!(
             e.to_string()
                 .contains("mount rootfs 1 of 1 (overlay overlay on ")
