@@ -303,6 +303,52 @@ fn resources_that_are_not_json_are_invalid_argument() {
     remove(conn, id);
 }
 
+#[test]
+#[cfg_attr(
+    go_shim,
+    ignore = "rsrunc only: signals and exec ids checked before anything is done"
+)]
+fn signals_out_of_range_and_bad_exec_ids_are_invalid_argument() {
+    ours_only();
+    let d = Daemon::start();
+    let (conn, id) = created(&d, "badsig");
+    for signal in [0, 65, 1000] {
+        let r: Result<Empty, _> = conn.call(
+            "Kill",
+            &KillRequest {
+                id: id.into(),
+                signal,
+                ..Default::default()
+            },
+        );
+        let (code, msg) = r.unwrap_err();
+        assert_eq!(code, Code::INVALID_ARGUMENT, "{msg}");
+        assert!(msg.contains(&format!("signal {signal} ")), "{msg}");
+    }
+    let r: Result<StateResponse, _> = conn.call(
+        "State",
+        &StateRequest {
+            id: id.into(),
+            exec_id: "a/b".into(),
+            ..Default::default()
+        },
+    );
+    let (code, msg) = r.unwrap_err();
+    assert_eq!(code, Code::INVALID_ARGUMENT, "{msg}");
+    assert!(msg.contains("exec id \"a/b\""), "{msg}");
+    // A well-formed exec id that names nothing is NOT_FOUND.
+    let r: Result<StateResponse, _> = conn.call(
+        "State",
+        &StateRequest {
+            id: id.into(),
+            exec_id: "nope".into(),
+            ..Default::default()
+        },
+    );
+    assert_eq!(r.unwrap_err().0, Code::NOT_FOUND);
+    remove(conn, id);
+}
+
 /// A created (not started) container `id` running `sleep 30`, on a shim of its own.
 fn created<'a>(d: &Daemon, id: &'a str) -> (ShimConn, &'a str) {
     let b = bundle(d, id, &["/bin/sleep", "30"], rootfs::busybox());

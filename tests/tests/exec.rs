@@ -114,6 +114,44 @@ fn exec_pids_kill_and_duplicate_ids() {
     }
 }
 
+/// A real-time signal (37, SIGRTMIN+3: what systemd takes to halt) reaches an init that
+/// handles it and an exec that does not, through both shims.
+#[test]
+fn real_time_signals_reach_the_init_and_execs() {
+    let d = Daemon::start();
+    for oci in Oci::ALL {
+        let id = unique_id("rt");
+        let script = "trap 'exit 7' 37; while :; do sleep 1; done";
+        let args = d.run_args(oci, &[], &id, &["/bin/sh", "-c", script]);
+        let init = d.ctr_spawn(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        d.wait_status(&id, "RUNNING");
+        let exec_id = unique_id("rt");
+        let exec = d.ctr_spawn(&[
+            "task",
+            "exec",
+            "--exec-id",
+            &exec_id,
+            &id,
+            "/bin/sleep",
+            "300",
+        ]);
+        poll_until(Duration::from_secs(20), || {
+            d.ctr(&["task", "ps", &id]).ok().stdout.contains(&exec_id)
+        });
+        d.ctr(&["task", "kill", "--exec-id", &exec_id, "-s", "37", &id])
+            .ok();
+        let out = exec.wait_with_output().unwrap();
+        let code = rsrunc_e2e::daemon::exit_code(out.status);
+        assert_eq!(code, 128 + 37, "{oci:?}: {out:?}");
+        d.ctr(&["task", "kill", "-s", "37", &id]).ok();
+        let out = init.wait_with_output().unwrap();
+        let code = rsrunc_e2e::daemon::exit_code(out.status);
+        assert_eq!(code, 7, "{oci:?}: the init's trap ran: {out:?}");
+        d.ctr(&["task", "rm", &id]).ok();
+        d.ctr(&["containers", "rm", &id]).ok();
+    }
+}
+
 #[test]
 fn a_failed_exec_leaves_no_shim_behind() {
     let d = Daemon::start();
