@@ -12,9 +12,6 @@ use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use nix::errno::Errno;
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use nix::unistd::Pid;
 use runc_driver::{ExitStatus, Monitor, Started};
 use signal_hook::consts::SIGCHLD;
 use signal_hook::iterator::Signals;
@@ -69,13 +66,14 @@ impl Reaper {
 
     fn reap_all(&self) {
         loop {
-            let exit = match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return,
-                Ok(ws) => match exit_of(ws) {
+            let exit = match crate::sys::wait_any() {
+                Ok(None) => return,
+                Ok(Some((pid, raw))) => match exit_of(pid, raw) {
                     Some(e) => e,
                     None => continue,
                 },
-                Err(Errno::EINTR) => continue,
+                Err(e) if e.raw_os_error() == Some(libc::ECHILD) => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     log::warn!("waitpid failed: {e}");
                     return;
@@ -117,8 +115,8 @@ impl Drop for Subscription {
 
 /// A final wait status as an [`Exit`], stamped now; None for statuses that are not an
 /// exit (stopped, continued).
-fn exit_of(ws: WaitStatus) -> Option<Exit> {
-    let (pid, status) = ExitStatus::of_wait(ws)?;
+fn exit_of(pid: i32, raw: i32) -> Option<Exit> {
+    let status = ExitStatus::of_raw(raw)?;
     Some(Exit {
         pid,
         status,
