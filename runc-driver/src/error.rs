@@ -1,4 +1,5 @@
-//! Typed failures of the runtime CLI.
+//! Typed failures of the runtime CLI, and the one table of what each runtime's error
+//! messages mean.
 
 use std::fmt;
 use std::io;
@@ -32,29 +33,149 @@ pub enum Error {
     },
 }
 
+/// What a runtime's refusal meant, whichever runtime said it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The container does not exist (in the runtime's state directory).
+    NoSuchContainer,
+    /// The container or process is not running any more: it has stopped.
+    NotRunning,
+    /// A container with that id exists already.
+    AlreadyExists,
+}
+
+/// Which runtime a phrasing was seen from (documentation and tests; matching does not
+/// depend on it, since the shim may run any of them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Runc,
+    Crun,
+    Youki,
+    /// go-runc's and the kernel's wording, which any runtime may pass on.
+    Any,
+}
+
+/// One phrasing: every part must occur in the message (lower-cased), in that order.
+pub struct Phrasing {
+    pub dialect: Dialect,
+    pub parts: &'static [&'static str],
+    pub means: Refusal,
+}
+
+const fn p(dialect: Dialect, parts: &'static [&'static str], means: Refusal) -> Phrasing {
+    Phrasing {
+        dialect,
+        parts,
+        means,
+    }
+}
+
+/// Every runtime error message the shim acts on, as runc 1.1.5, crun 1.8 and 1.21, and
+/// youki 0.7 print them (checked against a missing and a stopped container). The first
+/// match wins.
+pub const PHRASINGS: &[Phrasing] = {
+    use Dialect::*;
+    use Refusal::*;
+    &[
+        // runc: every verb on a missing id.
+        p(Runc, &["container does not exist"], NoSuchContainer),
+        // crun reads the container's status file or opens its directory first.
+        p(
+            Crun,
+            &[
+                "error opening file `",
+                "/status`: no such file or directory",
+            ],
+            NoSuchContainer,
+        ),
+        p(
+            Crun,
+            &["cannot open directory ", ": no such file or directory"],
+            NoSuchContainer,
+        ),
+        // youki: "container nosuch does not exist.", and exec's wording.
+        p(Youki, &["container ", " does not exist."], NoSuchContainer),
+        p(
+            Youki,
+            &["container state directory does not exist"],
+            NoSuchContainer,
+        ),
+        p(Any, &["no such container"], NoSuchContainer),
+        // runc: kill, pause, update of a stopped container; start and exec.
+        p(Runc, &["container not running"], NotRunning),
+        p(
+            Runc,
+            &["cannot start a container that has stopped"],
+            NotRunning,
+        ),
+        p(Runc, &["cannot exec in a stopped container"], NotRunning),
+        // crun: kill of a stopped container; pause, resume, start, exec.
+        p(Crun, &["kill container: no such process"], NotRunning),
+        p(Crun, &["container `", "` is not running"], NotRunning),
+        // youki: kill; pause, resume, start and exec name the status.
+        p(
+            Youki,
+            &["incompatible container status: `stopped`"],
+            NotRunning,
+        ),
+        p(Any, &["process already finished"], NotRunning),
+        p(Any, &["no such process"], NotRunning),
+        p(Any, &["container is stopped"], NotRunning),
+        // create with an id in use.
+        p(
+            Runc,
+            &["container with given id already exists"],
+            AlreadyExists,
+        ),
+        p(Crun, &["container `", "` already exists"], AlreadyExists),
+        p(Youki, &["container already exists"], AlreadyExists),
+    ]
+};
+
+/// What `message` means, by the table.
+pub fn classify(message: &str) -> Option<Refusal> {
+    let m = message.to_ascii_lowercase();
+    PHRASINGS
+        .iter()
+        .find(|ph| contains_in_order(&m, ph.parts))
+        .map(|ph| ph.means)
+}
+
+fn contains_in_order(text: &str, parts: &[&str]) -> bool {
+    let mut rest = text;
+    for part in parts {
+        match rest.find(part) {
+            Some(i) => rest = &rest[i + part.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
 impl Error {
+    /// What the runtime's refusal meant, if it ran and said something the table knows.
+    pub fn refusal(&self) -> Option<Refusal> {
+        match self {
+            Error::Failed { message, .. } => classify(message),
+            _ => None,
+        }
+    }
+
     /// The runtime said the container does not exist.
     pub fn is_not_found(&self) -> bool {
-        self.message_has(&["does not exist", "not exist", "no such container"])
+        self.refusal() == Some(Refusal::NoSuchContainer)
     }
 
     /// The runtime said the container or process is not running (already stopped).
     pub fn is_not_running(&self) -> bool {
-        self.message_has(&[
-            "not running",
-            "no such process",
-            "process already finished",
-            "container is stopped",
-        ])
+        self.refusal() == Some(Refusal::NotRunning)
     }
 
-    fn message_has(&self, needles: &[&str]) -> bool {
+    /// The subcommand that failed ("kill", "start", ...), if the runtime was run.
+    pub fn verb(&self) -> Option<&'static str> {
         match self {
-            Error::Failed { message, .. } => {
-                let m = message.to_ascii_lowercase();
-                needles.iter().any(|n| m.contains(n))
-            }
-            _ => false,
+            Error::Failed { verb, .. } | Error::Parse { verb, .. } => Some(verb),
+            _ => None,
         }
     }
 }
@@ -114,14 +235,102 @@ mod tests {
         }
     }
 
+    fn means(m: &str) -> Option<Refusal> {
+        failed(m).refusal()
+    }
+
+    // Each message below is what the runtime printed on this host (see PHRASINGS).
+
     #[test]
-    fn classifies_runc_and_crun_messages() {
+    fn runc_phrasings() {
+        use Refusal::*;
+        assert_eq!(means("container does not exist"), Some(NoSuchContainer));
+        assert_eq!(
+            means("exec failed: container does not exist"),
+            Some(NoSuchContainer)
+        );
+        assert_eq!(means("container not running"), Some(NotRunning));
+        assert_eq!(
+            means("cannot start a container that has stopped"),
+            Some(NotRunning)
+        );
+        assert_eq!(
+            means("exec failed: cannot exec in a stopped container"),
+            Some(NotRunning)
+        );
+        assert_eq!(
+            means("runc create failed: container with given ID already exists"),
+            Some(AlreadyExists)
+        );
+        // resume of a running container is a state conflict the table leaves alone.
+        assert_eq!(means("container not paused"), None);
+    }
+
+    #[test]
+    fn crun_phrasings() {
+        use Refusal::*;
+        assert_eq!(
+            means("error opening file `/run/crun/nosuch/status`: No such file or directory"),
+            Some(NoSuchContainer)
+        );
+        assert_eq!(
+            means("cannot open directory `/run/crun/nosuch`: No such file or directory"),
+            Some(NoSuchContainer)
+        );
+        assert_eq!(
+            means("cannot open directory '/run/crun/nosuch': No such file or directory"),
+            Some(NoSuchContainer)
+        );
+        assert_eq!(means("kill container: No such process"), Some(NotRunning));
+        assert_eq!(means("the container `c1` is not running"), Some(NotRunning));
+        assert_eq!(means("container `c1` is not running"), Some(NotRunning));
+        assert_eq!(means("container `c1` already exists"), Some(AlreadyExists));
+        // Another file missing is not the container missing.
+        assert_eq!(
+            means("error opening file `/b/rootfs/etc/hosts`: No such file or directory"),
+            None
+        );
+    }
+
+    #[test]
+    fn youki_phrasings() {
+        use Refusal::*;
+        assert_eq!(
+            means("error in executing command: container nosuch does not exist."),
+            Some(NoSuchContainer)
+        );
+        assert_eq!(
+            means("error in executing command: container state directory does not exist"),
+            Some(NoSuchContainer)
+        );
+        assert_eq!(
+            means("error in executing command: container not running\n\nCaused by:\n    failed operation due to incompatible container status: `Stopped`"),
+            Some(NotRunning)
+        );
+        assert_eq!(
+            means("error in executing command: failed to pause container c1\n\nCaused by:\n    failed operation due to incompatible container status: `Stopped`"),
+            Some(NotRunning)
+        );
+        assert_eq!(
+            means("error in executing command: container already exists"),
+            Some(AlreadyExists)
+        );
+    }
+
+    #[test]
+    fn other_failures_mean_nothing_to_the_table() {
+        assert_eq!(means("permission denied"), None);
+        assert_eq!(
+            means("exec: \"nope\": executable file not found in $PATH"),
+            None
+        );
+        let spawn = Error::Spawn {
+            binary: "/x".into(),
+            source: io::Error::from(io::ErrorKind::NotFound),
+        };
+        assert_eq!(spawn.refusal(), None);
         assert!(failed("container does not exist").is_not_found());
-        assert!(failed("container `c1` does not exist").is_not_found());
         assert!(failed("container not running").is_not_running());
-        assert!(failed("kill container: No such process").is_not_running());
-        assert!(!failed("permission denied").is_not_found());
-        assert!(!failed("permission denied").is_not_running());
     }
 
     #[test]

@@ -2,8 +2,6 @@
 
 use std::fmt;
 
-use nix::sys::wait::WaitStatus;
-
 /// A finished process's status in containerd's convention: the exit code, or 128 + the
 /// signal that killed it. The shim's exits and the runtime's own are both this type.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
@@ -20,13 +18,16 @@ impl ExitStatus {
         Self::of(None, Some(signal))
     }
 
-    /// The status of a final wait status with its pid; None for statuses that are not an
-    /// exit (stopped, continued).
-    pub fn of_wait(ws: WaitStatus) -> Option<(i32, Self)> {
-        match ws {
-            WaitStatus::Exited(pid, code) => Some((pid.as_raw(), Self::exited(code))),
-            WaitStatus::Signaled(pid, sig, _) => Some((pid.as_raw(), Self::killed(sig as i32))),
-            _ => None,
+    /// The status of a raw wait(2) status; None for statuses that are not an exit
+    /// (stopped, continued). Raw, because nix's `WaitStatus` cannot hold a real-time
+    /// signal: a process killed by SIGRTMIN+n made its `waitpid` fail with EINVAL.
+    pub fn of_raw(status: i32) -> Option<Self> {
+        if libc::WIFEXITED(status) {
+            Some(Self::exited(libc::WEXITSTATUS(status)))
+        } else if libc::WIFSIGNALED(status) {
+            Some(Self::killed(libc::WTERMSIG(status)))
+        } else {
+            None
         }
     }
 
@@ -74,25 +75,21 @@ impl fmt::Display for ExitStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use nix::sys::signal::Signal;
-    use nix::unistd::Pid;
 
     #[test]
     fn wait_statuses_map_to_code_or_128_plus_signal() {
-        let pid = Pid::from_raw(42);
-        let of = |ws| ExitStatus::of_wait(ws).map(|(p, s)| (p, s.get()));
-        assert_eq!(of(WaitStatus::Exited(pid, 0)), Some((42, 0)));
-        assert_eq!(of(WaitStatus::Exited(pid, 3)), Some((42, 3)));
-        assert_eq!(
-            of(WaitStatus::Signaled(pid, Signal::SIGKILL, false)),
-            Some((42, 137))
-        );
-        assert_eq!(
-            of(WaitStatus::Signaled(pid, Signal::SIGTERM, true)),
-            Some((42, 143))
-        );
-        assert_eq!(of(WaitStatus::Stopped(pid, Signal::SIGSTOP)), None);
-        assert_eq!(of(WaitStatus::Continued(pid)), None);
+        // Raw statuses as the kernel encodes them: the code in the second byte, the
+        // signal in the low seven bits (0x80 for a core dump), 0x7f for stopped.
+        let of = |raw| ExitStatus::of_raw(raw).map(ExitStatus::get);
+        assert_eq!(of(0), Some(0));
+        assert_eq!(of(3 << 8), Some(3));
+        assert_eq!(of(libc::SIGKILL), Some(137));
+        assert_eq!(of(libc::SIGTERM | 0x80), Some(143));
+        // SIGRTMIN+3, which nix's WaitStatus cannot represent.
+        assert_eq!(of(37), Some(165));
+        assert_eq!(of(64), Some(192));
+        assert_eq!(of((libc::SIGSTOP << 8) | 0x7f), None);
+        assert_eq!(of(0xffff), None); // continued
     }
 
     #[test]

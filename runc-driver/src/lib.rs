@@ -2,9 +2,11 @@
 //!
 //! The three runtimes share one command line; their differences are data in [`Runtime`].
 //! Argument vectors are built by pure functions in [`opts`], the commands are run by
-//! [`ops`] through a [`monitor::ChildWaiter`] so that a process with its own reaper can
-//! collect the exit status, and errors carry the runtime's last error line from its
-//! JSON log ([`runtime_log`]). Every call gets the environment [`mod@env`] builds: the
+//! [`ops`] through a [`monitor::Monitor`] so that a process with its own reaper can
+//! collect the exit status (the driver drains the child's output itself), errors carry
+//! the runtime's last error line from its JSON log ([`runtime_log`]), and what they mean
+//! is looked up in one table ([`error::PHRASINGS`]). The files a command is handed
+//! (process spec, resources, pid file) are written and removed by the driver. Every call gets the environment [`mod@env`] builds: the
 //! caller's, less what a service manager addressed to containerd's own unit.
 
 #![forbid(unsafe_code)]
@@ -17,8 +19,8 @@ pub mod ops;
 pub mod opts;
 pub mod runtime_log;
 
-pub use error::{Error, Result};
+pub use error::{Error, Refusal, Result};
 pub use exit::ExitStatus;
-pub use monitor::{ChildWaiter, Output, StdWaiter};
+pub use monitor::{Monitor, Output, Started, StdMonitor};
 pub use ops::{Runtime, Stdio};
-pub use opts::{CreateOpts, ExecOpts, GlobalOpts};
+pub use opts::{CreateOpts, GlobalOpts};

@@ -1,9 +1,12 @@
-//! Who waits for the runtime's child processes.
+//! Who starts the runtime's child processes and collects their exits.
 //!
 //! A containerd shim is a subreaper with a single `waitpid(-1)` loop, so the driver must
-//! not wait for its own children: the shim supplies a [`ChildWaiter`] that subscribes to
-//! its reaper before spawning. [`StdWaiter`] is for processes without a reaper of their own.
+//! not wait for its own children: the shim supplies a [`Monitor`] that subscribes to its
+//! reaper before spawning, and waits through it. [`StdMonitor`] is for processes without
+//! a reaper of their own. Either way the driver drains the child's output itself
+//! ([`run`]) between the monitor's start and wait.
 
+use std::any::Any;
 use std::io::{self, Read};
 use std::os::fd::AsFd;
 use std::process::{Child, Command};
@@ -20,31 +23,54 @@ pub struct Output {
     pub stderr: Vec<u8>,
 }
 
-/// Runs a command to completion: spawns it, drains its piped output, collects its exit.
-pub trait ChildWaiter: Send + Sync {
-    fn run(&self, cmd: Command) -> io::Result<Output>;
+/// A child the monitor started, with what the monitor needs to collect its exit.
+pub struct Started {
+    pub child: Child,
+    /// The monitor's own (a subscription to its reaper, say); given back to `wait`.
+    pub token: Box<dyn Any + Send>,
+}
+
+/// Starts children and collects their exits (go-runc's ProcessMonitor).
+pub trait Monitor: Send + Sync {
+    /// Spawns `cmd` so that its exit cannot be missed by [`Monitor::wait`].
+    fn start(&self, cmd: &mut Command) -> io::Result<Started>;
+    /// Blocks until the started child has exited.
+    fn wait(&self, started: Started) -> io::Result<ExitStatus>;
 }
 
 /// Waits with `Child::wait`, for a process where nothing else reaps children.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct StdWaiter;
+pub struct StdMonitor;
 
-impl ChildWaiter for StdWaiter {
-    fn run(&self, mut cmd: Command) -> io::Result<Output> {
-        let mut child = cmd.spawn()?;
-        let (stdout, stderr) = drain(&mut child)?;
-        let status = ExitStatus::from(child.wait()?);
-        Ok(Output {
-            status,
-            stdout,
-            stderr,
+impl Monitor for StdMonitor {
+    fn start(&self, cmd: &mut Command) -> io::Result<Started> {
+        Ok(Started {
+            child: cmd.spawn()?,
+            token: Box::new(()),
         })
     }
+
+    fn wait(&self, mut started: Started) -> io::Result<ExitStatus> {
+        Ok(ExitStatus::from(started.child.wait()?))
+    }
+}
+
+/// Runs `cmd` to completion through `monitor`: starts it, drains its piped output, and
+/// waits for its exit.
+pub fn run(monitor: &dyn Monitor, mut cmd: Command) -> io::Result<Output> {
+    let mut started = monitor.start(&mut cmd)?;
+    let (stdout, stderr) = drain(&mut started.child)?;
+    let status = monitor.wait(started)?;
+    Ok(Output {
+        status,
+        stdout,
+        stderr,
+    })
 }
 
 /// Reads the child's piped stdout and stderr to their end, both at once so that neither
 /// pipe can fill up and stall the child. Pipes that were not requested read as empty.
-pub fn drain(child: &mut Child) -> io::Result<(Vec<u8>, Vec<u8>)> {
+fn drain(child: &mut Child) -> io::Result<(Vec<u8>, Vec<u8>)> {
     let mut out = Vec::new();
     let mut err = Vec::new();
     let mut stdout = child.stdout.take();
@@ -112,7 +138,7 @@ mod tests {
         cmd.args(["-c", "echo out; echo err >&2; exit 3"])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let o = StdWaiter.run(cmd).unwrap();
+        let o = run(&StdMonitor, cmd).unwrap();
         assert_eq!(o.status, ExitStatus::exited(3));
         assert_eq!(o.stdout, b"out\n");
         assert_eq!(o.stderr, b"err\n");
@@ -122,7 +148,7 @@ mod tests {
     fn a_signal_maps_to_128_plus_signal() {
         let mut cmd = Command::new("sh");
         cmd.args(["-c", "kill -9 $$"]);
-        assert_eq!(StdWaiter.run(cmd).unwrap().status.get(), 137);
+        assert_eq!(run(&StdMonitor, cmd).unwrap().status.get(), 137);
     }
 
     #[test]
@@ -134,7 +160,7 @@ mod tests {
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-        let o = StdWaiter.run(cmd).unwrap();
+        let o = run(&StdMonitor, cmd).unwrap();
         assert_eq!((o.stdout.len(), o.stderr.len()), (300000, 300000));
     }
 }

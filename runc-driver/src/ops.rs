@@ -4,20 +4,53 @@ use std::ffi::OsString;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::env;
 use crate::error::{Error, Result};
-use crate::monitor::{ChildWaiter, Output};
+use crate::monitor::{self, Monitor, Output};
 use crate::opts::{self, CreateOpts, ExecOpts, GlobalOpts};
 use crate::runtime_log;
 
-/// A runtime binary with its global flags and the waiter that collects its exits.
+/// A runtime binary with its global flags, the monitor that starts it and collects its
+/// exits, and the directory for the files it is handed (process specs, resources, pid
+/// files), which the driver creates and removes around each command.
 #[derive(Clone)]
 pub struct Runtime {
     binary: PathBuf,
     global: GlobalOpts,
-    waiter: Arc<dyn ChildWaiter>,
+    monitor: Arc<dyn Monitor>,
+    temp_dir: PathBuf,
+}
+
+/// A file the driver writes for one command and removes after it.
+struct TempFile(PathBuf);
+
+impl TempFile {
+    /// A new name in `dir` for `what` ("exec-process"), unique in this process.
+    fn name(dir: &Path, what: &str, ext: &str) -> TempFile {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        TempFile(dir.join(format!(".rsrunc-{what}-{}-{n}.{ext}", std::process::id())))
+    }
+
+    /// Like [`TempFile::name`], with `content` written.
+    fn with(dir: &Path, what: &str, ext: &str, content: &[u8]) -> Result<TempFile> {
+        let f = TempFile::name(dir, what, ext);
+        std::fs::write(&f.0, content).map_err(|source| Error::Io {
+            op: "write",
+            path: f.0.clone(),
+            source,
+        })?;
+        Ok(f)
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 /// The standard streams given to a process the runtime creates; `None` is /dev/null.
@@ -33,34 +66,49 @@ impl std::fmt::Debug for Runtime {
         f.debug_struct("Runtime")
             .field("binary", &self.binary)
             .field("global", &self.global)
+            .field("temp_dir", &self.temp_dir)
             .finish_non_exhaustive()
     }
 }
 
 impl Runtime {
-    pub fn new(
-        binary: impl Into<PathBuf>,
-        global: GlobalOpts,
-        waiter: Arc<dyn ChildWaiter>,
-    ) -> Self {
+    pub fn new(binary: impl Into<PathBuf>, global: GlobalOpts, monitor: Arc<dyn Monitor>) -> Self {
         Runtime {
             binary: binary.into(),
             global,
-            waiter,
+            monitor,
+            temp_dir: std::env::temp_dir(),
         }
     }
 
-    /// `create`: the container's init is created and waits for `start`.
+    /// Where the files handed to the runtime are written (a container's bundle).
+    pub fn with_temp_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.temp_dir = dir.into();
+        self
+    }
+
+    /// `create`: the container's init is created and waits for `start`; returns its pid.
     /// `stdio` becomes the container's standard streams, so the runtime's own
-    /// complaints are read from its JSON log.
-    pub fn create(&self, id: &str, o: &CreateOpts, stdio: Stdio) -> Result<()> {
+    /// complaints are read from its JSON log. The pid file is `o.pid_file` if given (and
+    /// kept), else one of the driver's.
+    pub fn create(&self, id: &str, o: &CreateOpts, stdio: Stdio) -> Result<i32> {
+        let temp;
+        let mut o = o.clone();
+        let pid_file = match &o.pid_file {
+            Some(p) => p.clone(),
+            None => {
+                temp = TempFile::name(&self.temp_dir, "create", "pid");
+                o.pid_file = Some(temp.0.clone());
+                temp.0.clone()
+            }
+        };
         self.run(
             "create",
             id,
-            opts::create_args(&self.global, id, o),
+            opts::create_args(&self.global, id, &o),
             Some(stdio),
-        )
-        .map(drop)
+        )?;
+        self.read_pid("create", &pid_file)
     }
 
     pub fn start(&self, id: &str) -> Result<()> {
@@ -73,14 +121,29 @@ impl Runtime {
         .map(drop)
     }
 
-    pub fn exec(&self, id: &str, o: &ExecOpts, stdio: Stdio) -> Result<()> {
+    /// `exec --detach`: runs `process` (an OCI process spec, JSON) in the container;
+    /// returns its pid. The spec and pid files are the driver's, gone when it returns.
+    pub fn exec(
+        &self,
+        id: &str,
+        process: &[u8],
+        console_socket: Option<PathBuf>,
+        stdio: Stdio,
+    ) -> Result<i32> {
+        let process_file = TempFile::with(&self.temp_dir, "exec-process", "json", process)?;
+        let pid_file = TempFile::name(&self.temp_dir, "exec", "pid");
+        let o = ExecOpts {
+            process_file: process_file.0.clone(),
+            pid_file: Some(pid_file.0.clone()),
+            console_socket,
+        };
         self.run(
             "exec",
             id,
-            opts::exec_args(&self.global, id, o),
+            opts::exec_args(&self.global, id, &o),
             Some(stdio),
-        )
-        .map(drop)
+        )?;
+        self.read_pid("exec", &pid_file.0)
     }
 
     pub fn kill(&self, id: &str, signal: u32, all: bool) -> Result<()> {
@@ -123,11 +186,14 @@ impl Runtime {
         .map(drop)
     }
 
-    pub fn update(&self, id: &str, resources_file: &Path) -> Result<()> {
+    /// `update`: `resources` (an OCI LinuxResources object, JSON) for the container,
+    /// handed over in a file of the driver's, gone when it returns.
+    pub fn update(&self, id: &str, resources: &[u8]) -> Result<()> {
+        let file = TempFile::with(&self.temp_dir, "update", "json", resources)?;
         self.run(
             "update",
             id,
-            opts::update_args(&self.global, id, resources_file),
+            opts::update_args(&self.global, id, &file.0),
             None,
         )
         .map(drop)
@@ -174,7 +240,7 @@ impl Runtime {
             }
         }
         log::debug!("run {} {:?}", self.binary.display(), args);
-        let out = self.waiter.run(cmd).map_err(|source| Error::Spawn {
+        let out = monitor::run(self.monitor.as_ref(), cmd).map_err(|source| Error::Spawn {
             binary: self.binary.clone(),
             source,
         })?;
@@ -202,6 +268,24 @@ impl Runtime {
             status: out.status,
             message,
         })
+    }
+
+    /// The pid the runtime wrote to `path` for `verb`.
+    fn read_pid(&self, verb: &'static str, path: &Path) -> Result<i32> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+            op: "read pid file",
+            path: path.to_path_buf(),
+            source,
+        })?;
+        text.trim()
+            .parse::<i32>()
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(|| Error::Parse {
+                binary: self.binary.clone(),
+                verb,
+                reason: format!("pid file {} holds {text:?}, not a pid", path.display()),
+            })
     }
 
     fn parse_error(&self, verb: &'static str, e: serde_json::Error) -> Error {
@@ -232,7 +316,7 @@ fn last_line(stderr: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::monitor::StdWaiter;
+    use crate::monitor::StdMonitor;
 
     /// Runs `op`, again while the kernel says the script is busy: another test's fork
     /// may briefly hold our freshly written script open (ETXTBSY).
@@ -261,7 +345,7 @@ mod tests {
             log: Some(dir.join("log.json")),
             ..Default::default()
         };
-        Runtime::new(bin, global, Arc::new(StdWaiter))
+        Runtime::new(bin, global, Arc::new(StdMonitor)).with_temp_dir(dir)
     }
 
     #[test]
@@ -269,7 +353,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let rt = fake_runtime(
             dir.path(),
-            r#"log="$2"; echo '{"level":"error","msg":"container \"c1\" does not exist"}' >> "$log"; exit 1"#,
+            r#"log="$2"; echo '{"level":"error","msg":"container does not exist"}' >> "$log"; exit 1"#,
         );
         let err = retry(|| rt.kill("c1", 9, false)).unwrap_err();
         assert!(err.is_not_found(), "{err}");
@@ -321,11 +405,54 @@ mod tests {
     }
 
     #[test]
+    fn exec_and_update_files_are_the_drivers_and_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        // Copies the process spec it was given and writes a pid, as runc exec does.
+        let rt = fake_runtime(
+            dir.path(),
+            r#"while [ $# -gt 1 ]; do case "$1" in --process) cp "$2" "$(dirname "$2")/seen.json";; --pid-file) echo 4242 > "$2";; --resources) cp "$2" "$(dirname "$2")/res.json";; esac; shift; done"#,
+        );
+        let pid = retry(|| rt.exec("c1", br#"{"args":["sh"]}"#, None, Stdio::default())).unwrap();
+        assert_eq!(pid, 4242);
+        retry(|| rt.update("c1", br#"{"pids":{"limit":9}}"#)).unwrap();
+        let seen = std::fs::read_to_string(dir.path().join("seen.json")).unwrap();
+        assert_eq!(seen, r#"{"args":["sh"]}"#);
+        let res = std::fs::read_to_string(dir.path().join("res.json")).unwrap();
+        assert_eq!(res, r#"{"pids":{"limit":9}}"#);
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(".rsrunc-"))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
+
+    #[test]
+    fn create_reads_the_pid_or_says_what_the_file_held() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("init.pid");
+        let o = CreateOpts {
+            bundle: dir.path().into(),
+            pid_file: Some(pid_file.clone()),
+            ..Default::default()
+        };
+        let rt = fake_runtime(dir.path(), &format!("echo 77 > {}", pid_file.display()));
+        assert_eq!(retry(|| rt.create("c1", &o, Stdio::default())).unwrap(), 77);
+        let rt = fake_runtime(dir.path(), &format!("echo x > {}", pid_file.display()));
+        let e = retry(|| rt.create("c1", &o, Stdio::default())).unwrap_err();
+        assert!(matches!(e, Error::Parse { .. }), "{e}");
+        assert!(e.to_string().contains("init.pid holds"), "{e}");
+        let rt = fake_runtime(dir.path(), &format!("rm -f {}", pid_file.display()));
+        let e = retry(|| rt.create("c1", &o, Stdio::default())).unwrap_err();
+        assert!(matches!(e, Error::Io { .. }), "{e}");
+    }
+
+    #[test]
     fn a_missing_binary_is_a_spawn_error_naming_it() {
         let rt = Runtime::new(
             "/nonexistent/crun",
             GlobalOpts::default(),
-            Arc::new(StdWaiter),
+            Arc::new(StdMonitor),
         );
         let err = rt.start("c1").unwrap_err();
         assert!(matches!(err, Error::Spawn { .. }));

@@ -118,7 +118,7 @@ impl RuntimeConfig {
                 &path.display().to_string(),
             ),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::io(format!("read host config {}", path.display()), e)),
+            Err(e) => return Err(Error::io_at("read host config", &path, e)),
         }
         Ok(cfg)
     }
@@ -265,11 +265,11 @@ impl RuntimeConfig {
     fn apply_runtime_options(&mut self, o: &RuntimeOptions) -> Result<()> {
         if !o.config_path.is_empty() {
             let text = std::fs::read_to_string(&o.config_path).map_err(|e| {
-                let what = format!("read runtime options file {} (ConfigPath)", o.config_path);
-                let mut err = Error::io(what, e);
-                // A path the client named that does not exist is its mistake, not a lookup.
-                err.kind = crate::error::Kind::InvalidArgument;
-                err
+                // A path the client named that cannot be read is its mistake.
+                Error::invalid(format!(
+                    "read runtime options file {} (ConfigPath): {e}",
+                    o.config_path
+                ))
             })?;
             let file = parse_toml(&text, &o.config_path)?;
             self.apply_file(&file, &o.config_path);
@@ -376,6 +376,7 @@ fn set_u32(dst: &mut u32, v: u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use containerd_shim_protos::ttrpc::Code;
 
     fn any(type_url: &str, value: Vec<u8>) -> Any {
         Any {
@@ -516,14 +517,13 @@ mod tests {
             (Some(true), "/docker/abc"),
         ] {
             let e = choose(opt, Some(path)).unwrap_err();
-            assert_eq!(e.kind, crate::error::Kind::InvalidArgument);
+            let m = e.to_string();
+            assert_eq!(e.code(), Code::INVALID_ARGUMENT);
             assert!(
-                e.message
-                    .contains(&format!("SystemdCgroup = {}", opt.unwrap())),
+                m.contains(&format!("SystemdCgroup = {}", opt.unwrap())),
                 "{e}"
             );
-            assert!(e.message.contains("/etc/x.toml"), "{e}");
-            assert!(e.message.contains(path), "{e}");
+            assert!(m.contains("/etc/x.toml") && m.contains(path), "{e}");
         }
     }
 
@@ -559,11 +559,12 @@ mod tests {
             "/etc/x.toml",
         )
         .unwrap_err();
-        assert_eq!(e.kind, crate::error::Kind::InvalidArgument);
-        assert!(e.message.contains("/etc/x.toml"), "{e}");
-        assert!(e.message.contains("line 2: SystemdCgroup = \"yes\""), "{e}");
+        let m = e.to_string();
+        assert_eq!(e.code(), Code::INVALID_ARGUMENT);
+        assert!(m.contains("/etc/x.toml"), "{e}");
+        assert!(m.contains("line 2: SystemdCgroup = \"yes\""), "{e}");
         let e = parse_toml("BinaryNmae = \"crun\"\n", "body").unwrap_err();
-        assert!(e.message.contains("BinaryNmae"), "{e}");
+        assert!(e.to_string().contains("BinaryNmae"), "{e}");
     }
 
     #[test]
@@ -575,8 +576,8 @@ mod tests {
         let e = RuntimeConfig::default()
             .with_request(Some(&any("runtimeoptions.v1.Options", o.encode())))
             .unwrap_err();
-        assert_eq!(e.kind, crate::error::Kind::InvalidArgument);
-        assert!(e.message.contains("/nonexistent/rsrunc.toml"), "{e}");
+        assert_eq!(e.code(), Code::INVALID_ARGUMENT);
+        assert!(e.to_string().contains("/nonexistent/rsrunc.toml"), "{e}");
     }
 
     #[test]
@@ -587,12 +588,12 @@ mod tests {
                 vec![0x0a, 0x05, b'a'],
             )))
             .unwrap_err();
-        assert_eq!(e.kind, crate::error::Kind::InvalidArgument);
-        assert!(e.message.contains("containerd.runc.v1.Options"), "{e}");
+        assert_eq!(e.code(), Code::INVALID_ARGUMENT);
+        assert!(e.to_string().contains("containerd.runc.v1.Options"), "{e}");
         let e = RuntimeConfig::default()
             .with_request(Some(&any("example.com/Other", vec![])))
             .unwrap_err();
-        assert_eq!(e.kind, crate::error::Kind::InvalidArgument);
-        assert!(e.message.contains("example.com/Other"), "{e}");
+        assert_eq!(e.code(), Code::INVALID_ARGUMENT);
+        assert!(e.to_string().contains("example.com/Other"), "{e}");
     }
 }

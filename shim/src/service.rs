@@ -1,5 +1,6 @@
-//! The Task service: each method converts the request, calls one [`Tasks`] method and
-//! maps the error. Registered under both `containerd.task.v2.Task` (containerd 1.x, and
+//! The Task service: each method parses the request into typed ids and signals
+//! ([`crate::request`]), calls one [`Tasks`] method and builds the protobuf response;
+//! errors become ttrpc statuses by their variant ([`Error::code`]). Registered under both `containerd.task.v2.Task` (containerd 1.x, and
 //! 2.x for shims that answered version 2) and `containerd.task.v3.Task`.
 
 use std::collections::HashMap;
@@ -24,6 +25,7 @@ use containerd_shim_protos::Task;
 use crate::error::Error;
 use crate::events::timestamp;
 use crate::io::StdioPaths;
+use crate::request::{ContainerId, ExecId, ProcessId, Signal};
 use crate::supervise::Status;
 use crate::task::{CreateSpec, ExecSpec, Tasks};
 
@@ -67,7 +69,7 @@ fn unsupported<T>(what: &str, issue: &str) -> R<T> {
 impl Task for Service {
     fn state(&self, _: &TtrpcContext, req: StateRequest) -> R<StateResponse> {
         log::debug!("State id={} exec_id={}", req.id, req.exec_id);
-        let v = self.tasks.state(&req.id, &req.exec_id)?;
+        let v = self.tasks.state(&process(&req.id, &req.exec_id)?)?;
         let exit = v.status.exit();
         Ok(StateResponse {
             id: v.container_id,
@@ -89,7 +91,7 @@ impl Task for Service {
     fn create(&self, _: &TtrpcContext, req: CreateTaskRequest) -> R<CreateTaskResponse> {
         log::debug!("Create id={} bundle={}", req.id, req.bundle);
         let spec = CreateSpec {
-            id: req.id,
+            id: ContainerId::parse(&req.id)?,
             bundle: req.bundle.into(),
             rootfs: req.rootfs,
             stdio: StdioPaths {
@@ -114,7 +116,7 @@ impl Task for Service {
 
     fn start(&self, _: &TtrpcContext, req: StartRequest) -> R<StartResponse> {
         log::debug!("Start id={} exec_id={}", req.id, req.exec_id);
-        let pid = self.tasks.start(&req.id, &req.exec_id)?;
+        let pid = self.tasks.start(&process(&req.id, &req.exec_id)?)?;
         Ok(StartResponse {
             pid,
             ..Default::default()
@@ -123,7 +125,7 @@ impl Task for Service {
 
     fn delete(&self, _: &TtrpcContext, req: DeleteRequest) -> R<DeleteResponse> {
         log::debug!("Delete id={} exec_id={}", req.id, req.exec_id);
-        let (pid, exit) = self.tasks.delete(&req.id, &req.exec_id)?;
+        let (pid, exit) = self.tasks.delete(&process(&req.id, &req.exec_id)?)?;
         Ok(DeleteResponse {
             pid,
             exit_status: exit.status.get(),
@@ -136,7 +138,7 @@ impl Task for Service {
         log::debug!("Pids id={}", req.id);
         let processes = self
             .tasks
-            .pids(&req.id)?
+            .pids(&ContainerId::parse(&req.id)?)?
             .into_iter()
             .map(|(pid, exec_id)| ProcessInfo {
                 pid,
@@ -158,13 +160,13 @@ impl Task for Service {
 
     fn pause(&self, _: &TtrpcContext, req: PauseRequest) -> R<Empty> {
         log::debug!("Pause id={}", req.id);
-        self.tasks.pause(&req.id)?;
+        self.tasks.pause(&ContainerId::parse(&req.id)?)?;
         Ok(Empty::new())
     }
 
     fn resume(&self, _: &TtrpcContext, req: ResumeRequest) -> R<Empty> {
         log::debug!("Resume id={}", req.id);
-        self.tasks.resume(&req.id)?;
+        self.tasks.resume(&ContainerId::parse(&req.id)?)?;
         Ok(Empty::new())
     }
 
@@ -180,16 +182,17 @@ impl Task for Service {
             req.signal,
             req.all
         );
-        self.tasks
-            .kill(&req.id, &req.exec_id, req.signal, req.all)?;
+        let p = process(&req.id, &req.exec_id)?;
+        let signal = Signal::parse(req.signal)?;
+        self.tasks.kill(&p, signal, req.all)?;
         Ok(Empty::new())
     }
 
     fn exec(&self, _: &TtrpcContext, req: ExecProcessRequest) -> R<Empty> {
         log::debug!("Exec id={} exec_id={}", req.id, req.exec_id);
         self.tasks.exec(ExecSpec {
-            id: req.id,
-            exec_id: req.exec_id,
+            id: ContainerId::parse(&req.id)?,
+            exec_id: ExecId::parse(&req.exec_id)?,
             stdio: StdioPaths {
                 stdin: req.stdin,
                 stdout: req.stdout,
@@ -210,14 +213,14 @@ impl Task for Service {
             req.height
         );
         self.tasks
-            .resize_pty(&req.id, &req.exec_id, req.width, req.height)?;
+            .resize_pty(&process(&req.id, &req.exec_id)?, req.width, req.height)?;
         Ok(Empty::new())
     }
 
     fn close_io(&self, _: &TtrpcContext, req: CloseIORequest) -> R<Empty> {
         log::debug!("CloseIO id={} exec_id={}", req.id, req.exec_id);
         if req.stdin {
-            self.tasks.close_io(&req.id, &req.exec_id)?;
+            self.tasks.close_io(&process(&req.id, &req.exec_id)?)?;
         }
         Ok(Empty::new())
     }
@@ -229,13 +232,14 @@ impl Task for Service {
             .as_ref()
             .map(|a| a.value.as_slice())
             .unwrap_or(b"");
-        self.tasks.update(&req.id, resources)?;
+        self.tasks
+            .update(&ContainerId::parse(&req.id)?, resources)?;
         Ok(Empty::new())
     }
 
     fn wait(&self, _: &TtrpcContext, req: WaitRequest) -> R<WaitResponse> {
         log::debug!("Wait id={} exec_id={}", req.id, req.exec_id);
-        let exit = self.tasks.wait(&req.id, &req.exec_id)?;
+        let exit = self.tasks.wait(&process(&req.id, &req.exec_id)?)?;
         Ok(WaitResponse {
             exit_status: exit.status.get(),
             exited_at: MessageField::some(timestamp(exit.at)),
@@ -246,7 +250,7 @@ impl Task for Service {
     fn stats(&self, _: &TtrpcContext, req: StatsRequest) -> R<StatsResponse> {
         log::debug!("Stats id={}", req.id);
         Ok(StatsResponse {
-            stats: MessageField::some(self.tasks.stats(&req.id)?),
+            stats: MessageField::some(self.tasks.stats(&ContainerId::parse(&req.id)?)?),
             ..Default::default()
         })
     }
@@ -255,7 +259,9 @@ impl Task for Service {
         log::debug!("Connect id={}", req.id);
         Ok(ConnectResponse {
             shim_pid: std::process::id(),
-            task_pid: self.tasks.init_pid(&req.id).unwrap_or(0),
+            task_pid: ContainerId::parse(&req.id)
+                .and_then(|id| self.tasks.init_pid(&id))
+                .unwrap_or(0),
             version: env!("CARGO_PKG_VERSION").to_string(),
             ..Default::default()
         })
@@ -268,6 +274,11 @@ impl Task for Service {
         }
         Ok(Empty::new())
     }
+}
+
+/// The process a request names by `id` and `exec_id` (empty for the init).
+fn process(id: &str, exec_id: &str) -> Result<ProcessId, Error> {
+    ProcessId::parse(id, exec_id)
 }
 
 fn pb_status(s: Status) -> PbStatus {

@@ -152,6 +152,34 @@ pub fn pidfd_open(pid: i32) -> std::io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
+/// `waitpid(-1, WNOHANG)`: the pid and raw status of a child that changed state, None
+/// if none did. Raw, as nix's `WaitStatus` fails (EINVAL) for a child killed by a
+/// real-time signal, and that exit would be lost.
+pub fn wait_any() -> std::io::Result<Option<(i32, i32)>> {
+    let mut status: libc::c_int = 0;
+    // SAFETY: `status` is a live, writable c_int for the duration of the call.
+    let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+    match pid {
+        0 => Ok(None),
+        p if p < 0 => Err(std::io::Error::last_os_error()),
+        p => Ok(Some((p, status))),
+    }
+}
+
+/// kill(2) with any signal number, the real-time ones included (nix's `Signal` has only
+/// the standard ones).
+pub fn kill(pid: i32, signal: libc::c_int) -> std::io::Result<()> {
+    if pid <= 0 {
+        // 0 and negative pids name process groups: never meant here.
+        return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+    }
+    // SAFETY: kill(2) takes plain integers and touches no memory of ours.
+    if unsafe { libc::kill(pid, signal) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 pub fn pidfd_send_signal(pidfd: &impl AsFd, signal: libc::c_int) -> std::io::Result<()> {
     use std::os::fd::AsRawFd;
     // SAFETY: the descriptor is borrowed and open for the call; the null siginfo asks the

@@ -199,9 +199,13 @@ fn bad_bundles_ids_and_unimplemented_rpcs_get_the_right_code() {
     // A bundle without config.json.
     let empty = d.dir().join("bundles").join("empty");
     std::fs::create_dir_all(&empty).unwrap();
+    // Not NOT_FOUND: that code means no such task; the message names the file.
     let (code, msg) = create(&conn, "noconfig", &empty, vec![]).unwrap_err();
-    assert_eq!(code, Code::NOT_FOUND, "{msg}");
-    assert!(msg.contains("config.json"), "{msg}");
+    assert_eq!(code, Code::FAILED_PRECONDITION, "{msg}");
+    assert!(
+        msg.contains(&format!("{}/config.json", empty.display())),
+        "{msg}"
+    );
 
     // A spec whose root filesystem does not exist.
     let b = bundle(
@@ -296,6 +300,52 @@ fn resources_that_are_not_json_are_invalid_argument() {
     let (code, msg) = update(&conn, id, b"not json").unwrap_err();
     assert_eq!(code, Code::INVALID_ARGUMENT, "{msg}");
     assert!(msg.contains("LinuxResources"), "{msg}");
+    remove(conn, id);
+}
+
+#[test]
+#[cfg_attr(
+    go_shim,
+    ignore = "rsrunc only: signals and exec ids checked before anything is done"
+)]
+fn signals_out_of_range_and_bad_exec_ids_are_invalid_argument() {
+    ours_only();
+    let d = Daemon::start();
+    let (conn, id) = created(&d, "badsig");
+    for signal in [0, 65, 1000] {
+        let r: Result<Empty, _> = conn.call(
+            "Kill",
+            &KillRequest {
+                id: id.into(),
+                signal,
+                ..Default::default()
+            },
+        );
+        let (code, msg) = r.unwrap_err();
+        assert_eq!(code, Code::INVALID_ARGUMENT, "{msg}");
+        assert!(msg.contains(&format!("signal {signal} ")), "{msg}");
+    }
+    let r: Result<StateResponse, _> = conn.call(
+        "State",
+        &StateRequest {
+            id: id.into(),
+            exec_id: "a/b".into(),
+            ..Default::default()
+        },
+    );
+    let (code, msg) = r.unwrap_err();
+    assert_eq!(code, Code::INVALID_ARGUMENT, "{msg}");
+    assert!(msg.contains("exec id \"a/b\""), "{msg}");
+    // A well-formed exec id that names nothing is NOT_FOUND.
+    let r: Result<StateResponse, _> = conn.call(
+        "State",
+        &StateRequest {
+            id: id.into(),
+            exec_id: "nope".into(),
+            ..Default::default()
+        },
+    );
+    assert_eq!(r.unwrap_err().0, Code::NOT_FOUND);
     remove(conn, id);
 }
 

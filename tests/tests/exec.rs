@@ -114,6 +114,57 @@ fn exec_pids_kill_and_duplicate_ids() {
     }
 }
 
+/// A real-time signal (37, SIGRTMIN+3: what systemd takes to halt) reaches an init that
+/// handles it and an exec that does not, through both shims.
+#[test]
+fn real_time_signals_reach_the_init_and_execs() {
+    let d = Daemon::start();
+    for oci in Oci::ALL {
+        let id = unique_id("rt");
+        let script = "trap 'exit 7' 37; while :; do sleep 1; done";
+        let args = d.run_args(oci, &[], &id, &["/bin/sh", "-c", script]);
+        let init = d.ctr_spawn(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        d.wait_status(&id, "RUNNING");
+        let exec_id = unique_id("rt");
+        let exec = d.ctr_spawn(&[
+            "task",
+            "exec",
+            "--exec-id",
+            &exec_id,
+            &id,
+            "/bin/sleep",
+            "300",
+        ]);
+        poll_until(Duration::from_secs(20), || {
+            d.ctr(&["task", "ps", &id]).ok().stdout.contains(&exec_id)
+        });
+        d.ctr(&["task", "kill", "--exec-id", &exec_id, "-s", "37", &id])
+            .ok();
+        // A shim that loses the exit leaves ctr waiting: bounded, and said so.
+        let code = exit_within(exec, "the exec's exit");
+        assert_eq!(code, 128 + 37, "{oci:?}");
+        d.ctr(&["task", "kill", "-s", "37", &id]).ok();
+        let code = exit_within(init, "the init's exit");
+        assert_eq!(code, 7, "{oci:?}: the init's trap ran");
+        // ctr run removed the task when it ended; the container is left.
+        d.ctr(&["containers", "rm", &id]).ok();
+    }
+}
+
+/// The exit code of `ctr`, which exits as its task did; fails if it has not within 60 s.
+fn exit_within(mut ctr: std::process::Child, what: &str) -> i32 {
+    let done = poll_until(Duration::from_secs(60), || {
+        ctr.try_wait().ok().flatten().is_some()
+    });
+    if !done {
+        let _ = ctr.kill();
+        let _ = ctr.wait();
+        panic!("{what} never reached ctr");
+    }
+    let out = ctr.wait_with_output().unwrap();
+    rsrunc_e2e::daemon::exit_code(out.status)
+}
+
 #[test]
 fn a_failed_exec_leaves_no_shim_behind() {
     let d = Daemon::start();

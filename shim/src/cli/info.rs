@@ -6,14 +6,16 @@ use std::sync::Arc;
 use containerd_shim::protos::protobuf::well_known_types::any::Any;
 use containerd_shim::protos::protobuf::{Message, MessageField};
 use containerd_shim_protos::types::introspection::{RuntimeInfo, RuntimeVersion};
-use runc_driver::{GlobalOpts, Runtime, StdWaiter};
+use runc_driver::StdMonitor;
 
+use crate::error::{Error, Result};
 use crate::options::RuntimeConfig;
+use crate::task::runtime;
 
 /// The type containerd expects for the OCI runtime's `features` JSON.
 const FEATURES_TYPE: &str = "types.containerd.io/opencontainers/runtime-spec/1/features/Features";
 
-pub fn run() -> Result<(), String> {
+pub fn run() -> Result<()> {
     let mut input = Vec::new();
     if !std::io::stdin().is_terminal() {
         let _ = std::io::stdin()
@@ -24,15 +26,16 @@ pub fn run() -> Result<(), String> {
     let options = Any::parse_from_bytes(&input)
         .ok()
         .filter(|a| !a.type_url.is_empty());
-    let cfg = RuntimeConfig::host_defaults()
-        .and_then(|d| d.with_request(options.as_ref()))
-        .map_err(|e| e.to_string())?;
-    let runtime = Runtime::new(&cfg.binary_name, GlobalOpts::default(), Arc::new(StdWaiter));
-    let features = runtime.features().ok().map(|json| Any {
-        type_url: FEATURES_TYPE.to_string(),
-        value: json,
-        ..Default::default()
-    });
+    let cfg = RuntimeConfig::host_defaults().and_then(|d| d.with_request(options.as_ref()))?;
+    let runtime = runtime(&cfg, None, Arc::new(StdMonitor));
+    let features = runtime
+        .ok()
+        .and_then(|r| r.features().ok())
+        .map(|json| Any {
+            type_url: FEATURES_TYPE.to_string(),
+            value: json,
+            ..Default::default()
+        });
     let info = RuntimeInfo {
         name: super::RUNTIME_NAME.to_string(),
         version: MessageField::some(RuntimeVersion {
@@ -48,9 +51,9 @@ pub fn run() -> Result<(), String> {
     };
     let bytes = info
         .write_to_bytes()
-        .map_err(|e| format!("encode runtime info: {e}"))?;
+        .map_err(|e| Error::internal(format!("encode runtime info: {e}")))?;
     let mut out = std::io::stdout().lock();
     out.write_all(&bytes)
         .and_then(|()| out.flush())
-        .map_err(|e| format!("write runtime info: {e}"))
+        .map_err(|e| Error::io("write runtime info", e))
 }

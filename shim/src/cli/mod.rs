@@ -7,6 +7,8 @@ mod start;
 
 use containerd_shim::Flags;
 
+use crate::error::{Error, Result};
+
 pub const RUNTIME_NAME: &str = "io.containerd.rsrunc.v2";
 
 /// Environment the `start` process hands to the serving shim it spawns.
@@ -14,9 +16,10 @@ pub(crate) const ENV_LISTEN_FD: &str = "RSRUNC_LISTEN_FD";
 pub(crate) const ENV_PARENT_OOM: &str = "RSRUNC_PARENT_OOM_SCORE_ADJ";
 pub(crate) const ENV_SHIM_CGROUP: &str = "RSRUNC_SHIM_CGROUP";
 
-pub fn run() -> Result<(), String> {
+pub fn run() -> Result<()> {
     let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
-    let flags = containerd_shim::parse(&args).map_err(|e| format!("bad arguments: {e}"))?;
+    let flags =
+        containerd_shim::parse(&args).map_err(|e| Error::invalid(format!("bad arguments: {e}")))?;
     if flags.version {
         print_version();
         return Ok(());
@@ -25,17 +28,17 @@ pub fn run() -> Result<(), String> {
         return info::run();
     }
     if flags.namespace.is_empty() {
-        return Err(
-            "-namespace is required: this binary is meant to be started by containerd".into(),
-        );
+        return Err(Error::invalid(
+            "-namespace is required: this binary is meant to be started by containerd",
+        ));
     }
     match flags.action.as_str() {
         "start" => start::run(&flags),
         "delete" => delete::run(&flags),
         "" => serve::run(&flags),
-        other => Err(format!(
+        other => Err(Error::invalid(format!(
             "unknown action {other:?}: expected start or delete"
-        )),
+        ))),
     }
 }
 
@@ -50,9 +53,9 @@ fn print_version() {
 }
 
 /// The task id the flags name, required by start and delete.
-fn require_id(flags: &Flags) -> Result<&str, String> {
+fn require_id(flags: &Flags) -> Result<&str> {
     if flags.id.is_empty() {
-        return Err("-id is required".into());
+        return Err(Error::invalid("-id is required"));
     }
     Ok(&flags.id)
 }

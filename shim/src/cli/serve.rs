@@ -9,13 +9,14 @@ use containerd_shim_protos::ttrpc::Server;
 use nix::fcntl::OFlag;
 
 use super::{require_id, ENV_LISTEN_FD, ENV_PARENT_OOM, ENV_SHIM_CGROUP};
+use crate::error::{Error, Result};
 use crate::events::Publisher;
 use crate::options::RuntimeConfig;
 use crate::service::Service;
 use crate::supervise::Reaper;
 use crate::task::Tasks;
 
-pub fn run(flags: &Flags) -> Result<(), String> {
+pub fn run(flags: &Flags) -> Result<()> {
     let id = require_id(flags)?;
     let level = if flags.debug {
         log::LevelFilter::Debug
@@ -34,11 +35,13 @@ pub fn run(flags: &Flags) -> Result<(), String> {
         .ok()
         .and_then(|v| v.parse().ok())
         .ok_or_else(|| {
-            format!("{ENV_LISTEN_FD} is not set: the serving shim is started by `start`")
+            Error::precondition(format!(
+                "{ENV_LISTEN_FD} is not set: the serving shim is started by `start`"
+            ))
         })?;
-    let ttrpc_address =
-        std::env::var("TTRPC_ADDRESS").map_err(|_| "TTRPC_ADDRESS is not set".to_string())?;
-    crate::sys::set_subreaper().map_err(|e| format!("become a child subreaper: {e}"))?;
+    let ttrpc_address = std::env::var("TTRPC_ADDRESS")
+        .map_err(|_| Error::precondition("TTRPC_ADDRESS is not set"))?;
+    crate::sys::set_subreaper().map_err(|e| Error::io("become a child subreaper", e))?;
     join_shim_cgroup();
     adjust_oom_score();
     // What `start` handed over is read; the runtimes this process starts inherit the rest
@@ -47,21 +50,21 @@ pub fn run(flags: &Flags) -> Result<(), String> {
         std::env::remove_var(var);
     }
 
-    let reaper = Reaper::start().map_err(|e| format!("start the reaper: {e}"))?;
+    let reaper = Reaper::start().map_err(|e| Error::io("start the reaper", e))?;
     let publisher = Arc::new(
         Publisher::start(ttrpc_address, flags.namespace.clone())
-            .map_err(|e| format!("start the event publisher: {e}"))?,
+            .map_err(|e| Error::io("start the event publisher", e))?,
     );
     let defaults = RuntimeConfig::host_defaults();
     if let Err(e) = &defaults {
         log::error!("{e}: containers will fail to create until it is fixed");
     }
     let tasks = Tasks::new(flags.namespace.clone(), defaults, reaper, publisher.clone())
-        .map_err(|e| format!("start the exit router: {e}"))?;
+        .map_err(|e| Error::io("start the exit router", e))?;
 
     let mut server = Server::new()
         .add_listener(fd)
-        .map_err(|e| format!("serve on fd {fd}: {e}"))?
+        .map_err(|e| Error::internal(format!("serve on fd {fd}: {e}")))?
         .register_service(Service::methods(Service::new(Arc::clone(&tasks))))
         // containerd keeps one connection per shim; one or two idle workers serve it, and
         // more are started while calls (Wait blocks until an exit) keep them busy.
@@ -71,7 +74,7 @@ pub fn run(flags: &Flags) -> Result<(), String> {
         .set_accept_hook(PeerIsRoot);
     server
         .start()
-        .map_err(|e| format!("start the ttrpc server: {e}"))?;
+        .map_err(|e| Error::internal(format!("start the ttrpc server: {e}")))?;
     log::info!("serving on {} pid={}", flags.socket, std::process::id());
 
     tasks.wait_shutdown();
@@ -95,7 +98,7 @@ impl containerd_shim_protos::ttrpc::security_extension::AcceptHook for PeerIsRoo
     fn on_accept(
         &self,
         fd: std::os::fd::RawFd,
-    ) -> Result<
+    ) -> std::result::Result<
         containerd_shim_protos::ttrpc::security_extension::HookOutput,
         containerd_shim_protos::ttrpc::security_extension::HookError,
     > {

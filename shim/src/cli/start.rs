@@ -15,6 +15,7 @@ use containerd_shim::Flags;
 use sha2::{Digest, Sha256};
 
 use super::{require_id, ENV_LISTEN_FD, ENV_PARENT_OOM, ENV_SHIM_CGROUP};
+use crate::error::{Error, Result};
 use crate::options::RuntimeConfig;
 
 /// How containerd called us, which decides the form of the reply.
@@ -45,14 +46,14 @@ const GROUP_ANNOTATIONS: [&str; 2] = [
     "io.kubernetes.cri.sandbox-id",
 ];
 
-pub fn run(flags: &Flags) -> Result<(), String> {
+pub fn run(flags: &Flags) -> Result<()> {
     let id = require_id(flags)?;
     let input = read_stdin()?;
     let env = |k: &str| std::env::var(k).unwrap_or_default();
     let (params, protocol) =
         parse_start_input(&input, flags, &env("TTRPC_ADDRESS"), &env("GRPC_ADDRESS"))?;
     let bundle =
-        std::env::current_dir().map_err(|e| format!("read the bundle directory (cwd): {e}"))?;
+        std::env::current_dir().map_err(|e| Error::io("read the bundle directory (cwd)", e))?;
     let group = group_id(&bundle, id);
     let dir = params
         .socket_dir
@@ -66,20 +67,20 @@ pub fn run(flags: &Flags) -> Result<(), String> {
             Ok(listener) => spawn_server(flags, &params, &bundle, &address, &listener)?,
             // Another start of the same group won the race: use its shim.
             Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => wait_live(&path)?,
-            Err(e) => return Err(format!("listen on {}: {e}", path.display())),
+            Err(e) => return Err(Error::io_at("listen on", &path, e)),
         }
     }
     std::fs::write(bundle.join("address"), &address)
-        .map_err(|e| format!("write {}: {e}", bundle.join("address").display()))?;
+        .map_err(|e| Error::io_at("write", bundle.join("address"), e))?;
     let reply = encode_reply(&address, protocol);
     let mut out = std::io::stdout().lock();
     out.write_all(&reply)
         .and_then(|()| out.flush())
-        .map_err(|e| format!("write the start reply: {e}"))
+        .map_err(|e| Error::io("write the start reply", e))
 }
 
 /// Reads what containerd piped in: runtime options (an Any), BootstrapParams, or nothing.
-fn read_stdin() -> Result<Vec<u8>, String> {
+fn read_stdin() -> Result<Vec<u8>> {
     let stdin = std::io::stdin();
     if stdin.is_terminal() {
         return Ok(Vec::new());
@@ -89,7 +90,7 @@ fn read_stdin() -> Result<Vec<u8>, String> {
         .lock()
         .take(MAX_INPUT)
         .read_to_end(&mut buf)
-        .map_err(|e| format!("read start parameters from stdin: {e}"))?;
+        .map_err(|e| Error::io("read start parameters from stdin", e))?;
     Ok(buf)
 }
 
@@ -101,11 +102,13 @@ pub fn parse_start_input(
     flags: &Flags,
     env_ttrpc: &str,
     env_grpc: &str,
-) -> Result<(StartParams, Protocol), String> {
+) -> Result<(StartParams, Protocol)> {
     if let Ok(b) = BootstrapParams::parse_from_bytes(input) {
         if !input.is_empty() && b.instance_id == flags.id && b.namespace == flags.namespace {
             if b.containerd_ttrpc_address.is_empty() {
-                return Err("bootstrap parameters carry no containerd ttrpc address".into());
+                return Err(Error::invalid(
+                    "bootstrap parameters carry no containerd ttrpc address",
+                ));
             }
             let options = b
                 .extensions
@@ -127,7 +130,9 @@ pub fn parse_start_input(
         }
     }
     if env_ttrpc.is_empty() {
-        return Err("TTRPC_ADDRESS is not set: containerd sets it when it starts a shim".into());
+        return Err(Error::precondition(
+            "TTRPC_ADDRESS is not set: containerd sets it when it starts a shim",
+        ));
     }
     let options = Any::parse_from_bytes(input)
         .ok()
@@ -221,17 +226,17 @@ fn is_live(path: &Path) -> bool {
     UnixStream::connect(path).is_ok()
 }
 
-fn wait_live(path: &Path) -> Result<(), String> {
+fn wait_live(path: &Path) -> Result<()> {
     for _ in 0..100 {
         if is_live(path) {
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    Err(format!(
+    Err(Error::precondition(format!(
         "the shim socket {} exists but no shim answers on it",
         path.display()
-    ))
+    )))
 }
 
 /// Binds the socket, replacing a stale one (a dead shim's). Mode 0600: root only.
@@ -257,9 +262,9 @@ fn spawn_server(
     bundle: &Path,
     address: &str,
     listener: &UnixListener,
-) -> Result<(), String> {
-    let exe = std::env::current_exe().map_err(|e| format!("find own executable: {e}"))?;
-    crate::sys::clear_cloexec(listener).map_err(|e| format!("pass the listening socket: {e}"))?;
+) -> Result<()> {
+    let exe = std::env::current_exe().map_err(|e| Error::io("find own executable", e))?;
+    crate::sys::clear_cloexec(listener).map_err(|e| Error::io("pass the listening socket", e))?;
     let mut cmd = Command::new(exe);
     cmd.current_dir(bundle)
         .args(["-namespace", &params.namespace, "-id", &params.id])
@@ -297,7 +302,7 @@ fn spawn_server(
     }
     let child = cmd
         .spawn()
-        .map_err(|e| format!("launch the serving shim: {e}"))?;
+        .map_err(|e| Error::io("launch the serving shim", e))?;
     // The server is reparented when we exit; containerd reaps us.
     drop(child);
     Ok(())
@@ -383,7 +388,7 @@ mod tests {
     #[test]
     fn missing_ttrpc_address_is_an_error() {
         let e = parse_start_input(&[], &flags(), "", "").unwrap_err();
-        assert!(e.contains("TTRPC_ADDRESS"), "{e}");
+        assert!(e.to_string().contains("TTRPC_ADDRESS"), "{e}");
     }
 
     #[test]

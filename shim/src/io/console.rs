@@ -25,13 +25,12 @@ impl ConsoleSocket {
             std::process::id(),
             N.fetch_add(1, Ordering::Relaxed)
         ));
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io_at("create", &dir, e))?;
         use std::os::unix::fs::PermissionsExt;
         let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
         let path = dir.join("console.sock");
-        let listener = UnixListener::bind(&path)
-            .map_err(|e| Error::io(format!("listen on {}", path.display()), e))?;
+        let listener =
+            UnixListener::bind(&path).map_err(|e| Error::io_at("listen on", &path, e))?;
         Ok(ConsoleSocket {
             dir,
             path,
@@ -46,12 +45,7 @@ impl ConsoleSocket {
     /// The terminal master the runtime sent. Call after the runtime's create or exec
     /// returned: by then its connection and message wait in the socket's queue.
     pub fn receive(&self) -> Result<File> {
-        let failed = |e: std::io::Error| {
-            Error::io(
-                format!("receive the terminal from {}", self.path.display()),
-                e,
-            )
-        };
+        let failed = |e: std::io::Error| Error::io_at("receive the terminal from", &self.path, e);
         self.listener.set_nonblocking(true).map_err(failed)?;
         let (conn, _) = self.listener.accept().map_err(failed)?;
         conn.set_nonblocking(false).map_err(failed)?;

@@ -92,7 +92,7 @@ impl BinaryLogger {
                 child_fd: 5,
             },
         ])
-        .map_err(|_| Error::unknown(format!("start {what}: descriptor numbers collide")))?;
+        .map_err(|_| Error::internal(format!("start {what}: descriptor numbers collide")))?;
         let child = c
             .spawn()
             .map_err(|e| Error::io(format!("start {what}"), e))?;
@@ -104,7 +104,7 @@ impl BinaryLogger {
         let mut ready = File::from(ready_r);
         if !sys::readable_within(&ready, READY_TIMEOUT).unwrap_or(false) {
             logger.stop();
-            return Err(Error::unknown(format!(
+            return Err(Error::internal(format!(
                 "{what} did not signal ready (close fd 5) within {READY_TIMEOUT:?}"
             )));
         }
@@ -164,6 +164,7 @@ fn percent_decode(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use containerd_shim_protos::ttrpc::Code;
 
     #[test]
     fn uri_to_command() {
@@ -178,8 +179,8 @@ mod tests {
         assert_eq!(
             LoggerCommand::parse("binary://relative/logger")
                 .unwrap_err()
-                .kind,
-            crate::error::Kind::InvalidArgument
+                .code(),
+            Code::INVALID_ARGUMENT
         );
     }
 }

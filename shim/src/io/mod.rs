@@ -273,7 +273,7 @@ impl ProcessIo {
             Some(t) => {
                 sys::set_winsize(t, rows, cols).map_err(|e| Error::io("resize the terminal", e))
             }
-            None => Err(Error::failed_precondition(
+            None => Err(Error::precondition(
                 "the process has no terminal (or it has exited)",
             )),
         }
@@ -313,18 +313,14 @@ impl ProcessIo {
 /// `file://PATH`: appended to, created if missing (with its directory).
 fn open_log_file(path: &Path, name: &str) -> Result<File> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| {
-            Error::io(
-                format!("create the directory of {name} log {}", path.display()),
-                e,
-            )
-        })?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::io_at(format!("create the directory of {name} log"), path, e))?;
     }
     std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(path)
-        .map_err(|e| Error::io(format!("open {name} log file {}", path.display()), e))
+        .map_err(|e| Error::io_at(format!("open {name} log file"), path, e))
 }
 
 fn lock(m: &Mutex<Option<File>>) -> std::sync::MutexGuard<'_, Option<File>> {
@@ -336,9 +332,9 @@ fn lock(m: &Mutex<Option<File>>) -> std::sync::MutexGuard<'_, Option<File>> {
 fn open_output_fifo(uri: &str, name: &str) -> Result<(File, File)> {
     let path = fifo_path(uri, name)?;
     let keep_reader = sys::open_fifo(&path, OFlag::O_RDONLY | OFlag::O_NONBLOCK)
-        .map_err(|e| Error::io(format!("open {name} fifo {}", path.display()), e))?;
+        .map_err(|e| Error::io_at(format!("open {name} fifo"), &path, e))?;
     let fifo = sys::open_fifo(&path, OFlag::O_WRONLY)
-        .map_err(|e| Error::io(format!("open {name} fifo {}", path.display()), e))?;
+        .map_err(|e| Error::io_at(format!("open {name} fifo"), &path, e))?;
     Ok((keep_reader, fifo))
 }
 
@@ -454,6 +450,7 @@ fn copy_stdin(path: &Path, mut pipe: File, cancel: &File) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use containerd_shim_protos::ttrpc::Code;
 
     const OWNER: IoOwner<'static> = IoOwner {
         uid: 0,
@@ -473,8 +470,8 @@ mod tests {
             Path::new("/run/x")
         );
         let e = fifo_path("syslog://host/x", "stdout").unwrap_err();
-        assert_eq!(e.kind, crate::error::Kind::InvalidArgument);
-        assert!(e.message.contains("syslog://"), "{e}");
+        assert_eq!(e.code(), Code::INVALID_ARGUMENT);
+        assert!(e.to_string().contains("syslog://"), "{e}");
         assert!(matches!(
             Target::parse("file:///var/log/x", "stdout").unwrap(),
             Target::File(_)
@@ -485,8 +482,8 @@ mod tests {
         ));
         assert_eq!(Target::parse("", "stdout").unwrap(), Target::None);
         assert_eq!(
-            fifo_path("relative/path", "stdin").unwrap_err().kind,
-            crate::error::Kind::InvalidArgument
+            fifo_path("relative/path", "stdin").unwrap_err().code(),
+            Code::INVALID_ARGUMENT
         );
     }
 

@@ -28,7 +28,7 @@ pub fn mount_all(mounts: &[Mount], target: &Path) -> Result<()> {
         return Ok(());
     }
     std::fs::create_dir_all(target)
-        .map_err(|e| Error::io(format!("create rootfs directory {}", target.display()), e))?;
+        .map_err(|e| Error::io_at("create rootfs directory", target, e))?;
     for (i, m) in mounts.iter().enumerate() {
         if let Err(e) = mount_one(m, target) {
             unmount_all(target);
@@ -226,6 +226,7 @@ fn page_size() -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use containerd_shim_protos::ttrpc::Code;
 
     fn opts(o: &[&str]) -> Vec<String> {
         o.iter().map(|s| s.to_string()).collect()
@@ -278,8 +279,8 @@ mod tests {
             ..Default::default()
         };
         let e = mount_all(&[m], &dst.path().join("rootfs")).unwrap_err();
-        assert_eq!(e.kind, crate::error::Kind::InvalidArgument);
-        assert!(e.message.contains("no-such-fs"), "{e}");
+        assert_eq!(e.code(), Code::INVALID_ARGUMENT);
+        assert!(e.to_string().contains("no-such-fs"), "{e}");
     }
 
     #[test]
@@ -297,7 +298,7 @@ mod tests {
         };
         let e = mount_all(&[m], &dir.path().join("rootfs")).unwrap_err();
         let want = format!("option lowerdir={}: no such directory (", gone.display());
-        assert!(e.message.contains(&want), "{e}");
+        assert!(e.to_string().contains(&want), "{e}");
     }
 
     #[test]
@@ -338,11 +339,11 @@ mod tests {
             ..below
         };
         let e = mount_all(&[base, out], &target).unwrap_err();
-        assert_eq!(e.kind, crate::error::Kind::InvalidArgument);
+        assert_eq!(e.code(), Code::INVALID_ARGUMENT);
         assert!(
-            e.message
+            e.to_string()
                 .starts_with("mount rootfs 2 of 2 (tmpfs tmpfs on ")
-                && e.message
+                && e.to_string()
                     .ends_with("target data/../../etc leaves the rootfs"),
             "{e}"
         );
@@ -419,7 +420,7 @@ mod tests {
             ..m
         };
         let e = mount_all(&[bad], &target).unwrap_err();
-        assert!(e.message.contains(": mount /dev/loop"), "{e}");
+        assert!(e.to_string().contains(": mount /dev/loop"), "{e}");
         assert!(freed(), "{:?} still attached", loops_of(&image));
 
         // A missing image names the option.
@@ -430,7 +431,7 @@ mod tests {
             ..Default::default()
         };
         let e = mount_all(&[gone], &target).unwrap_err();
-        assert!(e.message.contains("option loop: open "), "{e}");
+        assert!(e.to_string().contains("option loop: open "), "{e}");
     }
 
     #[test]
@@ -483,7 +484,7 @@ mod tests {
         };
         let e = mount_all(&[half], &target).unwrap_err();
         assert!(
-            e.message
+            e.to_string()
                 .ends_with("option uidmap=0:1000:65536: no gidmap= with it"),
             "{e}"
         );
@@ -554,11 +555,11 @@ mod tests {
             ..Default::default()
         };
         let e = mount_all(&[m], &dir.path().join("rootfs")).unwrap_err();
-        assert_eq!(e.kind, crate::error::Kind::InvalidArgument);
+        assert_eq!(e.code(), Code::INVALID_ARGUMENT);
         assert!(
-            e.message
+            e.to_string()
                 .contains("mount rootfs 1 of 1 (overlay overlay on ")
-                && e.message
+                && e.to_string()
                     .contains(" with the layers named relative to /s, over the kernel's limit of "),
             "{e}"
         );

@@ -19,15 +19,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
-use containerd_shim::event::Event;
-use containerd_shim_protos::events::task::{TaskExecStarted, TaskExit, TaskStart};
-use containerd_shim_protos::protobuf::MessageField;
 use runc_driver::ExitStatus;
 
 use super::state::{Exit, Op, Status};
 use super::table::{lock, Entry, ExitCell, Family, Key, Parked, Stopped, Table};
 use crate::error::{Error, Result};
-use crate::events::{timestamp, EventSink};
+use crate::events::{EventSink, TaskEvent};
 
 /// Called with a container id when its init's exit is routed, before its TaskExit is
 /// published or held (TaskOOM goes out first; a shared pid namespace is emptied).
@@ -124,7 +121,7 @@ impl<P> Supervisor<P> {
         f.init.status.after(Op::Exec, &Key::init(id).what())?;
         if f.execs.contains_key(exec_id) {
             return Err(Error::already_exists(format!(
-                "exec {exec_id} already exists in container {id}"
+                "exec {exec_id} in container {id}"
             )));
         }
         f.execs.insert(exec_id.to_string(), Entry::new(process, 0));
@@ -379,19 +376,17 @@ impl<P> Supervisor<P> {
 
     fn publish_start(&self, key: &Key, pid: i32) {
         if key.is_init() {
-            self.events.publish(Box::new(TaskStart {
-                container_id: key.id.clone(),
-                pid: pid as u32,
-                ..Default::default()
-            }));
+            self.events.publish(TaskEvent::Start {
+                id: key.id.clone(),
+                pid,
+            });
             log::info!("started id={} pid={pid}", key.id);
         } else {
-            self.events.publish(Box::new(TaskExecStarted {
-                container_id: key.id.clone(),
+            self.events.publish(TaskEvent::ExecStarted {
+                id: key.id.clone(),
                 exec_id: key.exec_id.clone(),
-                pid: pid as u32,
-                ..Default::default()
-            }));
+                pid,
+            });
             log::info!(
                 "exec started id={} exec_id={} pid={pid}",
                 key.id,
@@ -402,19 +397,6 @@ impl<P> Supervisor<P> {
 
     fn publish_exits(&self, stopped: Vec<Stopped>) {
         for s in stopped {
-            let event: Box<dyn Event + Send> = Box::new(TaskExit {
-                container_id: s.key.id.clone(),
-                id: if s.key.is_init() {
-                    s.key.id.clone()
-                } else {
-                    s.key.exec_id.clone()
-                },
-                pid: s.pid as u32,
-                exit_status: s.exit.status.get(),
-                exited_at: MessageField::some(timestamp(s.exit.at)),
-                ..Default::default()
-            });
-            self.events.publish(event);
             log::info!(
                 "exited id={} exec_id={} pid={} status={}",
                 s.key.id,
@@ -422,6 +404,13 @@ impl<P> Supervisor<P> {
                 s.pid,
                 s.exit.status
             );
+            self.events.publish(TaskEvent::Exit {
+                id: s.key.id,
+                exec_id: s.key.exec_id,
+                pid: s.pid,
+                status: s.exit.status,
+                at: s.exit.at,
+            });
         }
     }
 

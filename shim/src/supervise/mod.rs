@@ -2,7 +2,7 @@
 //! TaskStart before TaskExit, and the processes' lifecycle (the OOM watcher is in
 //! `cgroups/`).
 //!
-//! - [`reaper`]: the only `waitpid` caller, and the waiter the runtime driver uses.
+//! - [`reaper`]: the only `waitpid` caller, and the monitor the runtime driver uses.
 //! - [`dispatch`]: the [`Supervisor`]: exits routed, parked or held, and TaskStart
 //!   published before TaskExit.
 //! - [`table`]: every process's pid and status, the pid index and the parked exits.
@@ -14,5 +14,5 @@ pub mod state;
 pub mod table;
 
 pub use dispatch::{Expect, Supervisor};
-pub use reaper::{Reaper, ReaperWaiter};
+pub use reaper::{Reaper, ReaperMonitor};
 pub use state::{Exit, Op, Status};

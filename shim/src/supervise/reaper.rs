@@ -12,10 +12,7 @@ use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use nix::errno::Errno;
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use nix::unistd::Pid;
-use runc_driver::{ChildWaiter, ExitStatus, Output};
+use runc_driver::{ExitStatus, Monitor, Started};
 use signal_hook::consts::SIGCHLD;
 use signal_hook::iterator::Signals;
 
@@ -69,13 +66,14 @@ impl Reaper {
 
     fn reap_all(&self) {
         loop {
-            let exit = match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return,
-                Ok(ws) => match exit_of(ws) {
+            let exit = match crate::sys::wait_any() {
+                Ok(None) => return,
+                Ok(Some((pid, raw))) => match exit_of(pid, raw) {
                     Some(e) => e,
                     None => continue,
                 },
-                Err(Errno::EINTR) => continue,
+                Err(e) if e.raw_os_error() == Some(libc::ECHILD) => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     log::warn!("waitpid failed: {e}");
                     return;
@@ -117,8 +115,8 @@ impl Drop for Subscription {
 
 /// A final wait status as an [`Exit`], stamped now; None for statuses that are not an
 /// exit (stopped, continued).
-fn exit_of(ws: WaitStatus) -> Option<Exit> {
-    let (pid, status) = ExitStatus::of_wait(ws)?;
+fn exit_of(pid: i32, raw: i32) -> Option<Exit> {
+    let status = ExitStatus::of_raw(raw)?;
     Some(Exit {
         pid,
         status,
@@ -126,22 +124,29 @@ fn exit_of(ws: WaitStatus) -> Option<Exit> {
     })
 }
 
-/// The driver's [`ChildWaiter`] for a process whose children are reaped by [`Reaper`].
-pub struct ReaperWaiter(pub Arc<Reaper>);
+/// The driver's [`Monitor`] for a process whose children are reaped by [`Reaper`]: it
+/// subscribes before spawning, so the child's exit cannot be reaped unseen.
+pub struct ReaperMonitor(pub Arc<Reaper>);
 
-impl ChildWaiter for ReaperWaiter {
-    fn run(&self, mut cmd: Command) -> io::Result<Output> {
+impl Monitor for ReaperMonitor {
+    fn start(&self, cmd: &mut Command) -> io::Result<Started> {
         let sub = self.0.subscribe();
-        let mut child = cmd.spawn()?;
-        let pid = i32::try_from(child.id()).map_err(io::Error::other)?;
-        let (stdout, stderr) = runc_driver::monitor::drain(&mut child)?;
+        let child = cmd.spawn()?;
+        Ok(Started {
+            child,
+            token: Box::new(sub),
+        })
+    }
+
+    fn wait(&self, started: Started) -> io::Result<ExitStatus> {
+        let pid = i32::try_from(started.child.id()).map_err(io::Error::other)?;
+        let sub = started
+            .token
+            .downcast::<Subscription>()
+            .map_err(|_| io::Error::other("a child started by another monitor"))?;
         let exit = sub
             .wait_for(pid)
             .ok_or_else(|| io::Error::other("the reaper stopped before the runtime exited"))?;
-        Ok(Output {
-            status: exit.status,
-            stdout,
-            stderr,
-        })
+        Ok(exit.status)
     }
 }

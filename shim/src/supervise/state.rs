@@ -90,14 +90,31 @@ impl Status {
             (Op::Signal, Running | Paused) => Some(*self),
             _ => None,
         };
-        next.ok_or_else(|| {
-            let hint = match (op, self) {
+        next.ok_or_else(|| Error::Conflict {
+            op: op.to_string(),
+            what: what.to_string(),
+            state: self.name(),
+            allowed: op.allowed(),
+            hint: match (op, self) {
                 (Op::Delete, Running | Paused) => ": kill it first",
-                (Op::Signal, Created) => ", not started",
                 _ => "",
-            };
-            Error::failed_precondition(format!("cannot {op} {what}: it is {}{hint}", self.name()))
+            },
         })
+    }
+}
+
+impl Op {
+    /// The statuses `op` is allowed from, as errors name them.
+    fn allowed(&self) -> &'static str {
+        match self {
+            Op::Start => "created",
+            Op::Started | Op::StartFailed => "starting",
+            Op::Pause | Op::Exec => "running",
+            Op::Resume => "paused",
+            Op::Exit(_) | Op::Update => "created, running or paused",
+            Op::Delete => "created or stopped",
+            Op::Signal => "running or paused",
+        }
     }
 }
 
@@ -121,7 +138,6 @@ impl fmt::Display for Op {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::Kind;
 
     fn exit() -> Exit {
         Exit {
@@ -154,27 +170,34 @@ mod tests {
     fn illegal_transitions_name_both_states() {
         let err = |s: Status, op| s.after(op, "container c1").unwrap_err();
         let e = err(Status::Running, Op::Start);
-        assert_eq!(e.kind, Kind::FailedPrecondition);
-        assert_eq!(e.message, "cannot start container c1: it is running");
+        assert!(matches!(e, Error::Conflict { .. }), "{e:?}");
         assert_eq!(
-            err(Status::Paused, Op::Delete).message,
-            "cannot delete container c1: it is paused: kill it first"
+            e.code(),
+            containerd_shim_protos::ttrpc::Code::FAILED_PRECONDITION
         );
         assert_eq!(
-            err(stopped(), Op::Exec).message,
-            "cannot exec in container c1: it is stopped"
+            e.to_string(),
+            "cannot start container c1: it is running, not created"
         );
         assert_eq!(
-            err(stopped(), Op::Update).message,
-            "cannot update the resources of container c1: it is stopped"
+            err(Status::Paused, Op::Delete).to_string(),
+            "cannot delete container c1: it is paused, not created or stopped: kill it first"
         );
         assert_eq!(
-            err(Status::Created, Op::Signal).message,
-            "cannot signal container c1: it is created, not started"
+            err(stopped(), Op::Exec).to_string(),
+            "cannot exec in container c1: it is stopped, not running"
         );
         assert_eq!(
-            err(stopped(), Op::Pause).message,
-            "cannot pause container c1: it is stopped"
+            err(stopped(), Op::Update).to_string(),
+            "cannot update the resources of container c1: it is stopped, not created, running or paused"
+        );
+        assert_eq!(
+            err(Status::Created, Op::Signal).to_string(),
+            "cannot signal container c1: it is created, not running or paused"
+        );
+        assert_eq!(
+            err(stopped(), Op::Pause).to_string(),
+            "cannot pause container c1: it is stopped, not running"
         );
         // A second exit, or an exit while starting, is never recorded over the first.
         assert!(stopped().after(Op::Exit(exit()), "c").is_err());

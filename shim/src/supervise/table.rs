@@ -96,14 +96,7 @@ impl Key {
     }
 
     pub(super) fn not_found(&self) -> Error {
-        if self.is_init() {
-            Error::not_found(format!("container {} not found in this shim", self.id))
-        } else {
-            Error::not_found(format!(
-                "exec {} not found in container {}",
-                self.exec_id, self.id
-            ))
-        }
+        Error::no_such(self.what())
     }
 }
 

@@ -1,9 +1,37 @@
-//! What the shim reads and writes in a bundle directory, and finding the runtime binary.
+//! What the shim reads and writes in a bundle directory, and the runtime it runs there:
+//! its binary, found on PATH, and its flags, built in one place for create, delete and
+//! info.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use crate::error::{Error, Kind, Result};
+use runc_driver::{GlobalOpts, Monitor, Runtime};
+
+use crate::error::{Error, Result};
 use crate::options::RuntimeConfig;
+
+/// The runtime `cfg` names, for the container of `namespace` whose bundle is `bundle`:
+/// `--root` for the namespace, `--log` in the bundle, `--systemd-cgroup` if configured,
+/// and the bundle for the files the driver hands it. Without a container (`-info`, which
+/// asks only for the binary's features) no global flag is set.
+pub fn runtime(
+    cfg: &RuntimeConfig,
+    container: Option<(&str, &Path)>,
+    monitor: Arc<dyn Monitor>,
+) -> Result<Runtime> {
+    let binary = resolve_binary(cfg)?;
+    Ok(match container {
+        Some((namespace, bundle)) => {
+            let global = GlobalOpts {
+                root: Some(cfg.root_for(namespace)),
+                log: Some(bundle.join("log.json")),
+                systemd_cgroup: cfg.uses_systemd_cgroup(),
+            };
+            Runtime::new(binary, global, monitor).with_temp_dir(bundle)
+        }
+        None => Runtime::new(binary, GlobalOpts::default(), monitor),
+    })
+}
 
 /// Finds the runtime binary the options name, on PATH unless it is a path.
 pub fn resolve_binary(cfg: &RuntimeConfig) -> Result<PathBuf> {
@@ -98,12 +126,14 @@ impl BundleConfig {
 pub fn read_bundle_config(bundle: &Path) -> Result<BundleConfig> {
     let path = bundle.join("config.json");
     let text = std::fs::read(&path).map_err(|e| {
-        let mut err = Error::io(format!("read OCI spec {}", path.display()), e);
-        if err.kind == Kind::NotFound {
-            err.message
-                .push_str(": the bundle must contain config.json");
+        if e.kind() == std::io::ErrorKind::NotFound {
+            Error::precondition(format!(
+                "read OCI spec {}: {e}: the bundle must contain config.json",
+                path.display()
+            ))
+        } else {
+            Error::io_at("read OCI spec", &path, e)
         }
-        err
     })?;
     serde_json::from_slice(&text)
         .map_err(|e| Error::invalid(format!("parse OCI spec {}: {e}", path.display())))
@@ -115,8 +145,8 @@ pub const OPTIONS_FILE: &str = "rsrunc-options.json";
 pub fn persist_config(bundle: &Path, cfg: &RuntimeConfig) -> Result<()> {
     let path = bundle.join(OPTIONS_FILE);
     let text =
-        serde_json::to_vec(cfg).map_err(|e| Error::unknown(format!("encode options: {e}")))?;
-    std::fs::write(&path, text).map_err(|e| Error::io(format!("write {}", path.display()), e))
+        serde_json::to_vec(cfg).map_err(|e| Error::internal(format!("encode options: {e}")))?;
+    std::fs::write(&path, text).map_err(|e| Error::io_at("write", &path, e))
 }
 
 pub fn read_persisted_config(bundle: &Path) -> Option<RuntimeConfig> {
@@ -124,24 +154,10 @@ pub fn read_persisted_config(bundle: &Path) -> Option<RuntimeConfig> {
     serde_json::from_slice(&text).ok()
 }
 
-pub fn read_pid(path: &Path) -> Result<i32> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::io(format!("read pid file {}", path.display()), e))?;
-    text.trim()
-        .parse::<i32>()
-        .ok()
-        .filter(|p| *p > 0)
-        .ok_or_else(|| {
-            Error::unknown(format!(
-                "pid file {} holds {text:?}, not a pid",
-                path.display()
-            ))
-        })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use containerd_shim_protos::ttrpc::Code;
 
     #[test]
     fn a_missing_binary_names_itself_and_its_source() {
@@ -151,19 +167,19 @@ mod tests {
             ..Default::default()
         };
         let e = resolve_binary(&cfg).unwrap_err();
-        assert_eq!(e.kind, Kind::InvalidArgument);
+        assert_eq!(e.code(), Code::INVALID_ARGUMENT);
         assert!(
-            e.message.contains("\"no-such-runtime-xyz\" not found"),
+            e.to_string().contains("\"no-such-runtime-xyz\" not found"),
             "{e}"
         );
-        assert!(e.message.contains("/etc/x.toml"), "{e}");
+        assert!(e.to_string().contains("/etc/x.toml"), "{e}");
         let cfg = RuntimeConfig {
             binary_name: "/nonexistent/crun".into(),
             ..Default::default()
         };
         assert!(resolve_binary(&cfg)
             .unwrap_err()
-            .message
+            .to_string()
             .contains("/nonexistent/crun"));
         let cfg = RuntimeConfig {
             binary_name: "sh".into(),
@@ -176,11 +192,11 @@ mod tests {
     fn bundle_config_errors_have_the_right_kind() {
         let dir = tempfile::tempdir().unwrap();
         let e = read_bundle_config(dir.path()).unwrap_err();
-        assert_eq!(e.kind, Kind::NotFound);
-        assert!(e.message.contains("config.json"), "{e}");
+        assert_eq!(e.code(), Code::FAILED_PRECONDITION);
+        assert!(e.to_string().contains("config.json"), "{e}");
         std::fs::write(dir.path().join("config.json"), "{not json").unwrap();
         let e = read_bundle_config(dir.path()).unwrap_err();
-        assert_eq!(e.kind, Kind::InvalidArgument);
+        assert_eq!(e.code(), Code::INVALID_ARGUMENT);
     }
 
     #[test]

@@ -2,31 +2,34 @@
 //! updates, state, wait, pids, stdin and terminal size. Each looks the process up in the
 //! supervisor's table, runs the runtime if it must, and applies the result there.
 
-use containerd_shim_protos::events::task::{TaskPaused, TaskResumed};
-
 use super::{ProcessView, Tasks};
-use crate::error::{Error, Result};
+use crate::error::{Error, Missing, Result};
+use crate::events::TaskEvent;
+use crate::request::{ContainerId, ProcessId, Signal};
 use crate::supervise::{Exit, Op, Status};
 
 impl Tasks {
-    pub fn resize_pty(&self, id: &str, exec_id: &str, width: u32, height: u32) -> Result<()> {
-        let p = self.sup.view(id, exec_id)?.process;
+    pub fn resize_pty(&self, p: &ProcessId, width: u32, height: u32) -> Result<()> {
+        let p = self.sup.view(p.id(), p.exec_id())?.process;
         let clamp = |v: u32| u16::try_from(v).unwrap_or(u16::MAX);
         p.resize(clamp(height), clamp(width))
     }
 
-    pub fn kill(&self, id: &str, exec_id: &str, signal: u32, all: bool) -> Result<()> {
+    /// Kill: an exec by its pid, the init through the runtime's `kill`.
+    pub fn kill(&self, p: &ProcessId, signal: Signal, all: bool) -> Result<()> {
+        let (id, exec_id) = (p.id(), p.exec_id());
         let c = self.container(id)?;
         let stopped = matches!(self.sup.view(id, exec_id)?.status, Status::Stopped(_));
         if stopped && !all {
-            return Err(Error::not_found(format!(
-                "process already finished: container {id} has exited"
-            )));
+            return Err(Error::NotFound {
+                what: format!("container {id}"),
+                why: Missing::Exited,
+            });
         }
         if !exec_id.is_empty() {
             return self.signal_exec(id, exec_id, signal);
         }
-        match c.runtime.kill(id, signal, all) {
+        match c.runtime.kill(id, signal.number() as u32, all) {
             Ok(()) => Ok(()),
             // `kill --all` after init exited reaches whatever is left, or nothing.
             Err(e) if stopped => {
@@ -37,12 +40,12 @@ impl Tasks {
         }
     }
 
-    pub fn pause(&self, id: &str) -> Result<()> {
-        self.pause_or_resume(id, Op::Pause)
+    pub fn pause(&self, id: &ContainerId) -> Result<()> {
+        self.pause_or_resume(id.as_str(), Op::Pause)
     }
 
-    pub fn resume(&self, id: &str) -> Result<()> {
-        self.pause_or_resume(id, Op::Resume)
+    pub fn resume(&self, id: &ContainerId) -> Result<()> {
+        self.pause_or_resume(id.as_str(), Op::Resume)
     }
 
     fn pause_or_resume(&self, id: &str, op: Op) -> Result<()> {
@@ -55,24 +58,20 @@ impl Tasks {
         .map_err(Error::runtime)?;
         // Refused if the container exited meanwhile: no TaskPaused after its TaskExit.
         self.sup.apply(id, "", op)?;
-        if op == Op::Pause {
-            self.events.publish(Box::new(TaskPaused {
-                container_id: id.to_string(),
-                ..Default::default()
-            }));
-        } else {
-            self.events.publish(Box::new(TaskResumed {
-                container_id: id.to_string(),
-                ..Default::default()
-            }));
-        }
         log::info!("{op} done id={id}");
+        let id = id.to_string();
+        self.events.publish(if op == Op::Pause {
+            TaskEvent::Paused { id }
+        } else {
+            TaskEvent::Resumed { id }
+        });
         Ok(())
     }
 
     /// Update: hands the container's new resources (an OCI LinuxResources JSON object)
     /// to the runtime's `update`.
-    pub fn update(&self, id: &str, resources: &[u8]) -> Result<()> {
+    pub fn update(&self, id: &ContainerId, resources: &[u8]) -> Result<()> {
+        let id = id.as_str();
         let c = self.container(id)?;
         self.sup.check(id, "", Op::Update)?;
         match serde_json::from_slice::<serde_json::Value>(resources) {
@@ -83,20 +82,13 @@ impl Tasks {
             )))
             }
         }
-        // One file per call, so that concurrent updates do not see each other's.
-        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let file = c.bundle.join(format!("rsrunc-update-{n}.json"));
-        std::fs::write(&file, resources)
-            .map_err(|e| Error::io(format_args!("write {}", file.display()), e))?;
-        let result = c.runtime.update(id, &file).map_err(Error::runtime);
-        let _ = std::fs::remove_file(&file);
-        result?;
+        c.runtime.update(id, resources).map_err(Error::runtime)?;
         log::info!("update done id={id}");
         Ok(())
     }
 
-    pub fn state(&self, id: &str, exec_id: &str) -> Result<ProcessView> {
+    pub fn state(&self, p: &ProcessId) -> Result<ProcessView> {
+        let (id, exec_id) = (p.id(), p.exec_id());
         let c = self.container(id)?;
         let v = self.sup.view(id, exec_id)?;
         Ok(ProcessView {
@@ -109,13 +101,14 @@ impl Tasks {
         })
     }
 
-    pub fn wait(&self, id: &str, exec_id: &str) -> Result<Exit> {
-        self.container(id)?;
-        self.sup.wait(id, exec_id)
+    pub fn wait(&self, p: &ProcessId) -> Result<Exit> {
+        self.container(p.id())?;
+        self.sup.wait(p.id(), p.exec_id())
     }
 
     /// Every pid in the container, with the exec id of those that belong to an exec.
-    pub fn pids(&self, id: &str) -> Result<Vec<(u32, Option<String>)>> {
+    pub fn pids(&self, id: &ContainerId) -> Result<Vec<(u32, Option<String>)>> {
+        let id = id.as_str();
         let c = self.container(id)?;
         let pids = c.runtime.ps(id).map_err(Error::runtime)?;
         let execs = self.sup.exec_pids(id)?;
@@ -125,13 +118,13 @@ impl Tasks {
             .collect())
     }
 
-    pub fn close_io(&self, id: &str, exec_id: &str) -> Result<()> {
-        self.sup.view(id, exec_id)?.process.close_stdin();
+    pub fn close_io(&self, p: &ProcessId) -> Result<()> {
+        self.sup.view(p.id(), p.exec_id())?.process.close_stdin();
         Ok(())
     }
 
     /// The init pid of `id`, for Connect.
-    pub fn init_pid(&self, id: &str) -> Result<u32> {
-        Ok(self.sup.view(id, "")?.pid as u32)
+    pub fn init_pid(&self, id: &ContainerId) -> Result<u32> {
+        Ok(self.sup.view(id.as_str(), "")?.pid as u32)
     }
 }

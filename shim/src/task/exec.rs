@@ -3,20 +3,20 @@
 
 use std::sync::Arc;
 
-use containerd_shim_protos::events::task::TaskExecAdded;
 use containerd_shim_protos::protobuf::well_known_types::any::Any;
-use runc_driver::ExecOpts;
 
-use super::{bundle, validate_id, Container, Process, Tasks, IO_DRAIN};
-use crate::error::{Error, Result};
+use super::{Container, Process, Tasks, IO_DRAIN};
+use crate::error::{Error, Missing, Result};
+use crate::events::TaskEvent;
 use crate::io::{PendingIo, StdioPaths};
+use crate::request::{ContainerId, ExecId, Signal};
 use crate::supervise::{Exit, Op, Status};
 
 /// What Exec needs, converted from the request.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ExecSpec {
-    pub id: String,
-    pub exec_id: String,
+    pub id: ContainerId,
+    pub exec_id: ExecId,
     pub stdio: StdioPaths,
     pub spec: Option<Any>,
 }
@@ -31,8 +31,7 @@ struct ProcessSpec {
 impl Tasks {
     /// Exec: records the process; Start runs it.
     pub fn exec(&self, req: ExecSpec) -> Result<()> {
-        self.container(&req.id)?;
-        validate_id(&req.exec_id).map_err(|e| Error::invalid(format!("exec id: {e}")))?;
+        self.container(req.id.as_str())?;
         let spec = req.spec.filter(|a| !a.value.is_empty()).ok_or_else(|| {
             Error::invalid(format!(
                 "exec {} in {}: the request has no process spec",
@@ -48,14 +47,14 @@ impl Tasks {
         };
         serde_json::from_slice::<ProcessSpec>(&spec.value).map_err(malformed)?;
         let spec_json = with_terminal(&spec.value, req.stdio.terminal).map_err(malformed)?;
-        let p = Process::exec(&req.id, &req.exec_id, req.stdio, spec_json);
-        self.sup.add_exec(&req.id, &req.exec_id, Arc::new(p))?;
-        self.events.publish(Box::new(TaskExecAdded {
-            container_id: req.id.clone(),
-            exec_id: req.exec_id.clone(),
-            ..Default::default()
-        }));
-        log::info!("exec added id={} exec_id={}", req.id, req.exec_id);
+        let (id, exec_id) = (req.id.as_str(), req.exec_id.as_str());
+        let p = Process::exec(id, exec_id, req.stdio, spec_json);
+        self.sup.add_exec(id, exec_id, Arc::new(p))?;
+        self.events.publish(TaskEvent::ExecAdded {
+            id: id.to_string(),
+            exec_id: exec_id.to_string(),
+        });
+        log::info!("exec added id={id} exec_id={exec_id}");
         Ok(())
     }
 
@@ -63,23 +62,12 @@ impl Tasks {
         let p = self.sup.view(&c.id, exec_id)?.process;
         let start = self.sup.begin_start(&c.id, exec_id)?;
         let (stdio, io) = PendingIo::prepare(&p.stdio, self.io_owner(&c.id, c.io_owner))?;
-        let stem = format!(".exec-{exec_id}");
-        let process_file = c.bundle.join(format!("{stem}.json"));
-        let pid_file = c.bundle.join(format!("{stem}.pid"));
-        std::fs::write(&process_file, &p.spec)
-            .map_err(|e| Error::io(format!("write {}", process_file.display()), e))?;
-        let opts = ExecOpts {
-            process_file: process_file.clone(),
-            pid_file: Some(pid_file.clone()),
-            console_socket: io.console_socket(),
-        };
-
+        let console_socket = io.console_socket();
         let mut io = Some(io);
         let started = c
             .runtime
-            .exec(&c.id, &opts, stdio)
+            .exec(&c.id, &p.spec, console_socket, stdio)
             .map_err(Error::runtime)
-            .and_then(|()| bundle::read_pid(&pid_file))
             .and_then(|pid| {
                 let io = io.take().map(|io| io.complete(&p.stdio)).transpose()?;
                 if let Some(io) = io {
@@ -87,8 +75,6 @@ impl Tasks {
                 }
                 Ok(pid)
             });
-        let _ = std::fs::remove_file(&process_file);
-        let _ = std::fs::remove_file(&pid_file);
         match started {
             Ok(pid) => Ok(start.started(Some(pid)) as u32),
             Err(e) => {
@@ -118,19 +104,20 @@ impl Tasks {
 
     /// Kill for an exec: by its pid, which is our child (reparented to the subreaper)
     /// until we reap it, so it is not reused while the exec is not marked stopped.
-    pub(super) fn signal_exec(&self, id: &str, exec_id: &str, signal: u32) -> Result<()> {
+    pub(super) fn signal_exec(&self, id: &str, exec_id: &str, signal: Signal) -> Result<()> {
         let what = format!("exec {exec_id} in container {id}");
         let v = self.sup.view(id, exec_id)?;
         if let Status::Stopped(_) = v.status {
-            return Err(Error::not_found(format!(
-                "process already finished: {what} has exited"
-            )));
+            return Err(Error::NotFound {
+                what,
+                why: Missing::Exited,
+            });
         }
         v.status.after(Op::Signal, &what)?;
-        let sig = nix::sys::signal::Signal::try_from(signal as i32)
-            .map_err(|_| Error::invalid(format!("signal {signal} is not a valid signal")))?;
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(v.pid), sig)
-            .map_err(|e| Error::not_found(format!("process already finished: signal {what}: {e}")))
+        crate::sys::kill(v.pid, signal.number()).map_err(|e| Error::NotFound {
+            what,
+            why: Missing::Signal(e),
+        })
     }
 }
 

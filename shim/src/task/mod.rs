@@ -15,22 +15,21 @@ use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, SystemTime};
 
-use containerd_shim_protos::events::task::{TaskCreate, TaskDelete, TaskIO, TaskOOM};
 use containerd_shim_protos::protobuf::well_known_types::any::Any;
-use containerd_shim_protos::protobuf::MessageField;
 use containerd_shim_protos::types::mount::Mount;
-use runc_driver::{CreateOpts, ExitStatus, GlobalOpts, Runtime};
+use runc_driver::{CreateOpts, ExitStatus, Runtime};
 
-pub use self::bundle::read_persisted_config;
-use self::bundle::{persist_config, read_bundle_config, read_pid, resolve_binary};
+use self::bundle::{persist_config, read_bundle_config};
+pub use self::bundle::{read_persisted_config, runtime};
 pub use self::exec::ExecSpec;
 pub use self::process::Process;
 use crate::cgroups::{Cgroups, OomCount, OomKills, OomWatcher, Verdict};
 use crate::error::{Error, Result};
-use crate::events::{timestamp, EventSink};
+use crate::events::{EventSink, TaskEvent};
 use crate::io::{IoOwner, PendingIo, StdioPaths};
 use crate::options::RuntimeConfig;
-use crate::supervise::{Exit, Expect, Op, Reaper, ReaperWaiter, Status, Supervisor};
+use crate::request::{ContainerId, ProcessId, Signal};
+use crate::supervise::{Exit, Expect, Op, Reaper, ReaperMonitor, Status, Supervisor};
 
 /// How long Delete waits for a process's output to drain before letting go of it.
 const IO_DRAIN: Duration = Duration::from_secs(2);
@@ -38,9 +37,9 @@ const IO_DRAIN: Duration = Duration::from_secs(2);
 const KILLED_EXIT_WAIT: Duration = Duration::from_secs(5);
 
 /// What Create needs, converted from the request.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct CreateSpec {
-    pub id: String,
+    pub id: ContainerId,
     pub bundle: PathBuf,
     pub rootfs: Vec<Mount>,
     pub stdio: StdioPaths,
@@ -136,12 +135,9 @@ impl Tasks {
     }
 
     pub fn create(&self, spec: CreateSpec) -> Result<u32> {
-        validate_id(&spec.id)?;
-        if lock(&self.containers).contains_key(&spec.id) {
-            return Err(Error::already_exists(format!(
-                "container {} already exists",
-                spec.id
-            )));
+        let id = spec.id.as_str();
+        if lock(&self.containers).contains_key(id) {
+            return Err(Error::already_exists(format!("container {id}")));
         }
         if !spec.checkpoint.is_empty() {
             return Err(Error::unimplemented(format!(
@@ -149,10 +145,15 @@ impl Tasks {
                 spec.id
             )));
         }
-        let mut cfg = self.defaults.clone()?.with_request(spec.options.as_ref())?;
-        let binary = resolve_binary(&cfg)?;
+        let defaults = self.defaults.as_ref().map_err(Error::again)?.clone();
+        let mut cfg = defaults.with_request(spec.options.as_ref())?;
         let config = read_bundle_config(&spec.bundle)?;
-        cfg.choose_cgroup_driver(&spec.id, config.cgroups_path())?;
+        cfg.choose_cgroup_driver(id, config.cgroups_path())?;
+        let runtime = runtime(
+            &cfg,
+            Some((&self.namespace, &spec.bundle)),
+            Arc::new(ReaperMonitor(Arc::clone(&self.reaper))),
+        )?;
 
         let rootfs_dir = spec.bundle.join("rootfs");
         crate::mounts::mount_all(&spec.rootfs, &rootfs_dir)?;
@@ -165,7 +166,7 @@ impl Tasks {
         };
         let root = config.root_path(&spec.bundle);
         if !root.is_dir() {
-            return Err(undo_mount(Error::failed_precondition(format!(
+            return Err(undo_mount(Error::precondition(format!(
                 "create {}: root filesystem {} does not exist: pass rootfs mounts or fix root.path in {}",
                 spec.id,
                 root.display(),
@@ -174,53 +175,35 @@ impl Tasks {
         }
         persist_config(&spec.bundle, &cfg).map_err(undo_mount)?;
 
-        let runtime = Runtime::new(
-            binary,
-            GlobalOpts {
-                root: Some(cfg.root_for(&self.namespace)),
-                log: Some(spec.bundle.join("log.json")),
-                systemd_cgroup: cfg.uses_systemd_cgroup(),
-            },
-            Arc::new(ReaperWaiter(Arc::clone(&self.reaper))),
-        );
-        let (stdio, io) = PendingIo::prepare(
-            &spec.stdio,
-            self.io_owner(&spec.id, (cfg.io_uid, cfg.io_gid)),
-        )
-        .map_err(undo_mount)?;
-        let pid_file = spec.bundle.join("init.pid");
+        let (stdio, io) =
+            PendingIo::prepare(&spec.stdio, self.io_owner(id, (cfg.io_uid, cfg.io_gid)))
+                .map_err(undo_mount)?;
         let opts = CreateOpts {
             bundle: spec.bundle.clone(),
-            pid_file: Some(pid_file.clone()),
+            // Kept in the bundle: the delete action reads it after a crash.
+            pid_file: Some(spec.bundle.join("init.pid")),
             console_socket: io.console_socket(),
             no_pivot: cfg.no_pivot_root,
             no_new_keyring: cfg.no_new_keyring,
         };
 
         let expect = self.sup.expect_pid();
-        let created = runtime
-            .create(&spec.id, &opts, stdio)
-            .map_err(Error::runtime)
-            .and_then(|()| read_pid(&pid_file));
+        let created = runtime.create(id, &opts, stdio).map_err(Error::runtime);
         let (pid, io) = match created {
             Ok(pid) => match io.complete(&spec.stdio) {
                 Ok(io) => (pid, io),
-                Err(e) => {
-                    return self.failed_create(&runtime, &spec.id, expect, None, undo_mount(e))
-                }
+                Err(e) => return self.failed_create(&runtime, id, expect, None, undo_mount(e)),
             },
-            Err(e) => {
-                return self.failed_create(&runtime, &spec.id, expect, Some(io), undo_mount(e))
-            }
+            Err(e) => return self.failed_create(&runtime, id, expect, Some(io), undo_mount(e)),
         };
 
-        let init = Arc::new(Process::init(&spec.id, spec.stdio.clone(), io));
+        let init = Arc::new(Process::init(id, spec.stdio.clone(), io));
         let cgroups = Cgroups::of_pid(pid)
             .map_err(|e| log::warn!("no stats or OOM events for {}: {e}", spec.id))
             .ok();
         let oom_kills = OomKills::new(cgroups.as_ref().map_or(OomCount::Gone, Cgroups::oom_kills));
         if let Some((dir, unified)) = cgroups.as_ref().and_then(Cgroups::memory_dir) {
-            if let Err(e) = self.oom.watch(&spec.id, dir, unified) {
+            if let Err(e) = self.oom.watch(id, dir, unified) {
                 log::warn!(
                     "no OOM events for {}: watch {}: {e}",
                     spec.id,
@@ -229,7 +212,7 @@ impl Tasks {
             }
         }
         let container = Arc::new(Container {
-            id: spec.id.clone(),
+            id: id.to_string(),
             bundle: spec.bundle.clone(),
             runtime,
             mounted_rootfs: mounted,
@@ -238,22 +221,21 @@ impl Tasks {
             cgroups,
             oom_kills,
         });
-        lock(&self.containers).insert(spec.id.clone(), container);
-        self.events.publish(Box::new(TaskCreate {
-            container_id: spec.id.clone(),
-            bundle: spec.bundle.display().to_string(),
+        lock(&self.containers).insert(id.to_string(), container);
+        self.events.publish(TaskEvent::Create {
+            id: id.to_string(),
+            bundle: spec.bundle.clone(),
             rootfs: spec.rootfs.clone(),
-            io: MessageField::some(task_io(&spec.stdio)),
+            stdio: spec.stdio.clone(),
             checkpoint: spec.checkpoint.clone(),
-            pid: pid as u32,
-            ..Default::default()
-        }));
+            pid,
+        });
         log::info!(
             "created id={} pid={pid} runtime={}",
             spec.id,
             cfg.binary_name
         );
-        self.sup.add_init(&spec.id, pid, init, expect);
+        self.sup.add_init(id, pid, init, expect);
         Ok(pid as u32)
     }
 
@@ -285,7 +267,8 @@ impl Tasks {
         }
     }
 
-    pub fn start(&self, id: &str, exec_id: &str) -> Result<u32> {
+    pub fn start(&self, p: &ProcessId) -> Result<u32> {
+        let (id, exec_id) = (p.id(), p.exec_id());
         let c = self.container(id)?;
         if !exec_id.is_empty() {
             return self.start_exec(&c, exec_id);
@@ -295,7 +278,8 @@ impl Tasks {
         Ok(start.started(None) as u32)
     }
 
-    pub fn delete(&self, id: &str, exec_id: &str) -> Result<(u32, Exit)> {
+    pub fn delete(&self, p: &ProcessId) -> Result<(u32, Exit)> {
+        let (id, exec_id) = (p.id(), p.exec_id());
         let c = self.container(id)?;
         if !exec_id.is_empty() {
             return self.delete_exec(&c, exec_id);
@@ -315,7 +299,7 @@ impl Tasks {
                 .wait_timeout(id, "", KILLED_EXIT_WAIT)?
                 .unwrap_or(Exit {
                     pid,
-                    status: ExitStatus::killed(libc::SIGKILL),
+                    status: ExitStatus::killed(Signal::KILL.number()),
                     at: SystemTime::now(),
                 }),
         };
@@ -328,24 +312,22 @@ impl Tasks {
         self.oom.unwatch(id);
         lock(&self.containers).remove(id);
         self.sup.remove_container(id);
-        self.events.publish(Box::new(TaskDelete {
-            container_id: id.to_string(),
-            pid: pid as u32,
-            exit_status: exit.status.get(),
-            exited_at: MessageField::some(timestamp(exit.at)),
+        self.events.publish(TaskEvent::Delete {
             id: id.to_string(),
-            ..Default::default()
-        }));
+            pid,
+            status: exit.status,
+            at: exit.at,
+        });
         log::info!("deleted id={id} pid={pid} exit_status={}", exit.status);
         crate::sys::release_free_memory();
         Ok((pid as u32, exit))
     }
 
     /// Stats: the container's cgroup metrics.
-    pub fn stats(&self, id: &str) -> Result<Any> {
-        let c = self.container(id)?;
+    pub fn stats(&self, id: &ContainerId) -> Result<Any> {
+        let c = self.container(id.as_str())?;
         let cg = c.cgroups.as_ref().ok_or_else(|| {
-            Error::unknown(format!(
+            Error::internal(format!(
                 "stats of container {id}: its cgroups could not be read at create (see the shim log)"
             ))
         })?;
@@ -383,10 +365,7 @@ impl Tasks {
     }
 
     fn publish_oom(&self, c: &Container, count: OomCount) {
-        self.events.publish(Box::new(TaskOOM {
-            container_id: c.id.clone(),
-            ..Default::default()
-        }));
+        self.events.publish(TaskEvent::Oom { id: c.id.clone() });
         log::info!("oom id={} count={count:?}", c.id);
     }
 
@@ -414,7 +393,7 @@ impl Tasks {
         lock(&self.containers)
             .get(id)
             .cloned()
-            .ok_or_else(|| Error::not_found(format!("container {id} not found in this shim")))
+            .ok_or_else(|| Error::no_such(format!("container {id}")))
     }
 
     /// The supervisor routed the init's exit: an OOM that killed it is reported before its
@@ -437,7 +416,7 @@ impl Tasks {
             .name("kill-all".into())
             .stack_size(128 * 1024)
             .spawn(move || {
-                if let Err(e) = c.runtime.kill(&id, libc::SIGKILL as u32, true) {
+                if let Err(e) = c.runtime.kill(&id, Signal::KILL.number() as u32, true) {
                     log::debug!("kill --all after init exit id={id}: {e}");
                 }
             });
@@ -449,42 +428,4 @@ impl Tasks {
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn task_io(s: &StdioPaths) -> TaskIO {
-    TaskIO {
-        stdin: s.stdin.clone(),
-        stdout: s.stdout.clone(),
-        stderr: s.stderr.clone(),
-        terminal: s.terminal,
-        ..Default::default()
-    }
-}
-
-fn validate_id(id: &str) -> Result<()> {
-    let ok =
-        !id.is_empty() && id.len() <= 1024 && id != "." && id != ".." && !id.contains(['/', '\0']);
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::invalid(format!(
-            "invalid container id {id:?}: it must be non-empty and contain no '/'"
-        )))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ids_are_validated() {
-        assert!(validate_id("abc-123_x.y").is_ok());
-        for bad in ["", ".", "..", "a/b", "a\0b"] {
-            assert_eq!(
-                validate_id(bad).unwrap_err().kind,
-                crate::error::Kind::InvalidArgument
-            );
-        }
-    }
 }

@@ -58,7 +58,7 @@ impl Process {
         }
         match self.io().as_ref() {
             Some(io) => io.resize(rows, cols),
-            None => Err(Error::failed_precondition(format!(
+            None => Err(Error::precondition(format!(
                 "resize the terminal of {} {}: the process has not started",
                 self.container_id, self.exec_id
             ))),

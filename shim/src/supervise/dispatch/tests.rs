@@ -3,12 +3,8 @@
 
 use std::sync::Mutex;
 
-use containerd_shim::event::Event;
-use containerd_shim_protos::events::task::{TaskExecStarted, TaskExit, TaskStart};
-use containerd_shim_protos::protobuf::MessageDyn;
-
 use super::*;
-use crate::error::Kind;
+use containerd_shim_protos::ttrpc::Code;
 
 /// What the sink saw, reduced to what the rules are about. The exec id is empty for an init.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,18 +30,17 @@ impl Sink {
 }
 
 impl EventSink for Sink {
-    fn publish(&self, event: Box<dyn Event + Send>) {
-        let topic = event.topic();
-        let m: &dyn MessageDyn = &*event;
-        let ev = if let Some(s) = m.downcast_ref::<TaskStart>() {
-            Ev::Start(String::new(), s.pid)
-        } else if let Some(s) = m.downcast_ref::<TaskExecStarted>() {
-            Ev::Start(s.exec_id.clone(), s.pid)
-        } else if let Some(x) = m.downcast_ref::<TaskExit>() {
-            let exec_id = if x.id == x.container_id { "" } else { &x.id };
-            Ev::Exit(exec_id.to_string(), x.pid, x.exit_status)
-        } else {
-            Ev::Other(topic)
+    fn publish(&self, event: TaskEvent) {
+        let ev = match event {
+            TaskEvent::Start { pid, .. } => Ev::Start(String::new(), pid as u32),
+            TaskEvent::ExecStarted { exec_id, pid, .. } => Ev::Start(exec_id, pid as u32),
+            TaskEvent::Exit {
+                exec_id,
+                pid,
+                status,
+                ..
+            } => Ev::Exit(exec_id, pid as u32, status.get()),
+            other => Ev::Other(format!("{other:?}")),
         };
         self.push(ev);
     }
@@ -258,19 +253,28 @@ fn transitions_refuse_what_no_longer_applies() {
     sup.exited(exit(10, 0));
     // The runtime paused it, then it exited: no pause is recorded over its exit.
     let e = sup.apply("c", "", Op::Pause).unwrap_err();
-    assert_eq!(e.kind, Kind::FailedPrecondition);
-    assert_eq!(e.message, "cannot pause container c: it is stopped");
-    let e = sup.begin_start("c", "").err().unwrap();
-    assert_eq!(e.message, "cannot start container c: it is stopped");
-    let e = sup.add_exec("c", "e", Arc::new(())).unwrap_err();
-    assert_eq!(e.message, "cannot exec in container c: it is stopped");
+    assert_eq!(e.code(), Code::FAILED_PRECONDITION);
     assert_eq!(
-        sup.view("x", "").err().map(|e| e.kind),
-        Some(Kind::NotFound)
+        e.to_string(),
+        "cannot pause container c: it is stopped, not running"
+    );
+    let e = sup.begin_start("c", "").err().unwrap();
+    assert_eq!(
+        e.to_string(),
+        "cannot start container c: it is stopped, not created"
+    );
+    let e = sup.add_exec("c", "e", Arc::new(())).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "cannot exec in container c: it is stopped, not running"
     );
     assert_eq!(
-        sup.view("c", "e").err().map(|e| e.kind),
-        Some(Kind::NotFound)
+        sup.view("x", "").err().map(|e| e.code()),
+        Some(Code::NOT_FOUND)
+    );
+    assert_eq!(
+        sup.view("c", "e").err().map(|e| e.code()),
+        Some(Code::NOT_FOUND)
     );
     assert_eq!(sink.take(), [start("", 10), hook(), exited("", 10, 0)]);
 }
@@ -281,7 +285,7 @@ fn duplicate_execs_are_refused() {
     running(&sup, 10);
     sup.add_exec("c", "e", Arc::new(())).unwrap();
     let e = sup.add_exec("c", "e", Arc::new(())).unwrap_err();
-    assert_eq!(e.kind, Kind::AlreadyExists);
+    assert_eq!(e.code(), Code::ALREADY_EXISTS);
     assert!(sup.begin_start("c", "e").is_ok());
 }
 
