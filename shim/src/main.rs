@@ -11,6 +11,7 @@ mod logger;
 mod mountinfo;
 mod mounts;
 mod options;
+mod rpc;
 mod service;
 mod supervise;
 // The one module with unsafe code: the system calls nix does not wrap, each block with
