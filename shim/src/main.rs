@@ -12,6 +12,7 @@ mod mountinfo;
 mod mounts;
 mod options;
 mod request;
+mod rpc;
 mod service;
 mod supervise;
 // The one module with unsafe code: the system calls nix does not wrap, each block with

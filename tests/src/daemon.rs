@@ -205,6 +205,18 @@ disabled_plugins = {disabled}
     /// the same configuration; shims and containers are left running across it.
     pub fn restart(&mut self) {
         self.stop_containerd();
+        self.start_containerd();
+    }
+
+    /// Stops containerd alone (SIGTERM to its pid, as a service manager would); shims and
+    /// containers go on running. [`Daemon::start_containerd`] brings it back.
+    pub fn stop_containerd(&mut self) {
+        stop_child(&mut self.child, Duration::from_secs(10));
+    }
+
+    /// Starts containerd again on the same root, state and sockets, after
+    /// [`Daemon::stop_containerd`], and waits until it answers.
+    pub fn start_containerd(&mut self) {
         let log = std::fs::OpenOptions::new()
             .append(true)
             .open(self.dir().join("containerd.log"))
@@ -213,8 +225,22 @@ disabled_plugins = {disabled}
         self.wait_ready();
     }
 
-    fn stop_containerd(&mut self) {
-        stop_child(&mut self.child, Duration::from_secs(10));
+    /// Sets containerd's log level (`debug` at first) from its next start on. `trace`
+    /// logs every event it is forwarded ("event forwarded", with topic and namespace).
+    pub fn set_log_level(&self, level: &str) {
+        let path = self.dir().join("config.toml");
+        let config = std::fs::read_to_string(&path).unwrap();
+        let config: Vec<String> = config
+            .lines()
+            .map(|l| {
+                if l.trim_start().starts_with("level = ") {
+                    format!("  level = \"{level}\"")
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect();
+        std::fs::write(&path, config.join("\n") + "\n").unwrap();
     }
 
     pub fn dir(&self) -> &Path {

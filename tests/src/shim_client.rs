@@ -75,16 +75,55 @@ impl ShimConn {
         method: &str,
         req: &Req,
     ) -> Result<Resp, (ttrpc::Code, String)> {
+        let payload = self.call_service("containerd.task.v2.Task", method, req)?;
+        Ok(Resp::parse_from_bytes(&payload).unwrap())
+    }
+
+    /// One RPC to any service; the response's payload, or its status code and message.
+    pub fn call_service<Req: Message>(
+        &self,
+        service: &str,
+        method: &str,
+        req: &Req,
+    ) -> Result<Vec<u8>, (ttrpc::Code, String)> {
         let mut r = ttrpc::Request::new();
-        r.service = "containerd.task.v2.Task".into();
+        r.service = service.into();
         r.method = method.into();
         r.timeout_nano = 20_000_000_000;
         r.payload = req.write_to_bytes().unwrap();
         match self.client.request(r) {
-            Ok(resp) => Ok(Resp::parse_from_bytes(&resp.payload).unwrap()),
+            Ok(resp) => Ok(resp.payload),
             Err(ttrpc::Error::RpcStatus(s)) => Err((s.code(), s.message)),
             Err(e) => Err((ttrpc::Code::UNKNOWN, e.to_string())),
         }
+    }
+
+    /// Sends one request frame of `len` bytes (zeros) on a connection of its own, as no
+    /// ttrpc client would (theirs refuse to send over the limit), and returns the status
+    /// of the answer to its stream.
+    pub fn send_frame_of(&self, len: u32) -> (ttrpc::Code, String) {
+        use std::io::{Read, Write};
+        let path = self.address.strip_prefix("unix://").unwrap();
+        let mut sock = std::os::unix::net::UnixStream::connect(path).unwrap();
+        sock.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+            .unwrap();
+        const STREAM: u32 = 1;
+        let mut frame = Vec::with_capacity(10 + len as usize);
+        frame.extend(len.to_be_bytes());
+        frame.extend(STREAM.to_be_bytes());
+        frame.extend([1u8, 0]); // a request, no flags
+        frame.resize(10 + len as usize, 0);
+        sock.write_all(&frame).unwrap();
+        let mut header = [0u8; 10];
+        sock.read_exact(&mut header).unwrap();
+        let body_len = u32::from_be_bytes(header[..4].try_into().unwrap());
+        let stream = u32::from_be_bytes(header[4..8].try_into().unwrap());
+        assert_eq!((stream, header[8]), (STREAM, 2), "a response to stream 1");
+        let mut body = vec![0u8; body_len as usize];
+        sock.read_exact(&mut body).unwrap();
+        let resp = ttrpc::Response::parse_from_bytes(&body).unwrap();
+        let status = resp.status.into_option().unwrap_or_default();
+        (status.code(), status.message)
     }
 
     /// Runs `args` as exec `exec_id` in container `id` with the container's own process
@@ -149,6 +188,16 @@ impl ShimConn {
             )
             .unwrap();
         (w.exit_status, d.exit_status)
+    }
+
+    /// The shim binary containerd runs for `daemon`'s runtime: ours, or the Go shim of the
+    /// containerd on PATH.
+    pub fn binary_for(daemon: &Daemon) -> std::path::PathBuf {
+        if daemon.is_go_shim() {
+            crate::tool("containerd-shim-runc-v2")
+        } else {
+            crate::shim_binary()
+        }
     }
 
     /// Asks the shim to exit (it has no containers) and waits until its socket is gone.

@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use rsrunc_e2e::{poll_until, unique_id, Daemon, Oci};
+use rsrunc_e2e::daemon::{flavors, Flavor};
+use rsrunc_e2e::{poll_until, runtime_name, unique_id, Daemon, Oci};
 
 #[test]
 fn run_rm_prints_output_and_returns_exit_codes() {
@@ -217,6 +218,173 @@ fn events_arrive_in_order() {
             .find(|l| l.contains("/tasks/exit"))
             .unwrap_or_default();
         assert!(exit.contains("\"exit_status\":137"), "{oci:?}: {exit}");
+    }
+}
+
+/// A task that exits while containerd is down (restarting, or stopped by a service
+/// manager) has its exit published once containerd is back: the shim retries the event
+/// with backoff for about 15 s, as the Go shim does (five requeues, after 1 to 5 s).
+/// containerd 1.6 keeps the stopped task it finds at start, and both shims deliver.
+#[test]
+fn an_exit_while_containerd_is_down_is_published_when_it_is_back() {
+    let (version, flavor) = flavors()
+        .into_iter()
+        .find(|(v, _)| v.starts_with("1.6"))
+        .expect("scripts/setup-host.sh extracts containerd 1.6");
+    let mut d = Daemon::start_flavor(&runtime_name(), &flavor);
+    for oci in Oci::ALL {
+        let id = unique_id("down");
+        let log = exit_while_containerd_is_down(&mut d, oci, &id);
+        assert!(
+            forwarded(&log, &d.namespace, "/tasks/exit").is_some(),
+            "containerd {version} {oci:?}: it never got the exit event after its restart:\n{log}"
+        );
+        assert_eq!(
+            d.task_status(&id).as_deref(),
+            Some("STOPPED"),
+            "containerd {version} {oci:?}"
+        );
+        d.ctr(&["task", "rm", &id]).ok();
+        d.ctr(&["containers", "rm", &id]).ok();
+    }
+}
+
+/// containerd 1.7 and 2.x delete a stopped task they find at start ("cleaning leaked shim
+/// process"), at once: the Go shim exits on that Delete with the exit event still waiting
+/// for its next retry, and containerd never gets it (seen here under both versions). rsrunc
+/// sends what is queued before it exits: the exit, then the delete.
+#[test]
+#[cfg_attr(
+    go_shim,
+    ignore = "rsrunc only: the Go shim loses an exit still queued for retry when containerd 1.7/2.x deletes its task at start"
+)]
+fn an_exit_while_containerd_is_down_is_published_before_the_task_is_deleted() {
+    rsrunc_e2e::ours_only();
+    let mut versions = vec![("1.7".to_string(), Flavor::default())];
+    versions.extend(flavors().into_iter().filter(|(v, _)| v.starts_with('2')));
+    for (version, flavor) in versions {
+        let mut d = Daemon::start_flavor(&runtime_name(), &flavor);
+        let id = unique_id("down");
+        let log = exit_while_containerd_is_down(&mut d, Oci::Runc, &id);
+        let exit = forwarded(&log, &d.namespace, "/tasks/exit");
+        let delete = forwarded(&log, &d.namespace, "/tasks/delete");
+        assert!(
+            exit.is_some() && exit < delete,
+            "containerd {version}: exit at {exit:?}, delete at {delete:?} in\n{log}"
+        );
+        let _ = d.ctr(&["task", "rm", &id]);
+        d.ctr(&["containers", "rm", &id]).ok();
+    }
+}
+
+/// Runs container `id` (`sleep`), stops containerd, kills the container and brings
+/// containerd back once the shim has tried to publish the exit four times; returns what
+/// containerd logged from its restart on, at trace level.
+///
+/// While containerd is down its ttrpc socket is held by a [`TurnAway`], which closes every
+/// connection and counts them (the shim's first attempt may use the connection containerd
+/// closed, and not be counted): containerd comes back 6 to 10 s after the exit, when a shim
+/// that retried for a second or two has long given up. What containerd got is read from
+/// its own log ("event forwarded", a trace line): a `ctr events` started after the restart
+/// could miss an event sent between containerd answering and the subscription.
+fn exit_while_containerd_is_down(d: &mut Daemon, oci: Oci, id: &str) -> String {
+    d.set_log_level("trace");
+    d.run(oci, &["-d"], id, &["/bin/sleep", "300"]).ok();
+    d.wait_status(id, "RUNNING");
+    let pid = task_pid(d, id);
+    d.stop_containerd();
+    let away = TurnAway::listen(&d.ttrpc_socket);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    assert!(
+        poll_until(Duration::from_secs(30), || away.attempts() >= 4),
+        "{oci:?}: the shim tried to publish the exit {} times",
+        away.attempts()
+    );
+    drop(away);
+    let before = d.log().len();
+    d.start_containerd();
+    // The exit, and for 1.7/2.x the delete that follows it, or 30 s.
+    poll_until(Duration::from_secs(30), || {
+        let log = d.log();
+        let after = log.get(before..).unwrap_or_default();
+        forwarded(after, &d.namespace, "/tasks/exit").is_some()
+            && (!after.contains("cleaning leaked shim")
+                || forwarded(after, &d.namespace, "/tasks/delete").is_some())
+    });
+    d.log().get(before..).unwrap_or_default().to_string()
+}
+
+/// The line number at which containerd's `log` says it was forwarded an event of `topic`
+/// in namespace `ns`.
+fn forwarded(log: &str, ns: &str, topic: &str) -> Option<usize> {
+    let (ns, topic) = (format!("ns={ns} "), format!("topic={topic} "));
+    log.lines()
+        .position(|l| l.contains("event forwarded") && l.contains(&ns) && l.contains(&topic))
+}
+
+/// The pid `ctr task ls` shows for task `id`.
+fn task_pid(d: &Daemon, id: &str) -> i32 {
+    let ls = d.ctr(&["task", "ls"]).ok().stdout;
+    ls.lines()
+        .find(|l| l.starts_with(id))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no pid for {id} in {ls}"))
+}
+
+/// Holds a socket path while its daemon is down and closes every connection made to it,
+/// counting them.
+struct TurnAway {
+    path: std::path::PathBuf,
+    attempts: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TurnAway {
+    fn listen(path: &std::path::Path) -> TurnAway {
+        use std::sync::atomic::Ordering;
+        let _ = std::fs::remove_file(path);
+        let listener = std::os::unix::net::UnixListener::bind(path).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let attempts = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (a, s) = (attempts.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((conn, _)) => {
+                        a.fetch_add(1, Ordering::SeqCst);
+                        drop(conn);
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        TurnAway {
+            path: path.to_path_buf(),
+            attempts,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn attempts(&self) -> usize {
+        self.attempts.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for TurnAway {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let _ = std::fs::remove_file(&self.path);
     }
 }
 

@@ -137,3 +137,49 @@ fn wait_until(cond: impl FnMut() -> bool, what: &str) {
         "timed out waiting: {what}"
     );
 }
+
+/// containerd's Go ttrpc answers a call to a service or method a server does not have with
+/// Unimplemented, and a frame over the 4 MiB limit with ResourceExhausted; containerd reads
+/// "not implemented" from that code (the ttrpc crate alone answers InvalidArgument).
+#[test]
+fn unknown_services_and_oversize_frames_get_go_ttrpc_codes() {
+    use containerd_shim_protos::api::StateRequest;
+    use rsrunc_e2e::shim_client::ShimConn;
+    use ttrpc::Code;
+
+    let d = Daemon::start();
+    let bundle = d.dir().join("bundles").join("codes");
+    d.write_bundle(
+        &bundle,
+        rsrunc_e2e::rootfs::busybox(),
+        &["/bin/true"],
+        &format!("/{}/codes", d.namespace),
+    );
+    let conn = ShimConn::start(&d, &ShimConn::binary_for(&d), &bundle, "codes");
+    let req = StateRequest {
+        id: "codes".into(),
+        ..Default::default()
+    };
+
+    let (code, msg) = conn
+        .call_service("containerd.task.v2.Task", "Frobnicate", &req)
+        .unwrap_err();
+    assert_eq!(code, Code::UNIMPLEMENTED, "{msg}");
+    assert!(msg.contains("Frobnicate"), "{msg}");
+    let (code, msg) = conn
+        .call_service("containerd.rsrunc.test.v1.Nope", "State", &req)
+        .unwrap_err();
+    assert_eq!(code, Code::UNIMPLEMENTED, "{msg}");
+    assert!(msg.contains("containerd.rsrunc.test.v1.Nope"), "{msg}");
+
+    let (code, msg) = conn.send_frame_of((4 << 20) + 1);
+    assert_eq!(code, Code::RESOURCE_EXHAUSTED, "{msg}");
+    assert!(msg.contains("4194305"), "{msg}");
+
+    // The connection still serves the calls it knows after all of that.
+    let (code, _) = conn
+        .call::<_, containerd_shim_protos::api::StateResponse>("State", &req)
+        .unwrap_err();
+    assert_eq!(code, Code::NOT_FOUND);
+    conn.shutdown();
+}

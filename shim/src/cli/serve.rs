@@ -12,6 +12,7 @@ use super::{require_id, ENV_LISTEN_FD, ENV_PARENT_OOM, ENV_SHIM_CGROUP};
 use crate::error::{Error, Result};
 use crate::events::Publisher;
 use crate::options::RuntimeConfig;
+use crate::rpc::ConnectionHook;
 use crate::service::Service;
 use crate::supervise::Reaper;
 use crate::task::Tasks;
@@ -62,16 +63,18 @@ pub fn run(flags: &Flags) -> Result<()> {
     let tasks = Tasks::new(flags.namespace.clone(), defaults, reaper, publisher.clone())
         .map_err(|e| Error::io("start the exit router", e))?;
 
+    let methods = Service::methods(Service::new(Arc::clone(&tasks)));
+    let hook = ConnectionHook::new(methods.keys().cloned());
     let mut server = Server::new()
         .add_listener(fd)
         .map_err(|e| Error::internal(format!("serve on fd {fd}: {e}")))?
-        .register_service(Service::methods(Service::new(Arc::clone(&tasks))))
+        .register_service(methods)
         // containerd keeps one connection per shim; one or two idle workers serve it, and
         // more are started while calls (Wait blocks until an exit) keep them busy.
         .set_thread_count_min(1)
         .set_thread_count_default(2)
         .set_thread_count_max(3)
-        .set_accept_hook(PeerIsRoot);
+        .set_accept_hook(hook);
     server
         .start()
         .map_err(|e| Error::internal(format!("start the ttrpc server: {e}")))?;
@@ -88,32 +91,6 @@ pub fn run(flags: &Flags) -> Result<()> {
     drop(tasks);
     std::mem::forget(server);
     std::process::exit(0)
-}
-
-/// Only the socket owner's uid (root; containerd) may talk to the shim.
-#[derive(Debug)]
-struct PeerIsRoot;
-
-impl containerd_shim_protos::ttrpc::security_extension::AcceptHook for PeerIsRoot {
-    fn on_accept(
-        &self,
-        fd: std::os::fd::RawFd,
-    ) -> std::result::Result<
-        containerd_shim_protos::ttrpc::security_extension::HookOutput,
-        containerd_shim_protos::ttrpc::security_extension::HookError,
-    > {
-        use containerd_shim_protos::ttrpc::security_extension::{HookError, HookOutput};
-        let uid = crate::sys::peer_uid_of_lent(fd).map_err(HookError::Io)?;
-        let own = nix::unistd::geteuid().as_raw();
-        if uid != own {
-            log::warn!("refused a connection from uid {uid}");
-            return Err(HookError::Rejected(format!("peer uid {uid} is not {own}")));
-        }
-        Ok(HookOutput {
-            data: Default::default(),
-            payload_transform: None,
-        })
-    }
 }
 
 fn join_shim_cgroup() {

@@ -1,5 +1,10 @@
 //! `binary://PATH?key=value`: a logging program that gets the process's stdout on fd 3,
 //! its stderr on fd 4, and a pipe on fd 5 that it closes once it is ready.
+//!
+//! `binary-v2://` (containerd 2.3) is the same program with a stricter handshake: it
+//! writes a byte to fd 5 before closing it, so a logger that crashes (closing fd 5 by
+//! dying) is told from one that is ready. With `binary://` either counts as ready, as
+//! containerd's Go shim does for backward compatibility.
 
 use std::fs::File;
 use std::io::Read;
@@ -24,18 +29,31 @@ pub struct BinaryLogger {
 }
 
 /// The program and its arguments, from the URI.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoggerCommand {
     pub path: PathBuf,
     pub args: Vec<String>,
+    /// `binary-v2://`: ready only once the logger wrote a byte to fd 5.
+    pub ready_byte: bool,
 }
 
 impl LoggerCommand {
+    /// Whether `uri` names a logging binary.
+    pub fn is_logger_uri(uri: &str) -> bool {
+        uri.starts_with("binary://") || uri.starts_with("binary-v2://")
+    }
+
     /// `binary:///usr/bin/logger?tag=x&flag` -> /usr/bin/logger tag x flag
     pub fn parse(uri: &str) -> Result<LoggerCommand> {
-        let rest = uri
-            .strip_prefix("binary://")
-            .ok_or_else(|| Error::invalid(format!("{uri:?} is not a binary:// URI")))?;
+        let (rest, ready_byte) = match uri.strip_prefix("binary-v2://") {
+            Some(rest) => (rest, true),
+            None => (
+                uri.strip_prefix("binary://").ok_or_else(|| {
+                    Error::invalid(format!("{uri:?} is not a binary:// or binary-v2:// URI"))
+                })?,
+                false,
+            ),
+        };
         let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
         let path = percent_decode(path);
         if !path.starts_with('/') {
@@ -54,6 +72,7 @@ impl LoggerCommand {
         Ok(LoggerCommand {
             path: PathBuf::from(path),
             args,
+            ready_byte,
         })
     }
 }
@@ -108,7 +127,14 @@ impl BinaryLogger {
                 "{what} did not signal ready (close fd 5) within {READY_TIMEOUT:?}"
             )));
         }
-        let _ = ready.read(&mut [0u8; 1]);
+        let got_byte = matches!(ready.read(&mut [0u8; 1]), Ok(1));
+        if cmd.ready_byte && !got_byte {
+            logger.stop();
+            return Err(Error::internal(format!(
+                "{what} closed fd 5 without writing a byte: a binary-v2:// logger signals \
+                 ready by writing one first (it may have crashed or exited early)"
+            )));
+        }
         log::info!("started {what} pid={pid} for id={container_id}");
         Ok(logger)
     }
@@ -174,13 +200,36 @@ mod tests {
         .unwrap();
         assert_eq!(c.path, PathBuf::from("/usr/local/bin/my logger"));
         assert_eq!(c.args, ["tag", "web", "verbose", "out", "/tmp/x"]);
+        assert!(!c.ready_byte);
         let c = LoggerCommand::parse("binary:///bin/cat").unwrap();
         assert!(c.args.is_empty());
+        let c = LoggerCommand::parse("binary-v2:///bin/sh?-c=printf%20x%20%3E%265").unwrap();
+        assert_eq!(c.path, PathBuf::from("/bin/sh"));
+        assert_eq!(c.args, ["-c", "printf x >&5"]);
+        assert!(c.ready_byte);
         assert_eq!(
             LoggerCommand::parse("binary://relative/logger")
                 .unwrap_err()
                 .code(),
             Code::INVALID_ARGUMENT
         );
+    }
+
+    fn start(uri: &str) -> Result<BinaryLogger> {
+        let cmd = LoggerCommand::parse(uri).unwrap();
+        let (out, _) = sys::pipe().unwrap();
+        let (err, _) = sys::pipe().unwrap();
+        BinaryLogger::start(&cmd, "c1", "ns", out, err)
+    }
+
+    #[test]
+    fn binary_v2_is_ready_only_after_a_byte() {
+        let logger =
+            start("binary-v2:///bin/sh?-c=printf%20x%20%3E%265%3B%20exec%20sleep%2030").unwrap();
+        logger.stop();
+        let e = start("binary-v2:///bin/true").err().unwrap();
+        assert!(e.to_string().contains("without writing a byte"), "{e}");
+        // The first scheme takes a plain close as ready.
+        start("binary:///bin/true").unwrap().stop();
     }
 }

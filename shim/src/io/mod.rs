@@ -51,7 +51,7 @@ impl Target {
             }
             return Ok(Target::File(PathBuf::from(p)));
         }
-        if uri.starts_with("binary://") {
+        if LoggerCommand::is_logger_uri(uri) {
             return Ok(Target::Binary(LoggerCommand::parse(uri)?));
         }
         Ok(Target::Fifo(fifo_path(uri, stream)?))
@@ -93,14 +93,30 @@ const COPY_STACK: usize = 64 * 1024;
 /// are set up before, a terminal can only be received after.
 pub enum PendingIo {
     Pipes(ProcessIo),
-    Terminal(ConsoleSocket),
+    /// The socket the terminal will come on, and whose it is (for a logging binary).
+    Terminal(ConsoleSocket, Owner),
+}
+
+/// [`IoOwner`], kept until a terminal arrives.
+pub struct Owner {
+    container_id: String,
+    namespace: String,
 }
 
 impl PendingIo {
     /// Sets up what the runtime needs: pipes to pass as its stdio, or a console socket.
     pub fn prepare(paths: &StdioPaths, owner: IoOwner<'_>) -> Result<(Stdio, PendingIo)> {
         if paths.terminal {
-            return Ok((Stdio::default(), PendingIo::Terminal(ConsoleSocket::new()?)));
+            // Refused now, before the runtime runs, rather than once the process exists.
+            Target::parse(&paths.stdout, "stdout")?;
+            let owner = Owner {
+                container_id: owner.container_id.to_string(),
+                namespace: owner.namespace.to_string(),
+            };
+            return Ok((
+                Stdio::default(),
+                PendingIo::Terminal(ConsoleSocket::new()?, owner),
+            ));
         }
         let (stdio, io) = ProcessIo::open(paths, owner)?;
         Ok((stdio, PendingIo::Pipes(io)))
@@ -109,7 +125,7 @@ impl PendingIo {
     /// The `--console-socket` to pass to the runtime, for a terminal.
     pub fn console_socket(&self) -> Option<PathBuf> {
         match self {
-            PendingIo::Terminal(c) => Some(c.path().to_path_buf()),
+            PendingIo::Terminal(c, _) => Some(c.path().to_path_buf()),
             PendingIo::Pipes(_) => None,
         }
     }
@@ -118,7 +134,9 @@ impl PendingIo {
     pub fn complete(self, paths: &StdioPaths) -> Result<ProcessIo> {
         match self {
             PendingIo::Pipes(io) => Ok(io),
-            PendingIo::Terminal(sock) => ProcessIo::open_terminal(paths, sock.receive()?),
+            PendingIo::Terminal(sock, owner) => {
+                ProcessIo::open_terminal(paths, sock.receive()?, &owner)
+            }
         }
     }
 
@@ -224,8 +242,9 @@ impl ProcessIo {
         ))
     }
 
-    /// Copies a terminal's master end to the stdout fifo and the stdin fifo into it.
-    pub fn open_terminal(paths: &StdioPaths, master: File) -> Result<ProcessIo> {
+    /// Copies a terminal's master end to where stdout goes (a fifo, a file or a logging
+    /// binary, which then gets an empty stderr), and the stdin fifo into it.
+    pub fn open_terminal(paths: &StdioPaths, master: File, owner: &Owner) -> Result<ProcessIo> {
         let (done_tx, done) = channel();
         let clone = |what: &str| {
             master
@@ -245,12 +264,32 @@ impl ProcessIo {
             stdin_fifo = Some(path);
         }
         let mut outputs = 0;
-        if !paths.stdout.is_empty() {
-            let (keep_reader, fifo) = open_output_fifo(&paths.stdout, "stdout")?;
+        let mut logger = None;
+        let output = match Target::parse(&paths.stdout, "stdout")? {
+            Target::None => None,
+            Target::Fifo(_) => {
+                let (keep_reader, fifo) = open_output_fifo(&paths.stdout, "stdout")?;
+                Some((fifo, Some(keep_reader)))
+            }
+            Target::File(path) => Some((open_log_file(&path, "stdout")?, None)),
+            Target::Binary(cmd) => {
+                let (r, w) = sys::pipe().map_err(|e| Error::io("create stdout pipe", e))?;
+                let (empty, _) = sys::pipe().map_err(|e| Error::io("create stderr pipe", e))?;
+                logger = Some(BinaryLogger::start(
+                    &cmd,
+                    &owner.container_id,
+                    &owner.namespace,
+                    r,
+                    empty,
+                )?);
+                Some((File::from(w), None))
+            }
+        };
+        if let Some((to, keep_reader)) = output {
             let console = Arc::clone(&console);
             outputs = 1;
             spawn("console", move || {
-                copy_output(master, fifo, "terminal");
+                copy_output(master, to, "terminal");
                 drop(keep_reader);
                 // The process is gone with its end of the terminal: close ours.
                 lock(&console).take();
@@ -263,7 +302,7 @@ impl ProcessIo {
             done,
             outputs,
             console,
-            logger: None,
+            logger,
         })
     }
 
@@ -356,7 +395,7 @@ fn fifo_path(uri: &str, stream: &str) -> Result<PathBuf> {
         let also = if stream == "stdin" {
             ""
         } else {
-            ", file:// or binary://"
+            ", file://, binary:// or binary-v2://"
         };
         return Err(Error::invalid(format!(
             "{stream} {uri:?}: unknown stdio scheme {scheme}://; use a fifo path{also}"
@@ -478,7 +517,17 @@ mod tests {
         ));
         assert!(matches!(
             Target::parse("binary:///bin/cat", "stdout").unwrap(),
-            Target::Binary(_)
+            Target::Binary(LoggerCommand {
+                ready_byte: false,
+                ..
+            })
+        ));
+        assert!(matches!(
+            Target::parse("binary-v2:///bin/cat", "stdout").unwrap(),
+            Target::Binary(LoggerCommand {
+                ready_byte: true,
+                ..
+            })
         ));
         assert_eq!(Target::parse("", "stdout").unwrap(), Target::None);
         assert_eq!(
