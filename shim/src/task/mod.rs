@@ -292,6 +292,9 @@ impl Tasks {
         }
         let start = self.sup.begin_start(id, "")?;
         c.runtime.start(id).map_err(Error::runtime)?;
+        if let Some(Err(e)) = c.cgroups.as_ref().map(Cgroups::enable_controllers) {
+            log::warn!("enable cgroup controllers above container {id}: {e}");
+        }
         Ok(start.started(None) as u32)
     }
 
