@@ -6,28 +6,24 @@
 //! shims never run on SMT siblings of one core at the same time. It needs a kernel built
 //! with CONFIG_SCHED_CORE.
 
-use rsrunc_e2e::daemon::{flavors, processes, Flavor};
+use rsrunc_e2e::daemon::{flavors, processes};
 use rsrunc_e2e::{runtime_name, testing_ours, unique_id, Daemon, Oci};
 
-/// The daemons to try: containerd 1.7 (`sched_core`, the setting 1.x documents) and the
-/// newest 2.x (`env` of the shim manager).
+/// Every containerd version, each told to start shims with SCHED_CORE=1: `sched_core` of
+/// the runtime plugin in 1.x, the shim manager's `env` in 2.x.
 fn daemons() -> Vec<(String, Daemon)> {
-    let v1 = Daemon::start_configured(
-        &runtime_name(),
-        &Flavor::default(),
-        "[plugins.\"io.containerd.runtime.v2.task\"]\n  sched_core = true\n",
-    );
-    let (version, newest) = flavors().pop().unwrap();
-    assert!(version.starts_with('2'), "no containerd 2.x: {version}");
-    let v2 = Daemon::start_configured(
-        &runtime_name(),
-        &newest,
-        "[plugins.\"io.containerd.shim.v1.manager\"]\n  env = [\"SCHED_CORE=1\"]\n",
-    );
-    vec![
-        ("containerd 1.7".into(), v1),
-        (format!("containerd {version}"), v2),
-    ]
+    flavors()
+        .into_iter()
+        .map(|(version, flavor)| {
+            let config = if flavor.config_version >= 3 {
+                "[plugins.\"io.containerd.shim.v1.manager\"]\n  env = [\"SCHED_CORE=1\"]\n"
+            } else {
+                "[plugins.\"io.containerd.runtime.v2.task\"]\n  sched_core = true\n"
+            };
+            let d = Daemon::start_configured(&runtime_name(), &flavor, config);
+            (format!("containerd {version}"), d)
+        })
+        .collect()
 }
 
 /// A container's processes carry their shim's cookie, and another shim's containers

@@ -10,15 +10,16 @@ use std::time::Duration;
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use rsrunc_e2e::daemon::{processes, Events};
-use rsrunc_e2e::{poll_until, unique_id, Daemon, Oci};
+use rsrunc_e2e::daemon::{flavors, processes, Events};
+use rsrunc_e2e::{poll_until, runtime_name, unique_id, Daemon, Oci};
 
 /// An init that exits 7 on SIGTERM (pid 1 in its namespace ignores signals it has no
 /// handler for, so the trap is what ends it).
 const EXITS_7_ON_TERM: &[&str] = &["/bin/sh", "-c", "trap 'exit 7' TERM; sleep 300 & wait"];
 
 /// The serving shim saw the init exit 7, then died: under ours the TaskExit containerd
-/// publishes for the dead shim carries 7 and the exit's own time, as the first one did.
+/// publishes for the dead shim carries 7 and the exit's own time, as the first one did
+/// (containerd 1.6, 1.7 and 2.1).
 #[test]
 #[cfg_attr(
     go_shim,
@@ -26,56 +27,77 @@ const EXITS_7_ON_TERM: &[&str] = &["/bin/sh", "-c", "trap 'exit 7' TERM; sleep 3
 )]
 fn a_dead_shim_still_reports_the_exit_it_saw() {
     rsrunc_e2e::ours_only();
-    let d = Daemon::start();
-    let ev = d.events();
-    let id = unique_id("seen");
-    d.run(Oci::Runc, &["-d"], &id, &["/bin/sh", "-c", "exit 7"])
-        .ok();
-    let first = next_exit(&d, &ev, &id, 0);
-    assert_eq!(first.status, 7, "the shim's own TaskExit: {first:?}");
-    // The shim records the status before it publishes TaskExit: the record is there.
-    let record = d.bundle(&id).join("rsrunc-init-exit.json");
-    assert!(record.is_file(), "no {} after TaskExit", record.display());
+    for (version, flavor) in flavors() {
+        let d = Daemon::start_flavor(&runtime_name(), &flavor);
+        let ev = d.events();
+        let id = unique_id("seen");
+        d.run(Oci::Runc, &["-d"], &id, &["/bin/sh", "-c", "exit 7"])
+            .ok();
+        let first = next_exit(&d, &ev, &id, 0);
+        assert_eq!(
+            first.status, 7,
+            "{version}: the shim's own TaskExit: {first:?}"
+        );
+        // The shim records the status before it publishes TaskExit: the record is there.
+        let record = d.bundle(&id).join("rsrunc-init-exit.json");
+        assert!(
+            record.is_file(),
+            "{version}: no {} after TaskExit",
+            record.display()
+        );
 
-    kill_shim(&d, &id, Signal::SIGKILL);
-    let after = next_exit(&d, &ev, &id, 1);
-    assert_eq!(
-        (after.status, &after.exited_at),
-        (7, &first.exited_at),
-        "TaskExit after the shim died: {after:?}, the shim's own was {first:?}"
-    );
-    assert_eq!(d.task_status(&id), None, "containerd dropped the task");
-    d.ctr(&["container", "rm", &id]).ok();
+        kill_shim(&d, &id, Signal::SIGKILL);
+        let after = next_exit(&d, &ev, &id, 1);
+        assert_eq!(
+            (after.status, &after.exited_at),
+            (7, &first.exited_at),
+            "{version}: TaskExit after the shim died: {after:?}, the shim's own was {first:?}"
+        );
+        assert_eq!(
+            d.task_status(&id),
+            None,
+            "{version}: containerd dropped the task"
+        );
+        d.ctr(&["container", "rm", &id]).ok();
+    }
 }
 
 /// The shim was stopped when the init exited and killed before it could reap it: nobody
 /// knows the status, and both shims report what containerd's always did, 137.
 #[test]
 fn a_shim_killed_before_it_saw_the_exit_reports_137() {
-    let d = Daemon::start();
-    let ev = d.events();
-    let id = unique_id("unseen");
-    d.run(Oci::Runc, &["-d"], &id, EXITS_7_ON_TERM).ok();
-    d.wait_status(&id, "RUNNING");
-    let init = init_pid(&d, &id);
-    // The init's trap must be set before the signal: it is once sh started its sleep.
-    let trapped = poll_until(Duration::from_secs(10), || {
-        processes().iter().any(|p| p.ppid == init)
-    });
-    assert!(trapped, "the init never started its sleep");
+    for (version, flavor) in flavors() {
+        let d = Daemon::start_flavor(&runtime_name(), &flavor);
+        let ev = d.events();
+        let id = unique_id("unseen");
+        d.run(Oci::Runc, &["-d"], &id, EXITS_7_ON_TERM).ok();
+        d.wait_status(&id, "RUNNING");
+        let init = init_pid(&d, &id);
+        // The init's trap must be set before the signal: it is once sh started its sleep.
+        let trapped = poll_until(Duration::from_secs(10), || {
+            processes().iter().any(|p| p.ppid == init)
+        });
+        assert!(trapped, "{version}: the init never started its sleep");
 
-    let shim = kill_shim(&d, &id, Signal::SIGSTOP);
-    kill(Pid::from_raw(init), Signal::SIGTERM).unwrap();
-    // Exited, and not reaped: its parent, the shim, is stopped.
-    let zombie = poll_until(Duration::from_secs(20), || {
-        processes().iter().any(|p| p.pid == init && p.state == 'Z')
-    });
-    assert!(zombie, "the init (pid {init}) did not exit on SIGTERM");
-    kill(Pid::from_raw(shim), Signal::SIGKILL).unwrap();
+        let shim = kill_shim(&d, &id, Signal::SIGSTOP);
+        kill(Pid::from_raw(init), Signal::SIGTERM).unwrap();
+        // Exited, and not reaped: its parent, the shim, is stopped.
+        let zombie = poll_until(Duration::from_secs(20), || {
+            processes().iter().any(|p| p.pid == init && p.state == 'Z')
+        });
+        assert!(
+            zombie,
+            "{version}: the init (pid {init}) did not exit on SIGTERM"
+        );
+        kill(Pid::from_raw(shim), Signal::SIGKILL).unwrap();
 
-    let after = next_exit(&d, &ev, &id, 0);
-    assert_eq!(after.status, 137, "TaskExit after the shim died: {after:?}");
-    d.ctr(&["container", "rm", &id]).ok();
+        let after = next_exit(&d, &ev, &id, 0);
+        assert_eq!(
+            after.status, 137,
+            "{version}: TaskExit after the shim died: {after:?}"
+        );
+        d.ctr(&["container", "rm", &id]).ok();
+    }
 }
 
 #[derive(Debug)]
