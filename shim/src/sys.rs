@@ -185,7 +185,7 @@ pub fn sched_core_create() -> std::io::Result<()> {
     let r = unsafe {
         libc::prctl(
             libc::PR_SCHED_CORE,
-            libc::PR_SCHED_CORE_CREATE,
+            libc::PR_SCHED_CORE_CREATE as libc::c_ulong,
             0 as libc::c_ulong,
             PIDTYPE_TGID,
             0 as libc::c_ulong,
@@ -205,7 +205,7 @@ pub fn sched_core_cookie(pid: i32) -> std::io::Result<u64> {
     let r = unsafe {
         libc::prctl(
             libc::PR_SCHED_CORE,
-            libc::PR_SCHED_CORE_GET,
+            libc::PR_SCHED_CORE_GET as libc::c_ulong,
             pid as libc::c_ulong,
             PIDTYPE_PID,
             &mut cookie as *mut u64 as libc::c_ulong,

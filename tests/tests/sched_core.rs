@@ -98,7 +98,7 @@ fn cookie(pid: i32) -> std::io::Result<u64> {
     let r = unsafe {
         libc::prctl(
             libc::PR_SCHED_CORE,
-            libc::PR_SCHED_CORE_GET,
+            libc::PR_SCHED_CORE_GET as libc::c_ulong,
             pid as libc::c_ulong,
             0 as libc::c_ulong, // PIDTYPE_PID
             &mut cookie as *mut u64 as libc::c_ulong,
