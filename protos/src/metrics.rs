@@ -39,6 +39,14 @@ impl Writer {
         }
     }
 
+    /// A `double` field (left out when zero).
+    pub fn double(&mut self, field: u32, v: f64) {
+        if v != 0.0 {
+            self.key(field, 1);
+            self.0.extend_from_slice(&v.to_bits().to_le_bytes());
+        }
+    }
+
     /// A `string` field (left out when empty).
     pub fn string(&mut self, field: u32, s: &str) {
         if !s.is_empty() {
@@ -222,6 +230,7 @@ pub mod v2 {
     pub const PIDS: u32 = 1;
     pub const CPU: u32 = 2;
     pub const MEMORY: u32 = 4;
+    pub const RDMA: u32 = 5;
     pub const IO: u32 = 6;
     pub const HUGETLB: u32 = 7;
     pub const MEMORY_EVENTS: u32 = 8;
@@ -230,6 +239,39 @@ pub mod v2 {
     pub mod pids_stat {
         pub const CURRENT: u32 = 1;
         pub const LIMIT: u32 = 2;
+    }
+
+    /// CPUStat's fields that are not in [`CPU_STAT_KEYS`].
+    pub mod cpu_stat {
+        /// PSIStats, from cpu.pressure.
+        pub const PSI: u32 = 7;
+    }
+
+    /// PSIStats' fields: the "some" and "full" lines of a `*.pressure` file.
+    pub mod psi_stats {
+        pub const SOME: u32 = 1;
+        pub const FULL: u32 = 2;
+    }
+
+    /// PSIData's fields (the averages are `double`s).
+    pub mod psi_data {
+        pub const AVG10: u32 = 1;
+        pub const AVG60: u32 = 2;
+        pub const AVG300: u32 = 3;
+        pub const TOTAL: u32 = 4;
+    }
+
+    /// RdmaStat's fields: entries from rdma.current and rdma.max.
+    pub mod rdma_stat {
+        pub const CURRENT: u32 = 1;
+        pub const LIMIT: u32 = 2;
+    }
+
+    /// RdmaEntry's fields (the counts are `uint32`s).
+    pub mod rdma_entry {
+        pub const DEVICE: u32 = 1;
+        pub const HCA_HANDLES: u32 = 2;
+        pub const HCA_OBJECTS: u32 = 3;
     }
 
     /// MemoryStat's fields that are not in [`MEMORY_STAT_KEYS`].
@@ -242,11 +284,15 @@ pub mod v2 {
         pub const SWAP_LIMIT: u32 = 35;
         pub const MAX_USAGE: u32 = 36;
         pub const SWAP_MAX_USAGE: u32 = 37;
+        /// PSIStats, from memory.pressure.
+        pub const PSI: u32 = 38;
     }
 
     /// IOStat's fields.
     pub mod io_stat {
         pub const USAGE: u32 = 1;
+        /// PSIStats, from io.pressure.
+        pub const PSI: u32 = 2;
     }
 
     /// IOEntry's fields.
@@ -350,6 +396,8 @@ mod tests {
         m.uint(5, u64::MAX);
         m.packed(6, &[1, 128]);
         m.message(7, inner);
+        m.double(8, 0.0);
+        m.double(9, 1.5);
         let bytes = m.into_bytes();
         let mut input = CodedInputStream::from_bytes(&bytes);
         assert_eq!(input.read_raw_varint32().unwrap(), 1 << 3);
@@ -363,6 +411,8 @@ mod tests {
             input.read_bytes().unwrap(),
             [1 << 3 | 2, 3, b'2', b'M', b'B']
         );
+        assert_eq!(input.read_raw_varint32().unwrap(), 9 << 3 | 1);
+        assert_eq!(input.read_double().unwrap(), 1.5);
         assert!(input.eof().unwrap());
     }
 }

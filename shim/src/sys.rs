@@ -199,6 +199,68 @@ pub fn pidfd_send_signal(pidfd: &impl AsFd, signal: libc::c_int) -> std::io::Res
     Ok(())
 }
 
+/// prctl's `type` for PR_SCHED_CORE: one task, its thread group, its process group.
+const PIDTYPE_PID: libc::c_ulong = 0;
+const PIDTYPE_TGID: libc::c_ulong = 1;
+
+/// Gives this process (all its threads) a new core-scheduling cookie: tasks with different
+/// cookies never share a physical core's SMT siblings at once. Every process forked from
+/// here on inherits it, so the serving shim, the runtimes it runs and their containers
+/// share one cookie (containerd's `SCHED_CORE=1`).
+pub fn sched_core_create() -> std::io::Result<()> {
+    // SAFETY: PR_SCHED_CORE_CREATE takes integers only (pid 0: this task; the type) and a
+    // zero address; it changes the calling thread group's cookie and nothing in memory.
+    let r = unsafe {
+        libc::prctl(
+            libc::PR_SCHED_CORE,
+            libc::PR_SCHED_CORE_CREATE as libc::c_ulong,
+            0 as libc::c_ulong,
+            PIDTYPE_TGID,
+            0 as libc::c_ulong,
+        )
+    };
+    if r < 0 {
+        return Err(sched_core_error("create a core-scheduling cookie"));
+    }
+    Ok(())
+}
+
+/// The core-scheduling cookie of process `pid` (0: none; 0 for `pid` means this one).
+pub fn sched_core_cookie(pid: i32) -> std::io::Result<u64> {
+    let mut cookie: u64 = 0;
+    // SAFETY: PR_SCHED_CORE_GET writes one 64-bit cookie to the address given, which points
+    // at `cookie`, a live u64 of this frame.
+    let r = unsafe {
+        libc::prctl(
+            libc::PR_SCHED_CORE,
+            libc::PR_SCHED_CORE_GET as libc::c_ulong,
+            pid as libc::c_ulong,
+            PIDTYPE_PID,
+            &mut cookie as *mut u64 as libc::c_ulong,
+        )
+    };
+    if r < 0 {
+        return Err(sched_core_error(&format!(
+            "read the core-scheduling cookie of pid {pid}"
+        )));
+    }
+    Ok(cookie)
+}
+
+/// The last error of a PR_SCHED_CORE call, with what it means: a kernel built without
+/// CONFIG_SCHED_CORE knows no such prctl (EINVAL); one without SMT refuses it (ENODEV).
+fn sched_core_error(what: &str) -> std::io::Error {
+    let e = std::io::Error::last_os_error();
+    let why = match e.raw_os_error() {
+        Some(libc::EINVAL) => {
+            ": the kernel has no core scheduling (built without CONFIG_SCHED_CORE)"
+        }
+        Some(libc::ENODEV) => ": the CPU has no SMT siblings, so no core scheduling",
+        _ => "",
+    };
+    std::io::Error::new(e.kind(), format!("{what}: {e}{why}"))
+}
+
 /// Hands free heap pages back to the kernel. After a burst of concurrent work the heap
 /// keeps its high-water mark otherwise: glibc trims only its top.
 pub fn release_free_memory() {
@@ -514,5 +576,20 @@ pub mod idmap {
             return Err(std::io::Error::other(format!("move_mount: {e}")));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn core_scheduling_answers_or_names_what_is_missing() {
+        match super::sched_core_cookie(0) {
+            // A process nobody gave a cookie has none.
+            Ok(cookie) => assert_eq!(cookie, 0),
+            Err(e) => assert!(
+                e.to_string().contains("CONFIG_SCHED_CORE") || e.to_string().contains("SMT"),
+                "{e}"
+            ),
+        }
     }
 }

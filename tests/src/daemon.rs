@@ -105,19 +105,25 @@ impl Daemon {
     }
 
     pub fn start_flavor(runtime: &str, flavor: &Flavor) -> Daemon {
-        Self::start_config(runtime, flavor, None)
+        Self::start_config(runtime, flavor, false, &|_| String::new())
     }
 
     /// Starts containerd with its CRI plugin enabled and `extra(daemon dir)` appended to
     /// the generated config (tests/src/cri.rs).
     pub fn start_cri(runtime: &str, flavor: &Flavor, extra: &dyn Fn(&Path) -> String) -> Daemon {
-        Self::start_config(runtime, flavor, Some(extra))
+        Self::start_config(runtime, flavor, true, extra)
+    }
+
+    /// Starts containerd (without CRI) with `extra` appended to the generated config.
+    pub fn start_configured(runtime: &str, flavor: &Flavor, extra: &str) -> Daemon {
+        Self::start_config(runtime, flavor, false, &|_| extra.to_string())
     }
 
     fn start_config(
         runtime: &str,
         flavor: &Flavor,
-        cri: Option<&dyn Fn(&Path) -> String>,
+        cri: bool,
+        extra: &dyn Fn(&Path) -> String,
     ) -> Daemon {
         let dir = tempfile::Builder::new()
             .prefix("rsrunc-e2e-")
@@ -129,7 +135,7 @@ impl Daemon {
         std::os::unix::fs::symlink(shim_binary(), bin.join("containerd-shim-rsrunc-v2")).unwrap();
         let socket = d.join("c.sock");
         let ttrpc_socket = d.join("c.sock.ttrpc");
-        let disabled = if cri.is_some() {
+        let disabled = if cri {
             "[]"
         } else if flavor.config_version >= 3 {
             r#"["io.containerd.grpc.v1.cri", "io.containerd.cri.v1.images", "io.containerd.cri.v1.runtime", "io.containerd.podsandbox.controller.v1.podsandbox", "io.containerd.sandbox.controller.v1.shim"]"#
@@ -159,10 +165,7 @@ disabled_plugins = {disabled}
             debug = d.join("debug.sock").display(),
             opt = d.join("opt").display(),
         );
-        let config = match cri {
-            Some(extra) => config + &extra(d),
-            None => config,
-        };
+        let config = config + &extra(d);
         std::fs::write(d.join("config.toml"), config).unwrap();
         let log = std::fs::File::create(d.join("containerd.log")).unwrap();
         let path = format!(

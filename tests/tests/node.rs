@@ -987,3 +987,71 @@ fn restart_containerd() -> bool {
             && docker(&["info", "--format", "{{.ServerVersion}}"]).status == 0
     })
 }
+
+/// Stats on cgroup v2 carry pressure (PSI: cpu, memory, io) and memory events, as
+/// containerd's cgroups library reports them, through the node's containerd 1.7 and
+/// containerd 2.1.9 (extracted in the image, run as a private daemon), under either shim.
+#[test]
+#[cfg_attr(not(node_vm), ignore = "boots the node VM: run by make node")]
+fn v2_stats_carry_pressure_and_memory_events() {
+    node_test("v2_stats_carry_pressure_and_memory_events", || {
+        let runtime = runtime_name();
+        let rootfs = rsrunc_e2e::rootfs::busybox().display().to_string();
+        let ns = Namespace::new("node-stats");
+        let id = unique_id("stats");
+        let cmd = [
+            "/bin/sh",
+            "-c",
+            "cat /proc/self/status >/dev/null; exec sleep 300",
+        ];
+        let mut run = vec!["run", "-d", "--runtime", &runtime, "--rootfs", &rootfs, &id];
+        run.extend_from_slice(&cmd);
+        ns.ctr(&run).ok();
+        let metrics = ns.ctr(&["task", "metrics", "--format", "json", &id]).ok();
+        check_v2_metrics("containerd 1.7 (the node's)", &metrics.stdout);
+        ns.ctr(&["task", "kill", "-s", "SIGKILL", &id]).ok();
+
+        let flavor = rsrunc_e2e::daemon::Flavor {
+            bin_dir: Some("/opt/containerd-2.1.9/usr/bin".into()),
+            config_version: 3,
+        };
+        let d = rsrunc_e2e::Daemon::start_flavor(&runtime, &flavor);
+        let id = unique_id("stats");
+        d.run(Oci::Runc, &["-d"], &id, &cmd).ok();
+        let metrics = d.ctr(&["task", "metrics", "--format", "json", &id]).ok();
+        check_v2_metrics("containerd 2.1.9", &metrics.stdout);
+        d.ctr(&["task", "kill", "-s", "SIGKILL", &id]).ok();
+    });
+}
+
+/// `ctr task metrics --format json` of a running container on cgroup v2: each pressure
+/// file's "some" and "full" lines and memory.events are there (zeros are left out of the
+/// JSON, so the objects are what is checked, and one counter that cannot be zero).
+fn check_v2_metrics(what: &str, json: &str) {
+    let m: serde_json::Value = serde_json::from_str(json)
+        .unwrap_or_else(|e| panic!("{what}: metrics are not JSON ({e}): {json}"));
+    for (controller, psi) in [
+        ("cpu", &m["cpu"]["psi"]),
+        ("memory", &m["memory"]["psi"]),
+        ("io", &m["io"]["psi"]),
+    ] {
+        for line in ["some", "full"] {
+            assert!(
+                psi[line].is_object(),
+                "{what}: no {controller} pressure {line:?} in the metrics: {json}"
+            );
+        }
+    }
+    assert!(
+        m["memory_events"].is_object(),
+        "{what}: no memory events in the metrics: {json}"
+    );
+    assert!(
+        m["memory"]["usage"].as_u64().is_some_and(|u| u > 0),
+        "{what}: no memory usage in the metrics: {json}"
+    );
+    println!(
+        "{what}: cpu psi {} memory_events {}",
+        m["cpu"]["psi"], m["memory_events"]
+    );
+}

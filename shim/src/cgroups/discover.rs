@@ -19,7 +19,7 @@ impl Cgroups {
         };
         let proc_cgroup = read(&format!("/proc/{pid}/cgroup"))?;
         let mountinfo = crate::mountinfo::read_self()?;
-        let unified = nix::sys::statfs::statfs("/sys/fs/cgroup")
+        let unified = nix::sys::statfs::statfs(super::UNIFIED_MOUNT)
             .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC);
         Self::parse(&proc_cgroup, &mountinfo, unified)
     }
@@ -84,7 +84,7 @@ impl Cgroups {
         let v2_mounts: Vec<&MountInfo> = mounts.iter().filter(|m| m.fs_type == "cgroup2").collect();
         let dir = v2_mounts
             .iter()
-            .filter(|m| m.mount_point == Path::new("/sys/fs/cgroup"))
+            .filter(|m| m.mount_point == Path::new(super::UNIFIED_MOUNT))
             .chain(&v2_mounts)
             .find_map(|m| dir_of(m, path))
             .ok_or_else(|| {

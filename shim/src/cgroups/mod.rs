@@ -25,6 +25,10 @@ use rsrunc_protos::metrics::{V1_TYPE_URL, V2_TYPE_URL};
 pub use self::join::join;
 pub use self::oom::{OomCount, OomKills, OomWatcher, Verdict};
 
+/// Where the unified hierarchy is mounted on a cgroup v2 host (the only place
+/// [`Cgroups::of_pid`] takes for v2).
+const UNIFIED_MOUNT: &str = "/sys/fs/cgroup";
+
 /// Where a process's cgroups are.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Cgroups {
@@ -49,6 +53,16 @@ impl Cgroups {
             value: value.into_bytes(),
             ..Default::default()
         })
+    }
+
+    /// On cgroup v2, enables the controllers the hierarchy offers in every cgroup above the
+    /// container's (see [`v2::enable_controllers`]), as containerd's Go shim does once an
+    /// init started; nothing to do on v1.
+    pub fn enable_controllers(&self) -> io::Result<()> {
+        match self {
+            Cgroups::V1(_) => Ok(()),
+            Cgroups::V2(dir) => v2::enable_controllers(Path::new(UNIFIED_MOUNT), dir),
+        }
     }
 
     /// The memory controller's directory, and whether it is cgroup v2.

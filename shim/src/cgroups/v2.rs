@@ -33,7 +33,11 @@ pub(super) fn metrics(dir: &Path) -> io::Result<Writer> {
         m.message(PIDS, p);
     }
     if let Some(text) = read(dir, "cpu.stat")? {
-        m.message(CPU, Writer::from_table(&kv(&text), CPU_STAT_KEYS));
+        let mut cpu = Writer::from_table(&kv(&text), CPU_STAT_KEYS);
+        if let Some(p) = pressure(dir, "cpu.pressure") {
+            cpu.message(cpu_stat::PSI, p);
+        }
+        m.message(CPU, cpu);
     }
     if let Some(text) = read(dir, "memory.stat")? {
         let s = kv(&text);
@@ -52,14 +56,36 @@ pub(super) fn metrics(dir: &Path) -> io::Result<Writer> {
         for (file, field) in MEMORY_FILES {
             mem.uint(field, uint(dir, file, u64::MAX)?.unwrap_or(0));
         }
+        if let Some(p) = pressure(dir, "memory.pressure") {
+            mem.message(memory_stat::PSI, p);
+        }
         m.message(MEMORY, mem);
     }
-    if let Some(text) = read(dir, "io.stat")? {
+    let io_stat = read(dir, "io.stat")?;
+    let io_pressure = pressure(dir, "io.pressure");
+    if io_stat.is_some() || io_pressure.is_some() {
         let mut io = Writer::default();
-        for e in io_entries(&text) {
+        for e in io_entries(io_stat.as_deref().unwrap_or("")) {
             io.message(io_stat::USAGE, e);
         }
+        if let Some(p) = io_pressure {
+            io.message(io_stat::PSI, p);
+        }
         m.message(IO, io);
+    }
+    let rdma_current = read(dir, "rdma.current")?;
+    let rdma_max = read(dir, "rdma.max")?;
+    if rdma_current.is_some() || rdma_max.is_some() {
+        let mut r = Writer::default();
+        for (field, text) in [
+            (rdma_stat::CURRENT, &rdma_current),
+            (rdma_stat::LIMIT, &rdma_max),
+        ] {
+            for e in rdma_entries(text.as_deref().unwrap_or("")) {
+                r.message(field, e);
+            }
+        }
+        m.message(RDMA, r);
     }
     for size in hugepage_sizes(dir, ".current")? {
         let f = |name: &str| uint(dir, &format!("hugetlb.{size}.{name}"), u64::MAX);
@@ -81,6 +107,115 @@ pub(super) fn metrics(dir: &Path) -> io::Result<Writer> {
         );
     }
     Ok(m)
+}
+
+/// Enables every controller the hierarchy's root offers in the `cgroup.subtree_control` of
+/// each cgroup from `mountpoint` down to `dir`'s parent, so that the container's own
+/// cgroup can use them and delegate them further (containerd's Go shim does this after it
+/// starts an init, through cgroups' `ToggleControllers`). A write refused above (an
+/// ancestor that holds processes, one owned by someone else) does not matter when a lower
+/// one succeeds: only the last write's failure is returned, naming the file.
+pub(super) fn enable_controllers(mountpoint: &Path, dir: &Path) -> io::Result<()> {
+    let controllers =
+        std::fs::read_to_string(mountpoint.join("cgroup.controllers")).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("read {}/cgroup.controllers: {e}", mountpoint.display()),
+            )
+        })?;
+    let line = controllers
+        .split_whitespace()
+        .map(|c| format!("+{c}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    if line.is_empty() {
+        return Ok(());
+    }
+    let Ok(below) = dir.strip_prefix(mountpoint) else {
+        return Ok(());
+    };
+    // One write above each component of the path below the mount: the mount itself,
+    // then each ancestor, never `dir`.
+    let mut last = Ok(());
+    let mut at = mountpoint.to_path_buf();
+    for part in below.components() {
+        last = write_subtree_control(&at, &line);
+        at.push(part);
+    }
+    last
+}
+
+fn write_subtree_control(cgroup: &Path, line: &str) -> io::Result<()> {
+    use std::io::Write;
+    let path = cgroup.join("cgroup.subtree_control");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .and_then(|mut f| f.write_all(line.as_bytes()))
+        .map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("write {line:?} to {}: {e}", path.display()),
+            )
+        })
+}
+
+/// PSIStats from a `*.pressure` file: "some avg10=0.12 avg60=0.05 avg300=0.01 total=1234"
+/// and a "full" line alike. None when the file is missing, unreadable (a kernel booted
+/// with psi=0 answers EOPNOTSUPP) or malformed, as containerd's cgroups library does:
+/// pressure is never a reason to fail Stats.
+fn pressure(dir: &Path, name: &str) -> Option<Writer> {
+    let text = std::fs::read_to_string(dir.join(name)).ok()?;
+    let mut stats = Writer::default();
+    for line in text.lines() {
+        let mut f = line.split_whitespace();
+        let field = match f.next() {
+            Some("some") => psi_stats::SOME,
+            Some("full") => psi_stats::FULL,
+            _ => continue,
+        };
+        let mut data = Writer::default();
+        for kv in f {
+            let (k, v) = kv.split_once('=')?;
+            match k {
+                "avg10" => data.double(psi_data::AVG10, v.parse().ok()?),
+                "avg60" => data.double(psi_data::AVG60, v.parse().ok()?),
+                "avg300" => data.double(psi_data::AVG300, v.parse().ok()?),
+                "total" => data.uint(psi_data::TOTAL, v.parse().ok()?),
+                _ => {}
+            }
+        }
+        stats.message(field, data);
+    }
+    Some(stats)
+}
+
+/// RdmaEntry messages from "mlx4_0 hca_handle=2 hca_object=2000" lines ("max" reads as
+/// the largest uint32); lines of another shape are skipped.
+fn rdma_entries(text: &str) -> Vec<Writer> {
+    text.lines()
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let [device, a, b] = f[..] else { return None };
+            let mut e = Writer::default();
+            e.string(rdma_entry::DEVICE, device);
+            for (k, v) in [a, b].iter().filter_map(|kv| kv.split_once('=')) {
+                let v = match v {
+                    "max" => u64::from(u32::MAX),
+                    n => match n.parse::<u32>() {
+                        Ok(n) => u64::from(n),
+                        Err(_) => continue,
+                    },
+                };
+                match k {
+                    "hca_handle" => e.uint(rdma_entry::HCA_HANDLES, v),
+                    "hca_object" => e.uint(rdma_entry::HCA_OBJECTS, v),
+                    _ => {}
+                }
+            }
+            Some(e)
+        })
+        .collect()
 }
 
 /// IOEntry messages from "8:0 rbytes=4096 wbytes=0 rios=1 wios=0 dbytes=0 dios=0" lines.
@@ -214,6 +349,26 @@ thp_swpout_fallback 0
                 ("hugetlb.2MB.max", "max\n"),
                 ("hugetlb.2MB.events", "max 3\n"),
                 ("hugetlb.2MB.rsvd.current", "0\n"),
+                (
+                    "cpu.pressure",
+                    "some avg10=1.50 avg60=0.25 avg300=0.00 total=123456\n\
+                     full avg10=0.00 avg60=0.00 avg300=0.00 total=789\n",
+                ),
+                (
+                    "memory.pressure",
+                    "some avg10=0.00 avg60=0.00 avg300=0.00 total=0\n\
+                     full avg10=0.00 avg60=0.00 avg300=0.00 total=0\n",
+                ),
+                (
+                    "io.pressure",
+                    "some avg10=3.25 avg60=0.00 avg300=0.00 total=42\n\
+                     full avg10=2.00 avg60=0.00 avg300=0.00 total=40\n",
+                ),
+                ("rdma.current", "mlx5_0 hca_handle=2 hca_object=100\n"),
+                (
+                    "rdma.max",
+                    "mlx5_0 hca_handle=max hca_object=max\nbroken line\n",
+                ),
             ],
         );
         Cgroups::V2(dir.to_path_buf())
@@ -269,6 +424,31 @@ thp_swpout_fallback 0
             (6029312, u64::MAX, 9039872)
         );
         assert_eq!((mem.swap_usage, mem.swap_limit), (0, 268435456));
+        // A pressure line of zeros still says the file was read.
+        assert!(mem.psi.some.is_some() && mem.psi.full.is_some());
+        assert_eq!(mem.psi.some.total, 0);
+
+        let psi = &c.psi;
+        assert_eq!(
+            (
+                psi.some.avg10,
+                psi.some.avg60,
+                psi.some.avg300,
+                psi.some.total
+            ),
+            (1.5, 0.25, 0.0, 123456)
+        );
+        assert_eq!(psi.full.total, 789);
+        assert_eq!((m.io.psi.some.avg10, m.io.psi.some.total), (3.25, 42));
+        assert_eq!((m.io.psi.full.avg10, m.io.psi.full.total), (2.0, 40));
+
+        let rdma = |e: &[pb::RdmaEntry]| -> Vec<(String, u32, u32)> {
+            e.iter()
+                .map(|e| (e.device.clone(), e.hca_handles, e.hca_objects))
+                .collect()
+        };
+        assert_eq!(rdma(&m.rdma.current), [("mlx5_0".into(), 2, 100)]);
+        assert_eq!(rdma(&m.rdma.limit), [("mlx5_0".into(), u32::MAX, u32::MAX)]);
 
         let ev = &m.memory_events;
         assert_eq!(
@@ -301,8 +481,64 @@ thp_swpout_fallback 0
         let m = decode_v2(&Cgroups::V2(root.path().to_path_buf()));
         assert_eq!(m.cpu.usage_usec, 7);
         assert!(m.pids.is_none() && m.memory.is_none() && m.memory_events.is_none());
-        assert!(m.io.is_none());
+        assert!(m.io.is_none() && m.rdma.is_none());
+        assert!(m.cpu.psi.is_none());
         assert!(m.hugetlb.is_empty());
+    }
+
+    #[test]
+    fn unreadable_or_malformed_pressure_is_left_out() {
+        let root = tempfile::tempdir().unwrap();
+        write(
+            root.path(),
+            &[
+                ("cpu.stat", "usage_usec 7\n"),
+                (
+                    "cpu.pressure",
+                    "some avg10=x avg60=0.00 avg300=0.00 total=1\n",
+                ),
+                (
+                    "io.pressure",
+                    "some avg10=0.50 avg60=0.00 avg300=0.00 total=9\n",
+                ),
+            ],
+        );
+        let m = decode_v2(&Cgroups::V2(root.path().to_path_buf()));
+        assert!(m.cpu.psi.is_none(), "{:?}", m.cpu);
+        // io.pressure alone makes an IOStat, as in containerd (no full line: no full).
+        assert!(m.io.usage.is_empty());
+        assert_eq!(m.io.psi.some.total, 9);
+        assert!(m.io.psi.full.is_none());
+    }
+
+    #[test]
+    fn controllers_are_enabled_above_the_container_only() {
+        let root = tempfile::tempdir().unwrap();
+        let mount = root.path();
+        let parent = mount.join("kubepods.slice/pod1");
+        let container = parent.join("c1");
+        write(mount, &[("cgroup.controllers", "cpu io memory pids\n")]);
+        for dir in [mount, &mount.join("kubepods.slice"), &parent, &container] {
+            write(dir, &[("cgroup.subtree_control", "")]);
+        }
+        enable_controllers(mount, &container).unwrap();
+        let read = |d: &Path| std::fs::read_to_string(d.join("cgroup.subtree_control")).unwrap();
+        for dir in [mount, &mount.join("kubepods.slice"), &parent] {
+            assert_eq!(read(dir), "+cpu +io +memory +pids", "{}", dir.display());
+        }
+        assert_eq!(
+            read(&container),
+            "",
+            "the container's own cgroup is left alone"
+        );
+        // A refused write above is forgiven when a lower one works; the last one is not.
+        std::fs::remove_file(mount.join("kubepods.slice/cgroup.subtree_control")).unwrap();
+        enable_controllers(mount, &container).unwrap();
+        std::fs::remove_file(parent.join("cgroup.subtree_control")).unwrap();
+        let e = enable_controllers(mount, &container).unwrap_err();
+        assert!(e.to_string().contains("pod1/cgroup.subtree_control"), "{e}");
+        // The root as the container's cgroup: nothing above it.
+        enable_controllers(mount, mount).unwrap();
     }
 
     #[test]

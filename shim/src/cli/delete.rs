@@ -2,8 +2,9 @@
 //! runtime, unmounts the rootfs, and prints a DeleteResponse.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use containerd_shim::protos::protobuf::{Message, MessageField};
 use containerd_shim::Flags;
@@ -15,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::events::timestamp;
 use crate::options::RuntimeConfig;
 use crate::request::{ContainerId, Signal};
-use crate::task::{read_persisted_config, runtime};
+use crate::task::{read_init_exit, read_persisted_config, runtime};
 
 pub fn run(flags: &Flags) -> Result<()> {
     let id = ContainerId::parse(require_id(flags)?)?;
@@ -40,16 +41,7 @@ pub fn run(flags: &Flags) -> Result<()> {
         Err(e) => log::warn!("delete {id}: {e}"),
     }
     crate::mounts::unmount_all(&bundle.join("rootfs"));
-    let pid = std::fs::read_to_string(bundle.join("init.pid"))
-        .ok()
-        .and_then(|s| s.trim().parse::<u32>().ok())
-        .unwrap_or(0);
-    let resp = DeleteResponse {
-        pid,
-        exit_status: ExitStatus::killed(Signal::KILL.number()).get(),
-        exited_at: MessageField::some(timestamp(std::time::SystemTime::now())),
-        ..Default::default()
-    };
+    let resp = response(&bundle);
     let bytes = resp
         .write_to_bytes()
         .map_err(|e| Error::internal(format!("encode the delete response: {e}")))?;
@@ -57,4 +49,54 @@ pub fn run(flags: &Flags) -> Result<()> {
     out.write_all(&bytes)
         .and_then(|()| out.flush())
         .map_err(|e| Error::io("write the delete response", e))
+}
+
+/// The init's exit as the serving shim recorded it; when it died before it saw one, the
+/// init was killed with the container (`delete --force`): SIGKILL's status, now, as
+/// containerd's Go shim always reports.
+fn response(bundle: &Path) -> DeleteResponse {
+    let (pid, status, at) = match read_init_exit(bundle) {
+        Some(e) => (e.pid, e.status, e.at),
+        None => (
+            std::fs::read_to_string(bundle.join("init.pid"))
+                .ok()
+                .and_then(|s| s.trim().parse::<u32>().ok())
+                .unwrap_or(0),
+            ExitStatus::killed(Signal::KILL.number()).get(),
+            SystemTime::now(),
+        ),
+    };
+    DeleteResponse {
+        pid,
+        exit_status: status,
+        exited_at: MessageField::some(timestamp(at)),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::task::InitExit;
+
+    #[test]
+    fn the_recorded_exit_wins_over_sigkill() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("init.pid"), "99\n").unwrap();
+        let r = response(dir.path());
+        assert_eq!((r.pid, r.exit_status), (99, 137));
+        let at = SystemTime::UNIX_EPOCH + std::time::Duration::new(1_700_000_000, 5);
+        crate::task::record_init_exit(
+            dir.path(),
+            &InitExit {
+                pid: 42,
+                status: 7,
+                at,
+            },
+        )
+        .unwrap();
+        let r = response(dir.path());
+        assert_eq!((r.pid, r.exit_status), (42, 7));
+        assert_eq!((r.exited_at.seconds, r.exited_at.nanos), (1_700_000_000, 5));
+    }
 }

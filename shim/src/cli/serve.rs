@@ -45,6 +45,7 @@ pub fn run(flags: &Flags) -> Result<()> {
     crate::sys::set_subreaper().map_err(|e| Error::io("become a child subreaper", e))?;
     join_shim_cgroup();
     adjust_oom_score();
+    report_core_scheduling();
     // What `start` handed over is read; the runtimes this process starts inherit the rest
     // of its environment (less containerd's service-manager variables: runc_driver::env).
     for var in [ENV_LISTEN_FD, ENV_PARENT_OOM, ENV_SHIM_CGROUP] {
@@ -91,6 +92,18 @@ pub fn run(flags: &Flags) -> Result<()> {
     drop(tasks);
     std::mem::forget(server);
     std::process::exit(0)
+}
+
+/// With SCHED_CORE set, `start` gave this process the cookie its containers inherit: the
+/// log says which, for an operator comparing it with a container's.
+fn report_core_scheduling() {
+    if std::env::var_os("SCHED_CORE").is_none_or(|v| v.is_empty()) {
+        return;
+    }
+    match crate::sys::sched_core_cookie(0) {
+        Ok(cookie) => log::info!("core scheduling cookie={cookie:#x}"),
+        Err(e) => log::warn!("{e}"),
+    }
 }
 
 fn join_shim_cgroup() {

@@ -300,6 +300,13 @@ fn spawn_server(
             cmd.env(ENV_SHIM_CGROUP, &cfg.shim_cgroup);
         }
     }
+    // containerd's `sched_core = true` (1.x) or manager `env` (2.x): the serving shim and
+    // every container it runs share a new cookie, inherited from this process. Asked for
+    // and not possible is an error, as in containerd's Go shim: the isolation is the point.
+    if std::env::var_os("SCHED_CORE").is_some_and(|v| !v.is_empty()) {
+        crate::sys::sched_core_create()
+            .map_err(|e| Error::io("enable core scheduling (SCHED_CORE is set)", e))?;
+    }
     let child = cmd
         .spawn()
         .map_err(|e| Error::io("launch the serving shim", e))?;

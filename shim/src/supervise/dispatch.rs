@@ -26,9 +26,10 @@ use super::table::{lock, Entry, ExitCell, Family, Key, Parked, Stopped, Table};
 use crate::error::{Error, Result};
 use crate::events::{EventSink, TaskEvent};
 
-/// Called with a container id when its init's exit is routed, before its TaskExit is
-/// published or held (TaskOOM goes out first; a shared pid namespace is emptied).
-pub type InitExitHook = Box<dyn Fn(&str) + Send + Sync>;
+/// Called with a container id and its init's exit when that exit is routed, before its
+/// TaskExit is published or held (the status is recorded in the bundle, TaskOOM goes out
+/// first, a shared pid namespace is emptied).
+pub type InitExitHook = Box<dyn Fn(&str, &Exit) + Send + Sync>;
 
 /// The processes of every container in this shim. `P` is what the task layer keeps with
 /// each process (its stdio, its spec); the table hands it back on lookup.
@@ -293,7 +294,7 @@ impl<P> Supervisor<P> {
     /// exit; an init stops, or is held while an exec is live.
     fn deliver(&self, key: &Key, exit: Exit) {
         if key.is_init() {
-            (self.on_init_exit)(&key.id);
+            (self.on_init_exit)(&key.id, &exit);
         }
         let stopped = {
             let mut t = self.lock();

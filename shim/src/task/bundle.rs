@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use runc_driver::{GlobalOpts, Monitor, Runtime};
 
@@ -154,6 +155,45 @@ pub fn read_persisted_config(bundle: &Path) -> Option<RuntimeConfig> {
     serde_json::from_slice(&text).ok()
 }
 
+/// The init's exit as the serving shim saw it, kept in the bundle so that `delete`, run
+/// by containerd after the shim died, reports the real status instead of SIGKILL's.
+pub const INIT_EXIT_FILE: &str = "rsrunc-init-exit.json";
+
+/// What [`INIT_EXIT_FILE`] holds: the init's pid, its wait status as containerd reports
+/// it (128 + signal for a killed process) and when it exited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct InitExit {
+    pub pid: u32,
+    pub status: u32,
+    pub at: SystemTime,
+}
+
+/// Records the init's exit: written to a temporary file, flushed to the disk and renamed,
+/// so a reader finds the whole record or none, even after the host crashed (a rename lost
+/// in a crash leaves no record: `delete` then says the status is unknown, as it would
+/// without this file).
+pub fn record_init_exit(bundle: &Path, exit: &InitExit) -> Result<()> {
+    use std::io::Write;
+    let path = bundle.join(INIT_EXIT_FILE);
+    let tmp = bundle.join(format!("{INIT_EXIT_FILE}.tmp"));
+    let text =
+        serde_json::to_vec(exit).map_err(|e| Error::internal(format!("encode init exit: {e}")))?;
+    let written = std::fs::File::create(&tmp)
+        .and_then(|mut f| f.write_all(&text).and_then(|()| f.sync_data()))
+        .and_then(|()| std::fs::rename(&tmp, &path));
+    written.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        Error::io_at("record the init's exit", &path, e)
+    })
+}
+
+/// The init's exit recorded by the serving shim; None if it never saw one (it died first)
+/// or the record cannot be read.
+pub fn read_init_exit(bundle: &Path) -> Option<InitExit> {
+    let text = std::fs::read(bundle.join(INIT_EXIT_FILE)).ok()?;
+    serde_json::from_slice(&text).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,6 +237,29 @@ mod tests {
         std::fs::write(dir.path().join("config.json"), "{not json").unwrap();
         let e = read_bundle_config(dir.path()).unwrap_err();
         assert_eq!(e.code(), Code::INVALID_ARGUMENT);
+    }
+
+    #[test]
+    fn the_init_exit_record_reads_back_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(read_init_exit(dir.path()), None);
+        let exit = InitExit {
+            pid: 42,
+            status: 7,
+            at: SystemTime::UNIX_EPOCH + std::time::Duration::new(1_700_000_000, 123_456_789),
+        };
+        record_init_exit(dir.path(), &exit).unwrap();
+        assert_eq!(read_init_exit(dir.path()), Some(exit));
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, [INIT_EXIT_FILE], "no temporary file is left");
+        // A torn or foreign file is no record.
+        std::fs::write(dir.path().join(INIT_EXIT_FILE), "{\"pid\":4").unwrap();
+        assert_eq!(read_init_exit(dir.path()), None);
+        let e = record_init_exit(&dir.path().join("gone"), &exit).unwrap_err();
+        assert!(e.to_string().contains("gone"), "{e}");
     }
 
     #[test]

@@ -20,7 +20,9 @@ use containerd_shim_protos::types::mount::Mount;
 use runc_driver::{CreateOpts, ExitStatus, Runtime};
 
 use self::bundle::{persist_config, read_bundle_config};
-pub use self::bundle::{read_persisted_config, runtime};
+pub use self::bundle::{
+    read_init_exit, read_persisted_config, record_init_exit, runtime, InitExit,
+};
 pub use self::exec::ExecSpec;
 pub use self::process::Process;
 use crate::cgroups::{Cgroups, OomCount, OomKills, OomWatcher, Verdict};
@@ -102,9 +104,9 @@ impl Tasks {
         let tasks = Arc::new_cyclic(|me: &Weak<Tasks>| {
             let me = me.clone();
             let hook = me.clone();
-            let on_init_exit = move |id: &str| {
+            let on_init_exit = move |id: &str, exit: &Exit| {
                 if let Some(t) = hook.upgrade() {
-                    t.init_exited(id);
+                    t.init_exited(id, exit);
                 }
             };
             Tasks {
@@ -275,6 +277,9 @@ impl Tasks {
         }
         let start = self.sup.begin_start(id, "")?;
         c.runtime.start(id).map_err(Error::runtime)?;
+        if let Some(Err(e)) = c.cgroups.as_ref().map(Cgroups::enable_controllers) {
+            log::warn!("enable cgroup controllers above container {id}: {e}");
+        }
         Ok(start.started(None) as u32)
     }
 
@@ -396,10 +401,19 @@ impl Tasks {
             .ok_or_else(|| Error::no_such(format!("container {id}")))
     }
 
-    /// The supervisor routed the init's exit: an OOM that killed it is reported before its
-    /// TaskExit, and a container sharing the host's pid namespace is emptied.
-    fn init_exited(&self, id: &str) {
+    /// The supervisor routed the init's exit: it is recorded in the bundle (for `delete`
+    /// if this shim dies), an OOM that killed it is reported before its TaskExit, and a
+    /// container sharing the host's pid namespace is emptied.
+    fn init_exited(&self, id: &str, exit: &Exit) {
         if let Ok(c) = self.container(id) {
+            let record = InitExit {
+                pid: exit.pid as u32,
+                status: exit.status.get(),
+                at: exit.at,
+            };
+            if let Err(e) = record_init_exit(&c.bundle, &record) {
+                log::warn!("{e}: a delete after this shim dies will report status 137");
+            }
             self.report_oom(&c);
             self.after_init_exit(&c);
         }

@@ -49,7 +49,7 @@ impl EventSink for Sink {
 fn supervisor() -> (Arc<Sink>, Supervisor<()>) {
     let sink = Arc::new(Sink::default());
     let hook_sink = Arc::clone(&sink);
-    let hook = Box::new(move |id: &str| hook_sink.push(Ev::Hook(id.to_string())));
+    let hook = Box::new(move |id: &str, _: &Exit| hook_sink.push(Ev::Hook(id.to_string())));
     (Arc::clone(&sink), Supervisor::new(sink, hook))
 }
 
