@@ -5,7 +5,8 @@
 //! script sets `cfg(go_shim)` for the Go shim, and those tests carry
 //! `#[cfg_attr(go_shim, ignore = "rsrunc only: ...")]`. The node tests, which boot the
 //! test VM, are ignored unless `RSRUNC_E2E_NODE=1` sets `cfg(node_vm)`. Changing either
-//! recompiles this crate (not its dependencies).
+//! recompiles this crate (not its dependencies). A kernel without core scheduling sets
+//! `cfg(no_sched_core)`: the test that needs it is reported as ignored, saying why.
 
 fn main() {
     println!("cargo::rerun-if-env-changed=RSRUNC_E2E_RUNTIME");
@@ -13,6 +14,10 @@ fn main() {
     println!("cargo::rerun-if-env-changed=RSRUNC_E2E_NODE");
     println!("cargo::rustc-check-cfg=cfg(go_shim)");
     println!("cargo::rustc-check-cfg=cfg(node_vm)");
+    println!("cargo::rustc-check-cfg=cfg(no_sched_core)");
+    if !kernel_has_core_scheduling() {
+        println!("cargo::rustc-cfg=no_sched_core");
+    }
     // The node tests (tests/tests/node*.rs) boot the test VM: ignored unless the suite is
     // compiled for them (`make node` sets RSRUNC_E2E_NODE=1).
     if std::env::var("RSRUNC_E2E_NODE").as_deref() == Ok("1") {
@@ -30,4 +35,21 @@ fn main() {
     }
     // What the tests were compiled for, checked against the environment they run in.
     println!("cargo::rustc-env=RSRUNC_E2E_BUILT_FOR={runtime}");
+}
+
+/// Whether the kernel the tests are built on (and run on) knows core scheduling: asking
+/// for this process's cookie fails with EINVAL without CONFIG_SCHED_CORE.
+fn kernel_has_core_scheduling() -> bool {
+    let mut cookie: u64 = 0;
+    // SAFETY: PR_SCHED_CORE_GET writes one u64 to the address given, a live local.
+    let r = unsafe {
+        libc::prctl(
+            libc::PR_SCHED_CORE,
+            libc::PR_SCHED_CORE_GET as libc::c_ulong,
+            0 as libc::c_ulong, // this process
+            0 as libc::c_ulong, // PIDTYPE_PID
+            &mut cookie as *mut u64 as libc::c_ulong,
+        )
+    };
+    r == 0
 }

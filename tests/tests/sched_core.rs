@@ -29,6 +29,10 @@ fn daemons() -> Vec<(String, Daemon)> {
 /// A container's processes carry their shim's cookie, and another shim's containers
 /// another one.
 #[test]
+#[cfg_attr(
+    no_sched_core,
+    ignore = "the kernel has no core scheduling (CONFIG_SCHED_CORE): no cookie to compare"
+)]
 fn containers_share_their_shims_core_scheduling_cookie() {
     if let Err(e) = cookie(0) {
         panic!(
