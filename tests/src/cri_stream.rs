@@ -6,10 +6,14 @@
 
 use std::io::ErrorKind;
 use std::net::TcpStream;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use tungstenite::client::IntoClientRequest;
 use tungstenite::{Message, WebSocket};
+
+use crate::cri::Client;
+use crate::poll_until;
 
 const SUBPROTOCOL: &str = "v4.channel.k8s.io";
 const STDIN: u8 = 0;
@@ -150,4 +154,113 @@ impl Stream {
             _ => {}
         }
     }
+}
+
+/// What kubelet does through the streaming server and the log, checked on a running
+/// container whose command is [`ECHOER`] with its stdin open: `kubectl exec -i` (stdin,
+/// stdout and stderr apart, the exit code), `kubectl exec -t`, `kubectl attach -i`, and a
+/// log rotation (rename, ReopenContainerLog, the next line in a new file). `log` is the
+/// container's log file; `what` names the case in failures.
+pub fn check_streams_and_log(cri: &Client, id: &str, log: &Path, what: &str) {
+    let url = cri
+        .exec(
+            id,
+            &[
+                "/bin/sh",
+                "-c",
+                "read x; echo got-$x; echo err-$x >&2; exit 5",
+            ],
+            true,
+            false,
+        )
+        .unwrap_or_else(|e| panic!("{what}: Exec: {e}"));
+    let mut s = Stream::open(&url).unwrap_or_else(|e| panic!("{what}: exec stream: {e}"));
+    s.send(b"hello\n").unwrap();
+    let got = s.finish(STREAM_TIMEOUT);
+    assert_eq!(
+        (got.stdout(), got.stderr(), got.exit_code()),
+        (
+            "got-hello\n".to_string(),
+            "err-hello\n".to_string(),
+            Some(5)
+        ),
+        "{what}: exec with stdin: {got:?}"
+    );
+
+    let url = cri
+        .exec(
+            id,
+            &["/bin/sh", "-c", "test -t 0 && test -t 1 && echo is-a-tty"],
+            true,
+            true,
+        )
+        .unwrap_or_else(|e| panic!("{what}: Exec with a terminal: {e}"));
+    let got = Stream::open(&url)
+        .unwrap_or_else(|e| panic!("{what}: exec stream: {e}"))
+        .finish(STREAM_TIMEOUT);
+    assert!(
+        got.stdout().contains("is-a-tty") && got.exit_code() == Some(0),
+        "{what}: exec with a terminal: {got:?}"
+    );
+
+    attach_echo(cri, id, "ping", what);
+    assert!(
+        poll_until(Duration::from_secs(10), || logged(log, "echo-ping")),
+        "{what}: echo-ping is not in {}: {:?}",
+        log.display(),
+        std::fs::read_to_string(log)
+    );
+
+    // Log rotation as kubelet does it: rename, then ReopenContainerLog; what comes after
+    // goes to a new file at the old path.
+    let rotated = log.with_extension("log.1");
+    std::fs::rename(log, &rotated).unwrap();
+    cri.reopen_container_log(id)
+        .unwrap_or_else(|e| panic!("{what}: ReopenContainerLog: {e}"));
+    attach_echo(cri, id, "pong", what);
+    assert!(
+        poll_until(Duration::from_secs(10), || logged(log, "echo-pong")),
+        "{what}: echo-pong is not in the reopened {}: {:?}",
+        log.display(),
+        std::fs::read_to_string(log)
+    );
+    assert!(
+        !logged(&rotated, "echo-pong"),
+        "{what}: echo-pong went to the rotated log too"
+    );
+    // A CRI log line: TIMESTAMP STREAM TAG TEXT.
+    let text = std::fs::read_to_string(log).unwrap();
+    let line = text.lines().find(|l| l.ends_with("echo-pong")).unwrap();
+    let fields: Vec<&str> = line.splitn(4, ' ').collect();
+    assert_eq!(
+        fields[1..],
+        ["stdout", "F", "echo-pong"],
+        "{what}: log line {line:?}"
+    );
+}
+
+/// Echoes every line of its stdin back as `echo-LINE`.
+pub const ECHOER: &str = "while read l; do echo echo-$l; done";
+
+const STREAM_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Whether a line of the CRI log `path` ends with `text`.
+fn logged(path: &Path, text: &str) -> bool {
+    std::fs::read_to_string(path).is_ok_and(|l| l.lines().any(|l| l.ends_with(text)))
+}
+
+/// Sends `line` to container `id`'s stdin through Attach and reads it echoed back.
+pub fn attach_echo(cri: &Client, id: &str, line: &str, what: &str) {
+    let url = cri
+        .attach(id, true)
+        .unwrap_or_else(|e| panic!("{what}: Attach: {e}"));
+    let mut s = Stream::open(&url).unwrap_or_else(|e| panic!("{what}: attach stream: {e}"));
+    s.send(format!("{line}\n").as_bytes()).unwrap();
+    let want = format!("echo-{line}\n");
+    let echoed = s.read_until(STREAM_TIMEOUT, |got| got.stdout().contains(&want));
+    let got = s.close();
+    assert!(
+        echoed,
+        "{what}: attached, wrote {line:?}, read back {got:?}"
+    );
 }

@@ -11,19 +11,15 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rsrunc_e2e::cri::{api, CriDaemon};
-use rsrunc_e2e::cri_stream::{Stream, Streamed};
+use rsrunc_e2e::cri_stream::{attach_echo, check_streams_and_log, ECHOER};
 use rsrunc_e2e::daemon::Flavor;
 use rsrunc_e2e::{poll_until, runtime_name};
 
 /// containerd 2.1 as `scripts/setup-host.sh` extracts it.
 const CONTAINERD_2: &str = "/opt/rsrunc-test/containerd-2.1.9/usr/bin";
 
-/// Echoes every line of its stdin back as `echo-LINE`.
-const ECHOER: &str = "while read l; do echo echo-$l; done";
 /// Grows a shell variable until the OOM killer takes the shell.
 const HOG: &str = "x=0123456789; while true; do x=$x$x; done";
-
-const STREAM_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn containerd_2() -> Flavor {
     assert!(
@@ -88,114 +84,12 @@ fn echo_pod(c: &CriDaemon, pod_name: &str) -> (String, String, PathBuf) {
     (pod, id, log)
 }
 
-/// Sends `line` to the container's stdin through Attach and reads it echoed back.
-fn attach_echo(c: &CriDaemon, id: &str, line: &str, what: &str) {
-    let url = c
-        .cri
-        .attach(id, true)
-        .unwrap_or_else(|e| panic!("{what}: Attach: {e}"));
-    let mut s = Stream::open(&url).unwrap_or_else(|e| panic!("{what}: attach stream: {e}"));
-    s.send(format!("{line}\n").as_bytes()).unwrap();
-    let want = format!("echo-{line}\n");
-    let echoed = s.read_until(STREAM_TIMEOUT, |got| got.stdout().contains(&want));
-    let got = s.close();
-    assert!(
-        echoed,
-        "{what}: attached, wrote {line:?}, read back {got:?}\n{}",
-        c.daemon.log()
-    );
-}
-
 fn streaming_and_logs(flavor: &Flavor, what: &str) {
     let c = CriDaemon::start_flavor(flavor);
     let what = format!("{what}, {} via {}", runtime_name(), c.handler);
     let (pod, id, log) = echo_pod(&c, "streams");
 
-    // kubectl exec -i: stdin in, stdout and stderr apart, the exit code in the status.
-    let url = c
-        .cri
-        .exec(
-            &id,
-            &[
-                "/bin/sh",
-                "-c",
-                "read x; echo got-$x; echo err-$x >&2; exit 5",
-            ],
-            true,
-            false,
-        )
-        .unwrap_or_else(|e| panic!("{what}: Exec: {e}"));
-    let mut s = Stream::open(&url).unwrap_or_else(|e| panic!("{what}: exec stream: {e}"));
-    s.send(b"hello\n").unwrap();
-    let got = s.finish(STREAM_TIMEOUT);
-    assert_eq!(
-        (got.stdout(), got.stderr(), got.exit_code()),
-        (
-            "got-hello\n".to_string(),
-            "err-hello\n".to_string(),
-            Some(5)
-        ),
-        "{what}: exec with stdin: {got:?}"
-    );
-
-    // kubectl exec -t: the process has a terminal, and a zero exit is a success.
-    let url = c
-        .cri
-        .exec(
-            &id,
-            &["/bin/sh", "-c", "test -t 0 && test -t 1 && echo is-a-tty"],
-            true,
-            true,
-        )
-        .unwrap_or_else(|e| panic!("{what}: Exec with a terminal: {e}"));
-    let got: Streamed = Stream::open(&url)
-        .unwrap_or_else(|e| panic!("{what}: exec stream: {e}"))
-        .finish(STREAM_TIMEOUT);
-    assert!(
-        got.stdout().contains("is-a-tty") && got.exit_code() == Some(0),
-        "{what}: exec with a terminal: {got:?}"
-    );
-
-    // kubectl attach -i: the container's own stdin and stdout.
-    attach_echo(&c, &id, "ping", &what);
-    let logged = |path: &Path, text: &str| {
-        std::fs::read_to_string(path).is_ok_and(|l| l.lines().any(|l| l.ends_with(text)))
-    };
-    assert!(
-        poll_until(Duration::from_secs(10), || logged(&log, "echo-ping")),
-        "{what}: echo-ping is not in {}: {:?}",
-        log.display(),
-        std::fs::read_to_string(&log)
-    );
-
-    // Log rotation as kubelet does it: rename, then ReopenContainerLog; what comes after
-    // goes to a new file at the old path.
-    let rotated = log.with_extension("log.1");
-    std::fs::rename(&log, &rotated).unwrap();
-    c.cri
-        .reopen_container_log(&id)
-        .unwrap_or_else(|e| panic!("{what}: ReopenContainerLog: {e}"));
-    attach_echo(&c, &id, "pong", &what);
-    assert!(
-        poll_until(Duration::from_secs(10), || logged(&log, "echo-pong")),
-        "{what}: echo-pong is not in the reopened {}: {:?}",
-        log.display(),
-        std::fs::read_to_string(&log)
-    );
-    assert!(
-        !logged(&rotated, "echo-pong"),
-        "{what}: echo-pong went to the rotated log too"
-    );
-    // A CRI log line: TIMESTAMP STREAM TAG TEXT.
-    let text = std::fs::read_to_string(&log).unwrap();
-    let line = text.lines().find(|l| l.ends_with("echo-pong")).unwrap();
-    let fields: Vec<&str> = line.splitn(4, ' ').collect();
-    assert_eq!(
-        fields[1..],
-        ["stdout", "F", "echo-pong"],
-        "{what}: log line {line:?}"
-    );
-
+    check_streams_and_log(&c.cri, &id, &log, &what);
     remove_pod(&c, &pod, &what);
 }
 
@@ -328,7 +222,7 @@ fn restart_with_pods(flavor: &Flavor, what: &str) {
         ("still-here\n", 0),
         "{what}: ExecSync after the restart"
     );
-    attach_echo(&c, &id, "after-restart", &what);
+    attach_echo(&c.cri, &id, "after-restart", &what);
 
     // A container added to the pod after the restart joins the same shim.
     let pod_config = c.pod_config("restart");
