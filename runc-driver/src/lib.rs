@@ -9,6 +9,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod checkpoint;
 pub mod env;
 pub mod error;
 pub mod exit;
@@ -17,6 +18,7 @@ pub mod ops;
 pub mod opts;
 pub mod runtime_log;
 
+pub use checkpoint::{CheckpointOpts, CriuOpts, RestoreOpts};
 pub use error::{Error, Result};
 pub use exit::ExitStatus;
 pub use monitor::{ChildWaiter, Output, StdWaiter};

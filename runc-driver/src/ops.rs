@@ -63,6 +63,10 @@ impl Runtime {
         .map(drop)
     }
 
+    pub(crate) fn global(&self) -> &GlobalOpts {
+        &self.global
+    }
+
     pub fn start(&self, id: &str) -> Result<()> {
         self.run(
             "start",
@@ -148,7 +152,7 @@ impl Runtime {
         Ok(self.run("features", "", args, None)?.stdout)
     }
 
-    fn run(
+    pub(crate) fn run(
         &self,
         verb: &'static str,
         id: &str,
