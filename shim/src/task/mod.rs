@@ -6,6 +6,7 @@
 //! or I/O.
 
 mod bundle;
+mod checkpoint;
 mod control;
 mod exec;
 mod process;
@@ -23,6 +24,8 @@ use runc_driver::{CreateOpts, ExitStatus, GlobalOpts, Runtime};
 
 pub use self::bundle::read_persisted_config;
 use self::bundle::{persist_config, read_bundle_config, read_pid, resolve_binary};
+pub use self::checkpoint::CheckpointSpec;
+use self::checkpoint::RestoreFrom;
 pub use self::exec::ExecSpec;
 pub use self::process::Process;
 use crate::cgroups::{Cgroups, OomCount, OomKills, OomWatcher, Verdict};
@@ -46,6 +49,7 @@ pub struct CreateSpec {
     pub stdio: StdioPaths,
     pub options: Option<Any>,
     pub checkpoint: String,
+    pub parent_checkpoint: String,
 }
 
 /// A snapshot of one process for State.
@@ -88,6 +92,8 @@ pub struct Container {
     cgroups: Option<Cgroups>,
     /// The OOM kills already reported, which decide whether a notification is news.
     oom_kills: OomKills,
+    /// Set when Create named a checkpoint: Start restores it.
+    restore: Option<RestoreFrom>,
 }
 
 impl Tasks {
@@ -143,12 +149,6 @@ impl Tasks {
                 spec.id
             )));
         }
-        if !spec.checkpoint.is_empty() {
-            return Err(Error::unimplemented(format!(
-                "create {}: restoring from a checkpoint is not supported",
-                spec.id
-            )));
-        }
         let mut cfg = self.defaults.clone()?.with_request(spec.options.as_ref())?;
         let binary = resolve_binary(&cfg)?;
         let config = read_bundle_config(&spec.bundle)?;
@@ -183,6 +183,10 @@ impl Tasks {
             },
             Arc::new(ReaperWaiter(Arc::clone(&self.reaper))),
         );
+        if !spec.checkpoint.is_empty() {
+            let shares_pid_ns = !config.has_own_pid_namespace();
+            return self.create_restored(&spec, &cfg, runtime, mounted, shares_pid_ns);
+        }
         let (stdio, io) = PendingIo::prepare(
             &spec.stdio,
             self.io_owner(&spec.id, (cfg.io_uid, cfg.io_gid)),
@@ -237,6 +241,7 @@ impl Tasks {
             io_owner: (cfg.io_uid, cfg.io_gid),
             cgroups,
             oom_kills,
+            restore: None,
         });
         lock(&self.containers).insert(spec.id.clone(), container);
         self.events.publish(Box::new(TaskCreate {
@@ -290,6 +295,9 @@ impl Tasks {
         if !exec_id.is_empty() {
             return self.start_exec(&c, exec_id);
         }
+        if let Some(from) = &c.restore {
+            return self.start_restore(&c, from);
+        }
         let start = self.sup.begin_start(id, "")?;
         c.runtime.start(id).map_err(Error::runtime)?;
         Ok(start.started(None) as u32)
@@ -309,6 +317,12 @@ impl Tasks {
         let pid = init.pid;
         let exit = match init.status {
             Status::Stopped(e) => e,
+            // Created from a checkpoint and never restored: no process ever ran.
+            _ if pid == 0 => Exit {
+                pid,
+                status: ExitStatus::killed(libc::SIGKILL),
+                at: SystemTime::now(),
+            },
             // delete --force killed the init of a container that never started.
             _ => self
                 .sup

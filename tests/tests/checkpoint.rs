@@ -1,0 +1,302 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+//! Checkpoint and restore with CRIU through `ctr`, under runc.
+//!
+//! The daemon is containerd 2.x: its `ctr task checkpoint` sends its flags (`--exit`,
+//! `--image-path`) as `containerd.runc.v1.CheckpointOptions` to any runtime, where 1.7's
+//! sends them only to runtimes named `io.containerd.runc.*` and drops them for ours.
+//! criu is trixie's (scripts/setup-host.sh): bookworm's cannot dump on this kernel.
+//!
+//! A counter proves a restore: a shell loop counting in a variable and writing each value
+//! to a file on a bind mount, so a restored process goes on from where it was, not from 1.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rsrunc_e2e::daemon::{flavors, processes};
+use rsrunc_e2e::{image, poll_until, runtime_name, unique_id, Daemon, Oci};
+
+const COUNTER: &str = "i=0; while :; do i=$((i+1)); echo $i > /out/n; sleep 0.05; done";
+
+fn daemon() -> Daemon {
+    let (_, flavor) = flavors()
+        .into_iter()
+        .find(|(v, _)| v.starts_with('2'))
+        .expect("setup-host.sh extracts containerd 2.x under /opt/rsrunc-test");
+    Daemon::start_flavor(&runtime_name(), &flavor)
+}
+
+/// A directory to bind-mount at /out, and the `--mount` flag for it.
+fn out_dir(d: &Daemon, id: &str) -> (PathBuf, String) {
+    let dir = d.dir().join(format!("out-{id}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let flag = format!("type=bind,src={},dst=/out,options=rbind:rw", dir.display());
+    (dir, flag)
+}
+
+/// The counter's last value (None while the file is being rewritten).
+fn count(dir: &Path) -> Option<u64> {
+    std::fs::read_to_string(dir.join("n"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Waits until the counter reaches at least `n`; returns the value seen.
+fn wait_count(dir: &Path, n: u64) -> u64 {
+    let mut seen = None;
+    let ok = poll_until(Duration::from_secs(30), || {
+        seen = count(dir).or(seen);
+        seen.is_some_and(|v| v >= n)
+    });
+    assert!(ok, "the counter did not reach {n}: it is at {seen:?}");
+    seen.unwrap()
+}
+
+/// Runs the counter detached from the busybox rootfs.
+fn run_counter(d: &Daemon, id: &str) -> PathBuf {
+    let (dir, mount) = out_dir(d, id);
+    d.run(
+        Oci::Runc,
+        &["-d", "--mount", &mount],
+        id,
+        &["/bin/sh", "-c", COUNTER],
+    )
+    .ok();
+    d.wait_status(id, "RUNNING");
+    dir
+}
+
+/// Runs the counter detached from the imported busybox image (restore needs an image).
+fn run_counter_from_image(d: &Daemon, id: &str) -> PathBuf {
+    let (dir, mount) = out_dir(d, id);
+    d.ctr(&[
+        "run",
+        "-d",
+        "--runtime",
+        &runtime_name(),
+        "--mount",
+        &mount,
+        image::IMAGE,
+        id,
+        "/bin/sh",
+        "-c",
+        COUNTER,
+    ])
+    .ok();
+    d.wait_status(id, "RUNNING");
+    dir
+}
+
+fn kill_and_remove(d: &Daemon, id: &str) {
+    d.ctr(&["task", "kill", "-s", "SIGKILL", id]).ok();
+    d.wait_status(id, "STOPPED");
+    d.ctr(&["task", "delete", id]).ok();
+    d.ctr(&["container", "rm", id]).ok();
+}
+
+fn criu_processes() -> Vec<i32> {
+    processes()
+        .into_iter()
+        .filter(|p| p.cmdline.first().is_some_and(|a| a.ends_with("criu")))
+        .map(|p| p.pid)
+        .collect()
+}
+
+#[test]
+fn task_checkpoint_leaves_the_task_running_or_stops_it_with_exit() {
+    let d = daemon();
+    let id = unique_id("ckpt");
+    let out = run_counter(&d, &id);
+    wait_count(&out, 3);
+
+    // Into containerd's content store: ctr prints the checkpoint's name.
+    let r = d.ctr(&["task", "checkpoint", &id]).ok();
+    assert!(r.stdout.contains(&id), "checkpoint name: {r:?}");
+    assert_eq!(d.task_status(&id).as_deref(), Some("RUNNING"));
+    let after = wait_count(&out, 1);
+    wait_count(&out, after + 3);
+
+    // Into a directory of the client's: CRIU's images are there.
+    let images = d.dir().join("images");
+    let r = d
+        .ctr(&[
+            "task",
+            "checkpoint",
+            "--image-path",
+            images.to_str().unwrap(),
+            &id,
+        ])
+        .ok();
+    assert!(r.stdout.trim().is_empty(), "{r:?}");
+    assert!(
+        images.join("inventory.img").exists(),
+        "no CRIU images in {}",
+        images.display()
+    );
+    assert_eq!(d.task_status(&id).as_deref(), Some("RUNNING"));
+
+    // --exit: the task is stopped by the dump.
+    d.ctr(&["task", "checkpoint", "--exit", &id]).ok();
+    d.wait_status(&id, "STOPPED");
+    d.ctr(&["task", "delete", &id]).ok();
+    d.ctr(&["container", "rm", &id]).ok();
+    assert!(criu_processes().is_empty(), "criu left running");
+}
+
+#[test]
+fn container_checkpoint_and_live_restore_into_a_new_id_keep_memory() {
+    let d = daemon();
+    image::import_busybox(&d);
+    let id = unique_id("orig");
+    let out = run_counter_from_image(&d, &id);
+    let before = wait_count(&out, 20);
+    let reference = format!("checkpoint/{id}:1");
+    d.ctr(&["container", "checkpoint", "--task", &id, &reference])
+        .ok();
+    assert_eq!(d.task_status(&id).as_deref(), Some("RUNNING"));
+    kill_and_remove(&d, &id);
+    let at_kill = count(&out).unwrap();
+
+    let restored = unique_id("restored");
+    d.ctr(&["container", "restore", "--live", &restored, &reference])
+        .ok();
+    d.wait_status(&restored, "RUNNING");
+    // The bind mount is the original's: the restored counter writes the same file, from
+    // where it was at the checkpoint (at least `before`), never from 1.
+    let mut first = None;
+    let moved = poll_until(Duration::from_secs(30), || {
+        first = count(&out).filter(|&v| v != at_kill);
+        first.is_some()
+    });
+    assert!(moved, "the restored counter never wrote (still {at_kill})");
+    let first = first.unwrap();
+    assert!(
+        first > before,
+        "the restored counter started again at {first} (it was past {before} at the checkpoint)"
+    );
+    wait_count(&out, first + 5);
+
+    // The restored task is a task like any other: exec into it, kill it, delete it.
+    let r = d
+        .ctr(&[
+            "task",
+            "exec",
+            "--exec-id",
+            "e1",
+            &restored,
+            "/bin/sh",
+            "-c",
+            "echo $((40+2))",
+        ])
+        .ok();
+    assert_eq!(r.stdout, "42\n");
+    kill_and_remove(&d, &restored);
+    assert!(criu_processes().is_empty(), "criu left running");
+}
+
+#[test]
+fn a_paused_container_stays_paused_after_a_checkpoint() {
+    let d = daemon();
+    let id = unique_id("paused");
+    let out = run_counter(&d, &id);
+    wait_count(&out, 3);
+    d.ctr(&["task", "pause", &id]).ok();
+    d.wait_status(&id, "PAUSED");
+    d.ctr(&["task", "checkpoint", &id]).ok();
+    assert_eq!(d.task_status(&id).as_deref(), Some("PAUSED"));
+    let frozen = count(&out).unwrap();
+    d.ctr(&["task", "resume", &id]).ok();
+    d.wait_status(&id, "RUNNING");
+    wait_count(&out, frozen + 3);
+    kill_and_remove(&d, &id);
+}
+
+#[test]
+fn a_failed_dump_names_criu_log_and_leaves_the_task_running() {
+    let d = daemon();
+    let id = unique_id("tcp");
+    // An established TCP connection inside the container, which CRIU refuses to dump
+    // without --tcp-established (ctr has no flag for it).
+    let script = "mkfifo /tmp/f; sleep 1000 > /tmp/f & \
+                  sleep 1000 | nc -l -p 7777 > /dev/null & \
+                  until nc 127.0.0.1 7777 < /tmp/f > /dev/null; do sleep 0.1; done";
+    d.run(Oci::Runc, &["-d"], &id, &["/bin/sh", "-c", script])
+        .ok();
+    d.wait_status(&id, "RUNNING");
+    let pid = task_pid(&d, &id);
+    let established = poll_until(Duration::from_secs(20), || {
+        std::fs::read_to_string(format!("/proc/{pid}/net/tcp")).is_ok_and(|t| {
+            t.lines()
+                .skip(1)
+                .any(|l| l.split_whitespace().nth(3) == Some("01"))
+        })
+    });
+    assert!(established, "no established connection in the container");
+
+    let r = d.ctr(&["task", "checkpoint", &id]);
+    assert_ne!(r.status, 0, "{r:?}");
+    assert!(
+        r.stderr.contains("criu-dump.log"),
+        "the error names no CRIU log: {r:?}"
+    );
+    // The Go shim says "path= FILE", ours "CRIU log FILE: ...".
+    let log = r
+        .stderr
+        .split_whitespace()
+        .find_map(|w| {
+            let end = w.find("criu-dump.log")? + "criu-dump.log".len();
+            Some(w[..end].trim_start_matches("path="))
+        })
+        .unwrap();
+    eprintln!("checkpoint failed as expected: {}", r.stderr.trim());
+    let text = std::fs::read_to_string(log).unwrap_or_else(|e| panic!("{log}: {e}"));
+    assert!(
+        text.contains("TCP"),
+        "CRIU's log does not mention TCP: {log}"
+    );
+    if rsrunc_e2e::testing_ours() {
+        // Ours also quotes CRIU's last error lines.
+        assert!(r.stderr.contains("Error (criu/"), "{r:?}");
+    }
+    assert!(criu_processes().is_empty(), "criu left running");
+    assert_eq!(d.task_status(&id).as_deref(), Some("RUNNING"));
+    let ls = d.ctr(&["task", "ls"]).ok();
+    assert_eq!(ls.stdout.lines().count(), 2, "{ls:?}");
+    kill_and_remove(&d, &id);
+}
+
+#[test]
+#[cfg_attr(
+    go_shim,
+    ignore = "rsrunc only: the Go shim publishes no TaskCheckpointed"
+)]
+fn a_checkpoint_publishes_task_checkpointed() {
+    rsrunc_e2e::ours_only();
+    let d = daemon();
+    let id = unique_id("event");
+    let out = run_counter(&d, &id);
+    wait_count(&out, 2);
+    let ev = d.events();
+    d.ctr(&["task", "checkpoint", &id]).ok();
+    assert!(
+        ev.wait_for(Duration::from_secs(10), |t| t
+            .contains("/tasks/checkpointed")
+            && t.contains(&id)),
+        "no /tasks/checkpointed event:\n{}",
+        ev.text()
+    );
+    kill_and_remove(&d, &id);
+}
+
+fn task_pid(d: &Daemon, id: &str) -> i32 {
+    let ls = d.ctr(&["task", "ls"]).ok();
+    ls.stdout
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.first() == Some(&id)).then(|| f[1].parse().unwrap())
+        })
+        .unwrap_or_else(|| panic!("no task {id}: {ls:?}"))
+}
