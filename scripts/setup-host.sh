@@ -141,12 +141,14 @@ ln -sfn "$crun_dir/usr/bin/crun" "$opt/bin/crun"
 criu_dir=$opt/criu-$(upstream "$(version_in criu trixie)")
 if [ ! -e "$criu_dir/.extracted" ]; then
   install_missing patchelf
-  extract "$criu_dir" trixie criu libcompel1 libc6 libgnutls30t64 libnettle8t64 libhogweed6t64 \
-    libidn2-0 libunistring5 libtasn1-6 libp11-kit0 libgmp10 libffi8
+  extract "$criu_dir" trixie criu libcompel1 libcriu2 libc6 libgnutls30t64 libnettle8t64 \
+    libhogweed6t64 libidn2-0 libunistring5 libtasn1-6 libp11-kit0 libgmp10 libffi8
   libs=$criu_dir/usr/lib/x86_64-linux-gnu
   patchelf --set-interpreter "$libs/ld-linux-x86-64.so.2" --force-rpath --set-rpath "$libs" "$criu_dir/usr/sbin/criu"
 fi
 ln -sfn "$criu_dir/usr/sbin/criu" "$opt/bin/criu"
+# crun checkpoints through libcriu, which it loads when asked (from its own tree's rpath).
+ln -sfn "$criu_dir/usr/lib/x86_64-linux-gnu/libcriu.so.2" "$crun_dir/usr/lib/x86_64-linux-gnu/libcriu.so.2"
 # What the tests and benchmarks run by default (the Makefile puts this directory first on
 # their PATH): containerd 1.7 with its Go shim, Docker 26.
 for b in containerd ctr containerd-shim-runc-v2 containerd-shim-runc-v1 containerd-shim; do

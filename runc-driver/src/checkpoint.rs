@@ -41,8 +41,10 @@ pub struct CheckpointOpts {
     pub leave_running: bool,
 }
 
-/// `restore --detach --no-subreaper`: the restored init ends up a child of the caller's
-/// subreaper, like a created one.
+/// `restore --detach`: the restored init ends up a child of the caller's subreaper, like
+/// a created one. (containerd's Go shim adds `--no-subreaper`, which crun does not know;
+/// a detached runc exits once the process is restored, so the process is reparented to
+/// the caller's subreaper either way.)
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RestoreOpts {
     pub criu: CriuOpts,
@@ -111,7 +113,6 @@ pub fn restore_args(global: &GlobalOpts, id: &str, o: &RestoreOpts) -> Vec<OsStr
     if o.no_pivot {
         a.push("--no-pivot".into());
     }
-    a.push("--no-subreaper".into());
     a.push("--bundle".into());
     a.push(o.bundle.as_os_str().into());
     a.push(id.into());
@@ -247,7 +248,7 @@ mod tests {
     }
 
     #[test]
-    fn restore_is_detached_without_a_subreaper_and_names_the_bundle() {
+    fn restore_is_detached_and_names_the_bundle() {
         let o = RestoreOpts {
             criu: CriuOpts {
                 image_path: "/img".into(),
@@ -275,7 +276,6 @@ mod tests {
                 "--console-socket",
                 "/tmp/c.sock",
                 "--no-pivot",
-                "--no-subreaper",
                 "--bundle",
                 "/b",
                 "c1"

@@ -221,10 +221,15 @@ fn to_stdio(fd: Option<OwnedFd>) -> std::process::Stdio {
     fd.map_or_else(std::process::Stdio::null, std::process::Stdio::from)
 }
 
-/// The last non-empty line a runtime printed, with runc's text-log framing removed.
+/// The last non-empty line a runtime printed, with runc's text-log framing removed; a
+/// command-line parser's `error: ...` line rather than the usage hints that follow it
+/// (youki's "For more information, try '--help'.").
 fn last_line(stderr: &[u8]) -> Option<String> {
     let text = String::from_utf8_lossy(stderr);
-    let line = text.lines().rev().find(|l| !l.trim().is_empty())?.trim();
+    let usage_error = text.lines().rev().find(|l| l.starts_with("error: "));
+    let line = usage_error
+        .or_else(|| text.lines().rev().find(|l| !l.trim().is_empty()))?
+        .trim();
     // runc's text logs look like: time="..." level=error msg="the message"
     let line = match line.find("msg=\"") {
         Some(i) => line[i + 5..].trim_end_matches('"'),
@@ -334,5 +339,18 @@ mod tests {
         let err = rt.start("c1").unwrap_err();
         assert!(matches!(err, Error::Spawn { .. }));
         assert!(err.to_string().contains("/nonexistent/crun"), "{err}");
+    }
+
+    #[test]
+    fn a_usage_error_is_quoted_rather_than_the_hint_after_it() {
+        let clap = b"error: unrecognized subcommand 'checkpoint'\n\n  tip: a similar subcommand exists: 'checkpointt'\n\nUsage: youki [OPTIONS] [COMMAND]\n\nFor more information, try '--help'.\n";
+        assert_eq!(
+            last_line(clap).as_deref(),
+            Some("error: unrecognized subcommand 'checkpoint'")
+        );
+        assert_eq!(
+            last_line(b"time=\"t\" level=error msg=\"container not running\"\n").as_deref(),
+            Some("container not running")
+        );
     }
 }

@@ -80,6 +80,15 @@ impl Tasks {
             (PathBuf::from(&opts.work_path), true)
         };
         let o = checkpoint_opts(&opts, PathBuf::from(&image), work.clone())?;
+        // runc makes both directories; crun expects them.
+        for dir in [Path::new(&image), work.as_path()] {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                Error::io(
+                    format_args!("checkpoint {}: create {}", spec.id, dir.display()),
+                    e,
+                )
+            })?;
+        }
         log::info!(
             "checkpoint id={} image={image} exit={} work={}",
             spec.id,
@@ -167,6 +176,12 @@ impl Tasks {
     /// init's stdio. A failed restore leaves no container behind in the runtime.
     pub(super) fn start_restore(&self, c: &Container, from: &RestoreFrom) -> Result<u32> {
         let p = self.sup.view(&c.id, "")?.process;
+        std::fs::create_dir_all(&from.work).map_err(|e| {
+            Error::io(
+                format_args!("restore {}: create {}", c.id, from.work.display()),
+                e,
+            )
+        })?;
         let start = self.sup.begin_start(&c.id, "")?;
         let (stdio, io) = PendingIo::prepare(&p.stdio, self.io_owner(&c.id, c.io_owner))?;
         let pid_file = c.bundle.join("init.pid");
@@ -279,9 +294,11 @@ fn default_work_dir(bundle: &Path) -> PathBuf {
 /// A failed dump or restore: the runtime's error, where CRIU's log was kept (copied
 /// to `keep`, since the work directory may go) and its last error lines.
 fn criu_failure(what: &str, e: Error, log: &Path, keep: &Path) -> Error {
+    // The runtime's message often spans lines (runc: "criu failed: ...\nlog file: ...").
+    let first = e.message.lines().next().unwrap_or_default().to_string();
     let kept = match std::fs::copy(log, keep) {
         Ok(_) => keep,
-        Err(err) => {
+        Err(err) if log.exists() => {
             log::debug!(
                 "{what}: copy {} to {}: {err}",
                 log.display(),
@@ -289,6 +306,8 @@ fn criu_failure(what: &str, e: Error, log: &Path, keep: &Path) -> Error {
             );
             log
         }
+        // The runtime failed before CRIU ran (or cannot checkpoint at all).
+        Err(_) => return Error::new(e.kind, format!("{what}: {first}")),
     };
     let errors = criu_log_errors(kept, QUOTED_ERRORS);
     let quoted = if errors.is_empty() {
@@ -296,8 +315,6 @@ fn criu_failure(what: &str, e: Error, log: &Path, keep: &Path) -> Error {
     } else {
         errors.join(" | ")
     };
-    // The runtime's message often spans lines (runc: "criu failed: ...\nlog file: ...").
-    let first = e.message.lines().next().unwrap_or_default().to_string();
     Error::new(
         e.kind,
         format!("{what}: {first}; CRIU log {}: {quoted}", kept.display()),
@@ -386,5 +403,20 @@ mod tests {
             )
         );
         assert!(keep.exists());
+    }
+
+    #[test]
+    fn a_failure_before_criu_ran_names_no_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = criu_failure(
+            "checkpoint container c1",
+            Error::unknown("youki checkpoint c1 failed (exit status 2): error: unrecognized subcommand 'checkpoint'"),
+            &dir.path().join("dump.log"),
+            &dir.path().join("criu-dump.log"),
+        );
+        assert_eq!(
+            e.message,
+            "checkpoint container c1: youki checkpoint c1 failed (exit status 2): error: unrecognized subcommand 'checkpoint'"
+        );
     }
 }
