@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rsrunc_e2e::daemon::{flavors, processes};
+use rsrunc_e2e::docker::Docker;
 use rsrunc_e2e::{image, poll_until, runtime_name, unique_id, Daemon, Oci};
 
 const COUNTER: &str = "i=0; while :; do i=$((i+1)); echo $i > /out/n; sleep 0.05; done";
@@ -392,4 +393,55 @@ fn youki_cannot_checkpoint_and_says_so() {
     );
     assert_eq!(d.task_status(&id).as_deref(), Some("RUNNING"));
     kill_and_remove(&d, &id);
+}
+
+/// The counter's values in `docker logs`.
+fn docker_counts(d: &Docker, id: &str) -> Vec<u64> {
+    d.ok(&["logs", id])
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+/// Docker's default `checkpoint create` (the container exits after the dump) reaches only
+/// runtimes named `io.containerd.runc.*`: containerd's client library
+/// (`WithCheckpointTaskExit`) drops the exit for any other name, so ours would be left
+/// running. `--leave-running` and a kill give the same user-visible flow under both.
+#[test]
+fn docker_checkpoint_create_and_start_from_it() {
+    let d = Docker::start_with(|_| serde_json::json!({ "experimental": true }));
+    let rt = d.runtime(Oci::Runc);
+    let counter = "i=0; while :; do i=$((i+1)); echo $i; sleep 0.05; done";
+    let id = d.run_detached(&rt, &[], &["sh", "-c", counter]);
+    let reached = poll_until(Duration::from_secs(30), || {
+        docker_counts(&d, &id).last().is_some_and(|&v| v >= 20)
+    });
+    assert!(
+        reached,
+        "the counter did not count: {:?}",
+        docker_counts(&d, &id)
+    );
+
+    d.ok(&["checkpoint", "create", "--leave-running", &id, "cp1"]);
+    assert_eq!(d.inspect(&id, "{{.State.Status}}"), "running");
+    assert!(d.ok(&["checkpoint", "ls", &id]).contains("cp1"));
+    d.ok(&["kill", &id]);
+    d.wait_state(&id, "exited");
+    let at_kill = *docker_counts(&d, &id).last().unwrap();
+
+    d.ok(&["start", "--checkpoint", "cp1", &id]);
+    d.wait_state(&id, "running");
+    let mut counts = Vec::new();
+    let went_on = poll_until(Duration::from_secs(30), || {
+        counts = docker_counts(&d, &id);
+        counts.last().is_some_and(|&v| v > at_kill + 5)
+    });
+    assert!(went_on, "the restored counter did not go on: {counts:?}");
+    assert_eq!(
+        counts.iter().filter(|&&v| v == 1).count(),
+        1,
+        "the restored counter started again from 1: {counts:?}"
+    );
+    d.ok(&["rm", "-f", &id]);
+    assert!(criu_processes().is_empty(), "criu left running");
 }
