@@ -13,6 +13,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use rsrunc_e2e::cri::{self, CriDaemon, Status};
 use rsrunc_e2e::daemon::{flavors, processes};
 use rsrunc_e2e::docker::Docker;
 use rsrunc_e2e::{image, poll_until, runtime_name, unique_id, Daemon, Oci};
@@ -443,5 +444,83 @@ fn docker_checkpoint_create_and_start_from_it() {
         "the restored counter started again from 1: {counts:?}"
     );
     d.ok(&["rm", "-f", &id]);
+    assert!(criu_processes().is_empty(), "criu left running");
+}
+
+/// The counter file of a container of a pod, read through ExecSync.
+fn cri_count(c: &CriDaemon, id: &str) -> Option<u64> {
+    let r = c.cri.exec_sync(id, &["/bin/cat", "/tmp/n"], 10).ok()?;
+    String::from_utf8_lossy(&r.stdout).trim().parse().ok()
+}
+
+fn cri_wait_count(c: &CriDaemon, id: &str, n: u64) -> u64 {
+    let mut seen = None;
+    let ok = poll_until(Duration::from_secs(30), || {
+        seen = cri_count(c, id).or(seen);
+        seen.is_some_and(|v| v >= n)
+    });
+    assert!(ok, "the counter of {id} did not reach {n}: {seen:?}");
+    seen.unwrap()
+}
+
+#[test]
+fn cri_checkpoint_container_exports_an_archive_and_the_container_goes_on() {
+    let (_, flavor) = flavors()
+        .into_iter()
+        .find(|(v, _)| v.starts_with('2'))
+        .expect("setup-host.sh extracts containerd 2.x under /opt/rsrunc-test");
+    let c = CriDaemon::start_flavor(&flavor);
+    let fail = |step: &str, e: Status| -> String {
+        format!("{step}: {e}\n--- containerd.log ---\n{}", c.daemon.log())
+    };
+    let pod_config = c.pod_config("ckpt");
+    let pod = c
+        .cri
+        .run_pod_sandbox(&pod_config, &c.handler)
+        .unwrap_or_else(|e| panic!("{}", fail("RunPodSandbox", e)));
+    let counter = "i=0; while :; do i=$((i+1)); echo $i > /tmp/n; sleep 0.05; done";
+    let config = c.container_config("counter", &["/bin/sh", "-c", counter]);
+    let id = c
+        .cri
+        .create_container(&pod, &config, &pod_config)
+        .unwrap_or_else(|e| panic!("{}", fail("CreateContainer", e)));
+    c.cri
+        .start_container(&id)
+        .unwrap_or_else(|e| panic!("{}", fail("StartContainer", e)));
+    let before = cri_wait_count(&c, &id, 20);
+
+    // Kubernetes' forensic checkpoint: the container goes on running.
+    let archive = c.daemon.dir().join("counter-checkpoint.tar");
+    c.cri
+        .checkpoint_container(&id, &archive)
+        .unwrap_or_else(|e| panic!("{}", fail("CheckpointContainer", e)));
+    assert!(archive.exists(), "no archive at {}", archive.display());
+    let state = c
+        .cri
+        .container_status(&id, false)
+        .unwrap()
+        .status
+        .unwrap()
+        .state;
+    assert_eq!(state, cri::api::ContainerState::ContainerRunning as i32);
+    cri_wait_count(&c, &id, before + 5);
+    let list = std::process::Command::new("tar")
+        .arg("-tf")
+        .arg(&archive)
+        .output()
+        .unwrap();
+    let list = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        list.lines()
+            .any(|l| l.ends_with("checkpoint/inventory.img")),
+        "no CRIU images in the archive:\n{list}"
+    );
+    // Restoring it (CreateContainer with the archive as image) is containerd's: 2.1
+    // pulls the checkpoint's base image by digest from its registry first, which a
+    // locally imported image does not have, so it fails before any shim is asked.
+    c.cri.stop_container(&id, 0).unwrap();
+    c.cri.remove_container(&id).unwrap();
+    c.cri.stop_pod_sandbox(&pod).unwrap();
+    c.cri.remove_pod_sandbox(&pod).unwrap();
     assert!(criu_processes().is_empty(), "criu left running");
 }
