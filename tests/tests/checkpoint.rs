@@ -8,7 +8,8 @@
 //! criu is trixie's (scripts/setup-host.sh): bookworm's cannot dump on this kernel.
 //!
 //! A counter proves a restore: a shell loop counting in a variable and writing each value
-//! to a file on a bind mount, so a restored process goes on from where it was, not from 1.
+//! to a file on a bind mount (renamed into place, so a kill never leaves it half
+//! written), so a restored process goes on from where it was, not from 1.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -18,7 +19,8 @@ use rsrunc_e2e::daemon::{flavors, processes};
 use rsrunc_e2e::docker::Docker;
 use rsrunc_e2e::{image, poll_until, runtime_name, unique_id, Daemon, Oci};
 
-const COUNTER: &str = "i=0; while :; do i=$((i+1)); echo $i > /out/n; sleep 0.05; done";
+const COUNTER: &str =
+    "i=0; while :; do i=$((i+1)); echo $i > /out/n.new; mv /out/n.new /out/n; sleep 0.05; done";
 
 fn daemon() -> Daemon {
     let (_, flavor) = flavors()
@@ -36,7 +38,7 @@ fn out_dir(d: &Daemon, id: &str) -> (PathBuf, String) {
     (dir, flag)
 }
 
-/// The counter's last value (None while the file is being rewritten).
+/// The counter's last value (each value is written whole to a new file, then renamed).
 fn count(dir: &Path) -> Option<u64> {
     std::fs::read_to_string(dir.join("n"))
         .ok()?
@@ -205,6 +207,9 @@ fn container_checkpoint_and_live_restore_into_a_new_id_keep_memory() {
         ])
         .ok();
     assert_eq!(r.stdout, "42\n");
+    // Its cgroups are known: stats work as for a created task.
+    let m = d.ctr(&["task", "metrics", &restored]).ok();
+    assert!(m.stdout.contains("memory"), "{m:?}");
     kill_and_remove(&d, &restored);
     assert!(criu_processes().is_empty(), "criu left running");
 }
@@ -523,4 +528,69 @@ fn cri_checkpoint_container_exports_an_archive_and_the_container_goes_on() {
     c.cri.stop_pod_sandbox(&pod).unwrap();
     c.cri.remove_pod_sandbox(&pod).unwrap();
     assert!(criu_processes().is_empty(), "criu left running");
+}
+
+#[test]
+fn a_task_with_a_terminal_is_checkpointed_and_restored_on_a_terminal() {
+    let d = std::sync::Arc::new(daemon());
+    image::import_busybox(&d);
+    let id = unique_id("pty");
+    let (out, mount) = out_dir(&d, &id);
+    let script = "[ -t 1 ] && echo on-a-tty; i=0; while :; do i=$((i+1)); echo $i > /out/n.new; mv /out/n.new /out/n; sleep 0.05; done";
+    let args: Vec<String> = ["run", "-t", "--runtime", &runtime_name(), "--mount", &mount]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([
+            image::IMAGE.into(),
+            id.clone(),
+            "/bin/sh".into(),
+            "-c".into(),
+            script.into(),
+        ])
+        .collect();
+    let first = {
+        let d = std::sync::Arc::clone(&d);
+        std::thread::spawn(move || d.ctr_in_pty(24, 80, &args))
+    };
+    d.wait_status(&id, "RUNNING");
+    let before = wait_count(&out, 20);
+    let reference = format!("checkpoint/{id}:1");
+    let r = d.ctr(&["container", "checkpoint", "--task", &id, &reference]);
+    eprintln!("checkpoint of a task with a terminal: {r:?}");
+    assert_eq!(r.status, 0, "{r:?}");
+    d.ctr(&["task", "kill", "-s", "SIGKILL", &id]).ok();
+    let (screen, _) = first.join().unwrap();
+    assert!(screen.contains("on-a-tty"), "{screen:?}");
+    d.ctr(&["task", "delete", &id]);
+    d.ctr(&["container", "rm", &id]).ok();
+    let at_kill = count(&out).unwrap();
+
+    let restored = unique_id("pty-restored");
+    let args: Vec<String> = ["container", "restore", "--live", &restored, &reference]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let second = {
+        let d = std::sync::Arc::clone(&d);
+        std::thread::spawn(move || d.ctr_in_pty(24, 80, &args))
+    };
+    let mut value = None;
+    let moved = poll_until(Duration::from_secs(30), || {
+        value = count(&out).filter(|&v| v != at_kill);
+        value.is_some()
+    });
+    if !moved {
+        let _ = d.ctr(&["task", "kill", "-s", "SIGKILL", &restored]);
+        let (screen, code) = second.join().unwrap();
+        panic!("the restored counter never wrote: ctr exited {code}: {screen}");
+    }
+    assert!(
+        value.unwrap() > before,
+        "restarted at {value:?}, was past {before}"
+    );
+    d.wait_status(&restored, "RUNNING");
+    d.ctr(&["task", "kill", "-s", "SIGKILL", &restored]).ok();
+    let (_, code) = second.join().unwrap();
+    assert_eq!(code, 137, "ctr container restore's exit code");
+    d.ctr(&["container", "rm", &restored]).ok();
 }

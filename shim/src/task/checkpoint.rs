@@ -8,7 +8,7 @@
 //! so that the restored init becomes the container's init with its memory and open files.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use containerd_shim_protos::events::task::{TaskCheckpointed, TaskCreate};
 use containerd_shim_protos::protobuf::well_known_types::any::Any;
@@ -146,7 +146,7 @@ impl Tasks {
             mounted_rootfs,
             shares_pid_ns,
             io_owner: (cfg.io_uid, cfg.io_gid),
-            cgroups: None,
+            cgroups: OnceLock::new(),
             oom_kills: OomKills::new(OomCount::Gone),
             restore: Some(restore),
         });
@@ -219,7 +219,12 @@ impl Tasks {
                 Ok(pid)
             });
         match restored {
-            Ok(pid) => Ok(start.started(Some(pid)) as u32),
+            Ok(pid) => {
+                if let Some(cg) = self.track_cgroups(&c.id, pid) {
+                    let _ = c.cgroups.set(cg);
+                }
+                Ok(start.started(Some(pid)) as u32)
+            }
             Err(e) => {
                 drop(start);
                 if let Some(io) = io {

@@ -13,7 +13,7 @@ mod process;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, SystemTime};
 
 use containerd_shim_protos::events::task::{TaskCreate, TaskDelete, TaskIO, TaskOOM};
@@ -88,8 +88,9 @@ pub struct Container {
     shares_pid_ns: bool,
     /// Owner of the stdio pipes of this container's processes (IoUid/IoGid).
     io_owner: (u32, u32),
-    /// The init's cgroups, found at Create (None if they could not be read).
-    cgroups: Option<Cgroups>,
+    /// The init's cgroups, found at Create or at a restoring Start (unset if they could
+    /// not be read).
+    cgroups: OnceLock<Cgroups>,
     /// The OOM kills already reported, which decide whether a notification is news.
     oom_kills: OomKills,
     /// Set when Create named a checkpoint: Start restores it.
@@ -219,19 +220,9 @@ impl Tasks {
         };
 
         let init = Arc::new(Process::init(&spec.id, spec.stdio.clone(), io));
-        let cgroups = Cgroups::of_pid(pid)
-            .map_err(|e| log::warn!("no stats or OOM events for {}: {e}", spec.id))
-            .ok();
-        let oom_kills = OomKills::new(cgroups.as_ref().map_or(OomCount::Gone, Cgroups::oom_kills));
-        if let Some((dir, unified)) = cgroups.as_ref().and_then(Cgroups::memory_dir) {
-            if let Err(e) = self.oom.watch(&spec.id, dir, unified) {
-                log::warn!(
-                    "no OOM events for {}: watch {}: {e}",
-                    spec.id,
-                    dir.display()
-                );
-            }
-        }
+        let cgroups =
+            (self.track_cgroups(&spec.id, pid)).map_or_else(OnceLock::new, OnceLock::from);
+        let oom_kills = OomKills::new(cgroups.get().map_or(OomCount::Gone, Cgroups::oom_kills));
         let container = Arc::new(Container {
             id: spec.id.clone(),
             bundle: spec.bundle.clone(),
@@ -260,6 +251,20 @@ impl Tasks {
         );
         self.sup.add_init(&spec.id, pid, init, expect);
         Ok(pid as u32)
+    }
+
+    /// The cgroups of init `pid` of container `id`, watched for OOM kills; None (with a
+    /// warning) if they cannot be read. Found at Create, or at the Start that restored it.
+    fn track_cgroups(&self, id: &str, pid: i32) -> Option<Cgroups> {
+        let cg = Cgroups::of_pid(pid)
+            .map_err(|e| log::warn!("no stats or OOM events for {id}: {e}"))
+            .ok()?;
+        if let Some((dir, unified)) = cg.memory_dir() {
+            if let Err(e) = self.oom.watch(id, dir, unified) {
+                log::warn!("no OOM events for {id}: watch {}: {e}", dir.display());
+            }
+        }
+        Some(cg)
     }
 
     /// Undoes a create the runtime failed (or whose terminal never arrived).
@@ -358,9 +363,9 @@ impl Tasks {
     /// Stats: the container's cgroup metrics.
     pub fn stats(&self, id: &str) -> Result<Any> {
         let c = self.container(id)?;
-        let cg = c.cgroups.as_ref().ok_or_else(|| {
+        let cg = c.cgroups.get().ok_or_else(|| {
             Error::unknown(format!(
-                "stats of container {id}: its cgroups could not be read at create (see the shim log)"
+                "stats of container {id}: its cgroups could not be read (see the shim log)"
             ))
         })?;
         cg.metrics()
@@ -373,7 +378,7 @@ impl Tasks {
         let Ok(c) = self.container(id) else {
             return true;
         };
-        let Some(now) = c.cgroups.as_ref().map(Cgroups::oom_kills) else {
+        let Some(now) = c.cgroups.get().map(Cgroups::oom_kills) else {
             return true;
         };
         match c.oom_kills.notified(now) {
@@ -388,7 +393,7 @@ impl Tasks {
     /// the last one. Called before the init's exit is handled, so that an OOM that killed
     /// the init comes before its TaskExit.
     fn report_oom(&self, c: &Container) {
-        if let Some(cg) = &c.cgroups {
+        if let Some(cg) = c.cgroups.get() {
             let now = cg.oom_kills();
             if c.oom_kills.exited(now) {
                 self.publish_oom(c, now);
