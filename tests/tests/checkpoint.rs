@@ -109,10 +109,26 @@ fn remove_checkpoint_images(d: &Daemon) {
     }
 }
 
-fn criu_processes() -> Vec<i32> {
-    processes()
-        .into_iter()
+/// criu processes under this daemon's shims (other tests' may be running meanwhile).
+fn criu_processes(d: &Daemon) -> Vec<i32> {
+    let shims = d.shim_pids();
+    let all = processes();
+    let parent = |pid: i32| all.iter().find(|p| p.pid == pid).map(|p| p.ppid);
+    all.iter()
         .filter(|p| p.cmdline.first().is_some_and(|a| a.ends_with("criu")))
+        .filter(|p| {
+            let mut pid = p.ppid;
+            for _ in 0..8 {
+                if shims.contains(&pid) {
+                    return true;
+                }
+                match parent(pid) {
+                    Some(pp) if pp > 1 => pid = pp,
+                    _ => return false,
+                }
+            }
+            false
+        })
         .map(|p| p.pid)
         .collect()
 }
@@ -157,7 +173,7 @@ fn task_checkpoint_leaves_the_task_running_or_stops_it_with_exit() {
     d.wait_status(&id, "STOPPED");
     d.ctr(&["task", "delete", &id]).ok();
     d.ctr(&["container", "rm", &id]).ok();
-    assert!(criu_processes().is_empty(), "criu left running");
+    assert!(criu_processes(&d).is_empty(), "criu left running");
 }
 
 #[test]
@@ -211,7 +227,7 @@ fn container_checkpoint_and_live_restore_into_a_new_id_keep_memory() {
     let m = d.ctr(&["task", "metrics", &restored]).ok();
     assert!(m.stdout.contains("memory"), "{m:?}");
     kill_and_remove(&d, &restored);
-    assert!(criu_processes().is_empty(), "criu left running");
+    assert!(criu_processes(&d).is_empty(), "criu left running");
 }
 
 #[test]
@@ -278,7 +294,7 @@ fn a_failed_dump_names_criu_log_and_leaves_the_task_running() {
         // Ours also quotes CRIU's last error lines.
         assert!(r.stderr.contains("Error (criu/"), "{r:?}");
     }
-    assert!(criu_processes().is_empty(), "criu left running");
+    assert!(criu_processes(&d).is_empty(), "criu left running");
     assert_eq!(d.task_status(&id).as_deref(), Some("RUNNING"));
     let ls = d.ctr(&["task", "ls"]).ok();
     assert_eq!(ls.stdout.lines().count(), 2, "{ls:?}");
@@ -449,7 +465,10 @@ fn docker_checkpoint_create_and_start_from_it() {
         "the restored counter started again from 1: {counts:?}"
     );
     d.ok(&["rm", "-f", &id]);
-    assert!(criu_processes().is_empty(), "criu left running");
+    assert!(
+        criu_processes(&d.containerd).is_empty(),
+        "criu left running"
+    );
 }
 
 /// The counter file of a container of a pod, read through ExecSync.
@@ -527,7 +546,7 @@ fn cri_checkpoint_container_exports_an_archive_and_the_container_goes_on() {
     c.cri.remove_container(&id).unwrap();
     c.cri.stop_pod_sandbox(&pod).unwrap();
     c.cri.remove_pod_sandbox(&pod).unwrap();
-    assert!(criu_processes().is_empty(), "criu left running");
+    assert!(criu_processes(&c.daemon).is_empty(), "criu left running");
 }
 
 #[test]
@@ -593,4 +612,92 @@ fn a_task_with_a_terminal_is_checkpointed_and_restored_on_a_terminal() {
     let (_, code) = second.join().unwrap();
     assert_eq!(code, 137, "ctr container restore's exit code");
     d.ctr(&["container", "rm", &restored]).ok();
+}
+
+#[test]
+fn a_failed_restore_names_criu_log_and_leaves_no_container_in_the_runtime() {
+    use containerd_shim_protos::api::{
+        CreateTaskRequest, CreateTaskResponse, DeleteRequest, DeleteResponse,
+    };
+    use containerd_shim_protos::shim::shim::{StartRequest, StartResponse};
+    use rsrunc_e2e::shim_client::ShimConn;
+
+    // CRIU's images of a counter, then one of them garbled.
+    let d = daemon();
+    let orig = unique_id("garbled");
+    let out = run_counter(&d, &orig);
+    wait_count(&out, 3);
+    let images = d.dir().join("garbled-images");
+    d.ctr(&[
+        "task",
+        "checkpoint",
+        "--image-path",
+        images.to_str().unwrap(),
+        &orig,
+    ])
+    .ok();
+    kill_and_remove(&d, &orig);
+    std::fs::write(images.join("inventory.img"), b"not an image").unwrap();
+
+    let id = unique_id("badrestore");
+    let bundle = d.dir().join("bundles").join(&id);
+    d.write_bundle(
+        &bundle,
+        rsrunc_e2e::rootfs::busybox(),
+        &["/bin/sleep", "300"],
+        &format!("/{}/{id}", d.namespace),
+    );
+    let binary = if d.is_go_shim() {
+        rsrunc_e2e::tool("containerd-shim-runc-v2")
+    } else {
+        rsrunc_e2e::shim_binary()
+    };
+    let conn = ShimConn::start(&d, &binary, &bundle, &id);
+    let created: Result<CreateTaskResponse, _> = conn.call(
+        "Create",
+        &CreateTaskRequest {
+            id: id.clone(),
+            bundle: bundle.display().to_string(),
+            checkpoint: images.display().to_string(),
+            ..Default::default()
+        },
+    );
+    created.expect("a Create that names a checkpoint is only recorded");
+    let started: Result<StartResponse, _> = conn.call(
+        "Start",
+        &StartRequest {
+            id: id.clone(),
+            ..Default::default()
+        },
+    );
+    let (_, msg) = started.expect_err("a restore from a garbled image");
+    eprintln!("restore failed as expected: {msg}");
+    assert!(msg.contains("restore"), "{msg}");
+    if rsrunc_e2e::testing_ours() {
+        // Ours names CRIU's log, kept in the bundle, and quotes its errors.
+        assert!(msg.contains("criu-restore.log"), "{msg}");
+        assert!(msg.contains("Error (criu/"), "{msg}");
+        assert!(bundle.join("criu-restore.log").exists());
+    }
+    let state = std::process::Command::new("runc")
+        .args(["--root", &format!("/run/containerd/runc/{}", d.namespace)])
+        .args(["state", &id])
+        .output()
+        .unwrap();
+    assert!(
+        !state.status.success(),
+        "runc still has {id}: {}",
+        String::from_utf8_lossy(&state.stdout)
+    );
+    assert!(criu_processes(&d).is_empty(), "criu left running");
+    let deleted: Result<DeleteResponse, _> = conn.call(
+        "Delete",
+        &DeleteRequest {
+            id: id.clone(),
+            ..Default::default()
+        },
+    );
+    deleted.expect("Delete of a container that was never restored");
+    assert!(d.mounts().is_empty(), "{:?}", d.mounts());
+    conn.shutdown();
 }
