@@ -417,6 +417,22 @@ fn youki_cannot_checkpoint_and_says_so() {
     kill_and_remove(&d, &id);
 }
 
+/// The digests of the blobs in containerd's content store for Docker.
+fn moby_content(d: &Docker) -> Vec<String> {
+    let out = std::process::Command::new(rsrunc_e2e::tool("ctr"))
+        .arg("--address")
+        .arg(&d.containerd.socket)
+        .args(["--namespace", "moby", "content", "ls", "-q"])
+        .output()
+        .unwrap();
+    let mut v: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    v.sort();
+    v
+}
+
 /// The counter's values in `docker logs`.
 fn docker_counts(d: &Docker, id: &str) -> Vec<u64> {
     d.ok(&["logs", id])
@@ -444,6 +460,7 @@ fn docker_checkpoint_create_and_start_from_it() {
         docker_counts(&d, &id)
     );
 
+    let content_before = moby_content(&d);
     d.ok(&["checkpoint", "create", "--leave-running", &id, "cp1"]);
     assert_eq!(d.inspect(&id, "{{.State.Status}}"), "running");
     assert!(d.ok(&["checkpoint", "ls", &id]).contains("cp1"));
@@ -451,6 +468,13 @@ fn docker_checkpoint_create_and_start_from_it() {
     d.wait_state(&id, "exited");
     let at_kill = *docker_counts(&d, &id).last().unwrap();
 
+    // Docker uploads the checkpoint to containerd again and fails ("already exists") if
+    // containerd still holds the identical upload of `checkpoint create`: a user waits
+    // for containerd's garbage collector as this does.
+    let collected = poll_until(Duration::from_secs(30), || {
+        moby_content(&d) == content_before
+    });
+    assert!(collected, "containerd kept the checkpoint's content");
     d.ok(&["start", "--checkpoint", "cp1", &id]);
     d.wait_state(&id, "running");
     let mut counts = Vec::new();
