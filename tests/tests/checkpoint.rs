@@ -4,7 +4,8 @@
 //!
 //! The daemon is containerd 2.x: its `ctr task checkpoint` sends its flags (`--exit`,
 //! `--image-path`) as `containerd.runc.v1.CheckpointOptions` to any runtime, where 1.7's
-//! sends them only to runtimes named `io.containerd.runc.*` and drops them for ours.
+//! sends them only to runtimes named `io.containerd.runc.*` and drops them for ours (the
+//! container checkpoint and live restore, which need no options, also run on 1.7).
 //! criu is trixie's (scripts/setup-host.sh): bookworm's cannot dump on this kernel.
 //!
 //! A counter proves a restore: a shell loop counting in a variable and writing each value
@@ -178,7 +179,13 @@ fn task_checkpoint_leaves_the_task_running_or_stops_it_with_exit() {
 
 #[test]
 fn container_checkpoint_and_live_restore_into_a_new_id_keep_memory() {
-    let d = daemon();
+    // containerd 2.x, and 1.7 (whose ctr sends no options: these flows need none).
+    for d in [daemon(), Daemon::start()] {
+        live_restore_keeps_memory(d);
+    }
+}
+
+fn live_restore_keeps_memory(d: Daemon) {
     image::import_busybox(&d);
     let id = unique_id("orig");
     let out = run_counter_from_image(&d, &id);
