@@ -62,6 +62,9 @@ fi
 # e2fsprogs: mkfs.ext4 makes the images of the loop-mount tests (priority required, so
 # normally there already).
 install_missing runc libseccomp-dev pkg-config protobuf-compiler e2fsprogs
+# criu: checkpoint and restore (tests/tests/checkpoint.rs), which runc runs as a tool;
+# iptables: criu locks a network namespace with iptables-restore while it dumps.
+install_missing criu iptables
 
 # --- Newer releases, extracted under /opt/rsrunc-test ----------------------------------------
 # A private apt configuration that knows bookworm, trixie and sid, used only to download.
@@ -131,6 +134,21 @@ if [ ! -e "$crun_dir/.extracted" ]; then
   patchelf --set-interpreter "$libs/ld-linux-x86-64.so.2" --force-rpath --set-rpath "$libs" "$crun_dir/usr/bin/crun"
 fi
 ln -sfn "$crun_dir/usr/bin/crun" "$opt/bin/crun"
+# criu 3.17 (bookworm) cannot dump on newer kernels (it fails to parse their vDSO:
+# "Unexpected rt vDSO area bounds"); trixie's criu runs with trixie's C library and the
+# libraries trixie renamed from its tree, the rest (installed with bookworm's criu above)
+# from the machine. runc finds it first on the tests' PATH.
+criu_dir=$opt/criu-$(upstream "$(version_in criu trixie)")
+if [ ! -e "$criu_dir/.extracted" ]; then
+  install_missing patchelf
+  extract "$criu_dir" trixie criu libcompel1 libcriu2 libc6 libgnutls30t64 libnettle8t64 \
+    libhogweed6t64 libidn2-0 libunistring5 libtasn1-6 libp11-kit0 libgmp10 libffi8
+  libs=$criu_dir/usr/lib/x86_64-linux-gnu
+  patchelf --set-interpreter "$libs/ld-linux-x86-64.so.2" --force-rpath --set-rpath "$libs" "$criu_dir/usr/sbin/criu"
+fi
+ln -sfn "$criu_dir/usr/sbin/criu" "$opt/bin/criu"
+# crun checkpoints through libcriu, which it loads when asked (from its own tree's rpath).
+ln -sfn "$criu_dir/usr/lib/x86_64-linux-gnu/libcriu.so.2" "$crun_dir/usr/lib/x86_64-linux-gnu/libcriu.so.2"
 # What the tests and benchmarks run by default (the Makefile puts this directory first on
 # their PATH): containerd 1.7 with its Go shim, Docker 26.
 for b in containerd ctr containerd-shim-runc-v2 containerd-shim-runc-v1 containerd-shim; do
@@ -186,4 +204,4 @@ QEMU
   bash "$top/scripts/vm/build-image.sh" >/dev/null
 fi
 
-echo "setup-host: containerd $("$opt/bin/containerd" --version | awk '{print $3}') (and $(cd "$opt" && echo containerd-*)), dockerd $("$opt/bin/dockerd" --version | awk '{print $3}' | tr -d ,), runc $(runc --version | awk 'NR==1 {print $3}'), crun $("$opt/bin/crun" --version | awk 'NR==1 {print $3}'), $("$opt/bin/youki" --version 2>/dev/null | sed -n 1p)"
+echo "setup-host: containerd $("$opt/bin/containerd" --version | awk '{print $3}') (and $(cd "$opt" && echo containerd-*)), dockerd $("$opt/bin/dockerd" --version | awk '{print $3}' | tr -d ,), runc $(runc --version | awk 'NR==1 {print $3}'), crun $("$opt/bin/crun" --version | awk 'NR==1 {print $3}'), criu $("$opt/bin/criu" --version | awk 'NR==1 {print $2}'), $("$opt/bin/youki" --version 2>/dev/null | sed -n 1p)"

@@ -11,6 +11,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod checkpoint;
 pub mod env;
 pub mod error;
 pub mod exit;
@@ -19,6 +20,7 @@ pub mod ops;
 pub mod opts;
 pub mod runtime_log;
 
+pub use checkpoint::{CheckpointOpts, CriuOpts, RestoreOpts};
 pub use error::{Error, Refusal, Result};
 pub use exit::ExitStatus;
 pub use monitor::{Monitor, Output, Started, StdMonitor};

@@ -25,11 +25,11 @@ pub struct Runtime {
 }
 
 /// A file the driver writes for one command and removes after it.
-struct TempFile(PathBuf);
+pub(crate) struct TempFile(pub(crate) PathBuf);
 
 impl TempFile {
     /// A new name in `dir` for `what` ("exec-process"), unique in this process.
-    fn name(dir: &Path, what: &str, ext: &str) -> TempFile {
+    pub(crate) fn name(dir: &Path, what: &str, ext: &str) -> TempFile {
         static N: AtomicU64 = AtomicU64::new(0);
         let n = N.fetch_add(1, Ordering::Relaxed);
         TempFile(dir.join(format!(".rsrunc-{what}-{}-{n}.{ext}", std::process::id())))
@@ -109,6 +109,15 @@ impl Runtime {
             Some(stdio),
         )?;
         self.read_pid("create", &pid_file)
+    }
+
+    pub(crate) fn global(&self) -> &GlobalOpts {
+        &self.global
+    }
+
+    /// Where the driver puts the files it hands the runtime.
+    pub(crate) fn temp_dir(&self) -> &Path {
+        &self.temp_dir
     }
 
     pub fn start(&self, id: &str) -> Result<()> {
@@ -214,7 +223,7 @@ impl Runtime {
         Ok(self.run("features", "", args, None)?.stdout)
     }
 
-    fn run(
+    pub(crate) fn run(
         &self,
         verb: &'static str,
         id: &str,
@@ -271,7 +280,7 @@ impl Runtime {
     }
 
     /// The pid the runtime wrote to `path` for `verb`.
-    fn read_pid(&self, verb: &'static str, path: &Path) -> Result<i32> {
+    pub(crate) fn read_pid(&self, verb: &'static str, path: &Path) -> Result<i32> {
         let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
             op: "read pid file",
             path: path.to_path_buf(),
@@ -301,10 +310,15 @@ fn to_stdio(fd: Option<OwnedFd>) -> std::process::Stdio {
     fd.map_or_else(std::process::Stdio::null, std::process::Stdio::from)
 }
 
-/// The last non-empty line a runtime printed, with runc's text-log framing removed.
+/// The last non-empty line a runtime printed, with runc's text-log framing removed; a
+/// command-line parser's `error: ...` line rather than the usage hints that follow it
+/// (youki's "For more information, try '--help'.").
 fn last_line(stderr: &[u8]) -> Option<String> {
     let text = String::from_utf8_lossy(stderr);
-    let line = text.lines().rev().find(|l| !l.trim().is_empty())?.trim();
+    let usage_error = text.lines().rev().find(|l| l.starts_with("error: "));
+    let line = usage_error
+        .or_else(|| text.lines().rev().find(|l| !l.trim().is_empty()))?
+        .trim();
     // runc's text logs look like: time="..." level=error msg="the message"
     let line = match line.find("msg=\"") {
         Some(i) => line[i + 5..].trim_end_matches('"'),
@@ -457,5 +471,18 @@ mod tests {
         let err = rt.start("c1").unwrap_err();
         assert!(matches!(err, Error::Spawn { .. }));
         assert!(err.to_string().contains("/nonexistent/crun"), "{err}");
+    }
+
+    #[test]
+    fn a_usage_error_is_quoted_rather_than_the_hint_after_it() {
+        let clap = b"error: unrecognized subcommand 'checkpoint'\n\n  tip: a similar subcommand exists: 'checkpointt'\n\nUsage: youki [OPTIONS] [COMMAND]\n\nFor more information, try '--help'.\n";
+        assert_eq!(
+            last_line(clap).as_deref(),
+            Some("error: unrecognized subcommand 'checkpoint'")
+        );
+        assert_eq!(
+            last_line(b"time=\"t\" level=error msg=\"container not running\"\n").as_deref(),
+            Some("container not running")
+        );
     }
 }

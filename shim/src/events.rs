@@ -21,8 +21,8 @@ use containerd_shim::protos::protobuf::MessageDyn;
 use containerd_shim::publisher::RemotePublisher;
 use containerd_shim::Context;
 use containerd_shim_protos::events::task::{
-    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskIO, TaskOOM, TaskPaused,
-    TaskResumed, TaskStart,
+    TaskCheckpointed, TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskIO,
+    TaskOOM, TaskPaused, TaskResumed, TaskStart,
 };
 use containerd_shim_protos::protobuf::well_known_types::timestamp::Timestamp;
 use containerd_shim_protos::protobuf::MessageField;
@@ -76,6 +76,11 @@ pub enum TaskEvent {
     },
     Resumed {
         id: String,
+    },
+    /// A checkpoint of the container was written to `checkpoint` (the image path).
+    Checkpointed {
+        id: String,
+        checkpoint: String,
     },
 }
 
@@ -172,6 +177,11 @@ pub fn to_proto(e: TaskEvent) -> Box<dyn Event + Send> {
         }),
         TaskEvent::Resumed { id } => Box::new(TaskResumed {
             container_id: id,
+            ..Default::default()
+        }),
+        TaskEvent::Checkpointed { id, checkpoint } => Box::new(TaskCheckpointed {
+            container_id: id,
+            checkpoint,
             ..Default::default()
         }),
     }

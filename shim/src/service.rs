@@ -27,7 +27,7 @@ use crate::events::timestamp;
 use crate::io::StdioPaths;
 use crate::request::{ContainerId, ExecId, ProcessId, Signal};
 use crate::supervise::Status;
-use crate::task::{CreateSpec, ExecSpec, Tasks};
+use crate::task::{CheckpointSpec, CreateSpec, ExecSpec, Tasks};
 
 pub struct Service {
     tasks: Arc<Tasks>,
@@ -61,10 +61,6 @@ fn both_versions(svc: Arc<dyn Task + Send + Sync>) -> Methods {
 }
 
 type R<T> = ttrpc::Result<T>;
-
-fn unsupported<T>(what: &str, issue: &str) -> R<T> {
-    Err(Error::unimplemented(format!("{what} is not supported by rsrunc yet ({issue})")).into())
-}
 
 impl Task for Service {
     fn state(&self, _: &TtrpcContext, req: StateRequest) -> R<StateResponse> {
@@ -102,6 +98,7 @@ impl Task for Service {
             },
             options: req.options.into_option(),
             checkpoint: req.checkpoint,
+            parent_checkpoint: req.parent_checkpoint,
         };
         let id = spec.id.clone();
         let pid = self
@@ -170,8 +167,14 @@ impl Task for Service {
         Ok(Empty::new())
     }
 
-    fn checkpoint(&self, _: &TtrpcContext, _: CheckpointTaskRequest) -> R<Empty> {
-        unsupported("Checkpoint", "checkpoint and restore are not implemented")
+    fn checkpoint(&self, _: &TtrpcContext, req: CheckpointTaskRequest) -> R<Empty> {
+        log::debug!("Checkpoint id={} path={}", req.id, req.path);
+        self.tasks.checkpoint(CheckpointSpec {
+            id: ContainerId::parse(&req.id)?.to_string(),
+            path: req.path,
+            options: req.options.into_option(),
+        })?;
+        Ok(Empty::new())
     }
 
     fn kill(&self, _: &TtrpcContext, req: KillRequest) -> R<Empty> {
@@ -311,19 +314,6 @@ mod tests {
 
     struct Nop;
     impl Task for Nop {}
-
-    #[test]
-    fn unsupported_rpcs_answer_unimplemented_with_a_reason() {
-        let e: ttrpc::Error = unsupported::<()>("Exec", "why").unwrap_err();
-        // (any name works: the helper is what every unimplemented RPC answers with)
-        match e {
-            ttrpc::Error::RpcStatus(s) => {
-                assert_eq!(s.code(), ttrpc::Code::UNIMPLEMENTED);
-                assert!(s.message.contains("Exec is not supported"), "{}", s.message);
-            }
-            other => panic!("{other:?}"),
-        }
-    }
 
     #[test]
     fn statuses_map_to_containerd_values() {

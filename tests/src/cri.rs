@@ -186,6 +186,21 @@ impl Client {
         .map(|r| r.container_id)
     }
 
+    /// CheckpointContainer: CRIU's dump of a running container, exported as an archive
+    /// at `location` (containerd 2.x).
+    pub fn checkpoint_container(&self, id: &str, location: &Path) -> Result<(), tonic::Status> {
+        let mut c = self.runtime.clone();
+        let req = api::CheckpointContainerRequest {
+            container_id: id.to_string(),
+            location: location.display().to_string(),
+            timeout: 0,
+        };
+        self.call("CheckpointContainer", async move {
+            c.checkpoint_container(req).await
+        })
+        .map(drop)
+    }
+
     pub fn start_container(&self, id: &str) -> Result<(), tonic::Status> {
         let mut c = self.runtime.clone();
         let req = api::StartContainerRequest {

@@ -307,6 +307,11 @@ disabled_plugins = {disabled}
         self.child.id() as i32
     }
 
+    /// The PATH containerd runs with, which its shims inherit.
+    pub fn path_env(&self) -> &str {
+        &self.path_env
+    }
+
     pub fn is_go_shim(&self) -> bool {
         self.runtime == GO_SHIM
     }

@@ -40,6 +40,8 @@ impl ShimConn {
             .env("TTRPC_ADDRESS", &daemon.ttrpc_socket)
             .env("GRPC_ADDRESS", &daemon.socket)
             .env("NAMESPACE", &daemon.namespace)
+            // As containerd starts it: with containerd's PATH (criu, crun, youki).
+            .env("PATH", daemon.path_env())
             .env("MAX_SHIM_VERSION", "2")
             .stdin(Stdio::null())
             .output()

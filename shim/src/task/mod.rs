@@ -6,13 +6,14 @@
 //! or I/O.
 
 mod bundle;
+mod checkpoint;
 mod control;
 mod exec;
 mod process;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, SystemTime};
 
 use containerd_shim_protos::protobuf::well_known_types::any::Any;
@@ -23,6 +24,8 @@ use self::bundle::{persist_config, read_bundle_config};
 pub use self::bundle::{
     read_init_exit, read_persisted_config, record_init_exit, runtime, InitExit,
 };
+pub use self::checkpoint::CheckpointSpec;
+use self::checkpoint::RestoreFrom;
 pub use self::exec::ExecSpec;
 pub use self::process::Process;
 use crate::cgroups::{Cgroups, OomCount, OomKills, OomWatcher, Verdict};
@@ -47,6 +50,7 @@ pub struct CreateSpec {
     pub stdio: StdioPaths,
     pub options: Option<Any>,
     pub checkpoint: String,
+    pub parent_checkpoint: String,
 }
 
 /// A snapshot of one process for State.
@@ -85,10 +89,13 @@ pub struct Container {
     shares_pid_ns: bool,
     /// Owner of the stdio pipes of this container's processes (IoUid/IoGid).
     io_owner: (u32, u32),
-    /// The init's cgroups, found at Create (None if they could not be read).
-    cgroups: Option<Cgroups>,
+    /// The init's cgroups, found at Create or at a restoring Start (unset if they could
+    /// not be read).
+    cgroups: OnceLock<Cgroups>,
     /// The OOM kills already reported, which decide whether a notification is news.
     oom_kills: OomKills,
+    /// Set when Create named a checkpoint: Start restores it.
+    restore: Option<RestoreFrom>,
 }
 
 impl Tasks {
@@ -141,12 +148,6 @@ impl Tasks {
         if lock(&self.containers).contains_key(id) {
             return Err(Error::already_exists(format!("container {id}")));
         }
-        if !spec.checkpoint.is_empty() {
-            return Err(Error::unimplemented(format!(
-                "create {}: restoring from a checkpoint is not supported",
-                spec.id
-            )));
-        }
         let defaults = self.defaults.as_ref().map_err(Error::again)?.clone();
         let mut cfg = defaults.with_request(spec.options.as_ref())?;
         let config = read_bundle_config(&spec.bundle)?;
@@ -177,6 +178,10 @@ impl Tasks {
         }
         persist_config(&spec.bundle, &cfg).map_err(undo_mount)?;
 
+        if !spec.checkpoint.is_empty() {
+            let shares_pid_ns = !config.has_own_pid_namespace();
+            return self.create_restored(&spec, &cfg, runtime, mounted, shares_pid_ns);
+        }
         let (stdio, io) =
             PendingIo::prepare(&spec.stdio, self.io_owner(id, (cfg.io_uid, cfg.io_gid)))
                 .map_err(undo_mount)?;
@@ -200,19 +205,8 @@ impl Tasks {
         };
 
         let init = Arc::new(Process::init(id, spec.stdio.clone(), io));
-        let cgroups = Cgroups::of_pid(pid)
-            .map_err(|e| log::warn!("no stats or OOM events for {}: {e}", spec.id))
-            .ok();
-        let oom_kills = OomKills::new(cgroups.as_ref().map_or(OomCount::Gone, Cgroups::oom_kills));
-        if let Some((dir, unified)) = cgroups.as_ref().and_then(Cgroups::memory_dir) {
-            if let Err(e) = self.oom.watch(id, dir, unified) {
-                log::warn!(
-                    "no OOM events for {}: watch {}: {e}",
-                    spec.id,
-                    dir.display()
-                );
-            }
-        }
+        let cgroups = (self.track_cgroups(id, pid)).map_or_else(OnceLock::new, OnceLock::from);
+        let oom_kills = OomKills::new(cgroups.get().map_or(OomCount::Gone, Cgroups::oom_kills));
         let container = Arc::new(Container {
             id: id.to_string(),
             bundle: spec.bundle.clone(),
@@ -222,6 +216,7 @@ impl Tasks {
             io_owner: (cfg.io_uid, cfg.io_gid),
             cgroups,
             oom_kills,
+            restore: None,
         });
         lock(&self.containers).insert(id.to_string(), container);
         self.events.publish(TaskEvent::Create {
@@ -239,6 +234,20 @@ impl Tasks {
         );
         self.sup.add_init(id, pid, init, expect);
         Ok(pid as u32)
+    }
+
+    /// The cgroups of init `pid` of container `id`, watched for OOM kills; None (with a
+    /// warning) if they cannot be read. Found at Create, or at the Start that restored it.
+    fn track_cgroups(&self, id: &str, pid: i32) -> Option<Cgroups> {
+        let cg = Cgroups::of_pid(pid)
+            .map_err(|e| log::warn!("no stats or OOM events for {id}: {e}"))
+            .ok()?;
+        if let Some((dir, unified)) = cg.memory_dir() {
+            if let Err(e) = self.oom.watch(id, dir, unified) {
+                log::warn!("no OOM events for {id}: watch {}: {e}", dir.display());
+            }
+        }
+        Some(cg)
     }
 
     /// Undoes a create the runtime failed (or whose terminal never arrived).
@@ -275,9 +284,12 @@ impl Tasks {
         if !exec_id.is_empty() {
             return self.start_exec(&c, exec_id);
         }
+        if let Some(from) = &c.restore {
+            return self.start_restore(&c, from);
+        }
         let start = self.sup.begin_start(id, "")?;
         c.runtime.start(id).map_err(Error::runtime)?;
-        if let Some(Err(e)) = c.cgroups.as_ref().map(Cgroups::enable_controllers) {
+        if let Some(Err(e)) = c.cgroups.get().map(Cgroups::enable_controllers) {
             log::warn!("enable cgroup controllers above container {id}: {e}");
         }
         Ok(start.started(None) as u32)
@@ -298,6 +310,12 @@ impl Tasks {
         let pid = init.pid;
         let exit = match init.status {
             Status::Stopped(e) => e,
+            // Created from a checkpoint and never restored: no process ever ran.
+            _ if pid == 0 => Exit {
+                pid,
+                status: ExitStatus::killed(libc::SIGKILL),
+                at: SystemTime::now(),
+            },
             // delete --force killed the init of a container that never started.
             _ => self
                 .sup
@@ -331,9 +349,9 @@ impl Tasks {
     /// Stats: the container's cgroup metrics.
     pub fn stats(&self, id: &ContainerId) -> Result<Any> {
         let c = self.container(id.as_str())?;
-        let cg = c.cgroups.as_ref().ok_or_else(|| {
+        let cg = c.cgroups.get().ok_or_else(|| {
             Error::internal(format!(
-                "stats of container {id}: its cgroups could not be read at create (see the shim log)"
+                "stats of container {id}: its cgroups could not be read (see the shim log)"
             ))
         })?;
         cg.metrics()
@@ -346,7 +364,7 @@ impl Tasks {
         let Ok(c) = self.container(id) else {
             return true;
         };
-        let Some(now) = c.cgroups.as_ref().map(Cgroups::oom_kills) else {
+        let Some(now) = c.cgroups.get().map(Cgroups::oom_kills) else {
             return true;
         };
         match c.oom_kills.notified(now, || self.publish_oom(&c, now)) {
@@ -363,7 +381,7 @@ impl Tasks {
     /// the last one. Called before the init's exit is handled, so that an OOM that killed
     /// the init comes before its TaskExit.
     fn report_oom(&self, c: &Container) {
-        if let Some(cg) = &c.cgroups {
+        if let Some(cg) = c.cgroups.get() {
             let now = cg.oom_kills();
             c.oom_kills.exited(now, || self.publish_oom(c, now));
         }

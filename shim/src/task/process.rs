@@ -23,6 +23,11 @@ impl Process {
         Self::new(container_id, "", stdio, Vec::new(), Some(io))
     }
 
+    /// A container's init that a Start will restore from a checkpoint: no I/O yet.
+    pub fn pending_init(container_id: &str, stdio: StdioPaths) -> Self {
+        Self::new(container_id, "", stdio, Vec::new(), None)
+    }
+
     /// An exec, known to the shim but not started: no I/O yet.
     pub fn exec(container_id: &str, exec_id: &str, stdio: StdioPaths, spec: Vec<u8>) -> Self {
         Self::new(container_id, exec_id, stdio, spec, None)

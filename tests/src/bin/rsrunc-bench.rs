@@ -87,6 +87,8 @@ struct Config {
     soak_only: bool,
     /// Only the pods through CRI.
     pods_only: bool,
+    /// Only checkpoint and restore.
+    checkpoint_only: bool,
 }
 
 /// metric -> peer -> samples
@@ -109,6 +111,11 @@ fn main() {
         daemon_version(),
         b.d.dir().display()
     );
+    if cfg.checkpoint_only {
+        b.checkpoint_restore(cfg.rounds);
+        b.report(&cfg, started.elapsed());
+        return;
+    }
     if cfg.pods_only {
         b.pods(cfg.pods, 4);
         b.report(&cfg, started.elapsed());
@@ -118,6 +125,7 @@ fn main() {
         b.cold(cfg.rounds, true);
         b.cold(cfg.rounds, false);
         b.exec_latency(cfg.rounds);
+        b.checkpoint_restore(cfg.rounds);
         b.memory(1);
         b.memory(cfg.busy);
         b.churn(cfg.churn, 4);
@@ -139,6 +147,7 @@ fn parse_args() -> Config {
         quick: false,
         soak_only: false,
         pods_only: false,
+        checkpoint_only: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -152,10 +161,11 @@ fn parse_args() -> Config {
             }
             "--soak-only" => cfg.soak_only = true,
             "--pods-only" => cfg.pods_only = true,
+            "--checkpoint-only" => cfg.checkpoint_only = true,
             "--soak" => cfg.soak_execs = args.next().and_then(|n| n.parse().ok()).expect("--soak N"),
             "--out" => cfg.out = PathBuf::from(args.next().expect("--out FILE")),
             "--markdown" => cfg.markdown = Some(PathBuf::from(args.next().expect("--markdown FILE"))),
-            other => panic!("unknown argument {other:?}; usage: rsrunc-bench [--quick] [--soak N] [--soak-only] [--pods-only] [--out FILE] [--markdown FILE]"),
+            other => panic!("unknown argument {other:?}; usage: rsrunc-bench [--quick] [--soak N] [--soak-only] [--pods-only] [--checkpoint-only] [--out FILE] [--markdown FILE]"),
         }
     }
     cfg
@@ -338,6 +348,39 @@ impl Bench {
             match peer {
                 Peer::Shim(..) => self.remove(&id),
                 Peer::Bare(oci) => bare_remove(&self.d, oci, &id),
+            }
+        }
+    }
+
+    /// `ctr container checkpoint --task` of a running container (CRIU's dump, which the
+    /// client brackets with a pause and a resume) and `ctr container restore --live` of it
+    /// into a new container, through each shim with runc (crun checkpoints only under
+    /// ours: the Go shim leaves it without the work directory crun expects).
+    fn checkpoint_restore(&mut self, rounds: usize) {
+        eprintln!("bench: checkpoint and restore");
+        let peers = [SHIMS[0], SHIMS[1]];
+        for round in 0..rounds {
+            for peer in rotated(&peers, round) {
+                let id = self.id("ckpt");
+                self.ctr_run(peer, &["-d"], &id, true, &["/bin/sleep", "100000"])
+                    .ok();
+                self.d.wait_status(&id, "RUNNING");
+                let reference = format!("checkpoint/{id}:bench");
+                let t = Instant::now();
+                self.d
+                    .ctr(&["container", "checkpoint", "--task", &id, &reference])
+                    .ok();
+                self.record("checkpoint (ms)", peer, t.elapsed().as_secs_f64() * 1e3);
+                self.remove(&id);
+                let restored = self.id("restored");
+                let t = Instant::now();
+                self.d
+                    .ctr(&["container", "restore", "--live", &restored, &reference])
+                    .ok();
+                self.record("restore (ms)", peer, t.elapsed().as_secs_f64() * 1e3);
+                self.d.wait_status(&restored, "RUNNING");
+                self.remove(&restored);
+                self.d.ctr(&["images", "rm", &reference]).ok();
             }
         }
     }
