@@ -86,10 +86,15 @@ impl Stream {
             SUBPROTOCOL.parse().map_err(|e| format!("{e}"))?,
         );
         let tcp = TcpStream::connect(&host).map_err(|e| format!("connect {host}: {e}"))?;
-        tcp.set_read_timeout(Some(Duration::from_millis(200)))
+        // The handshake waits as long as a slow machine needs; the reads after it wake
+        // every 200 ms to check their deadline.
+        tcp.set_read_timeout(Some(STREAM_TIMEOUT))
             .map_err(|e| e.to_string())?;
         let (ws, resp) =
             tungstenite::client(req, tcp).map_err(|e| format!("handshake with {ws_url}: {e}"))?;
+        ws.get_ref()
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .map_err(|e| e.to_string())?;
         let proto = resp.headers().get("Sec-WebSocket-Protocol");
         if proto.and_then(|p| p.to_str().ok()) != Some(SUBPROTOCOL) {
             return Err(format!("{ws_url} answered subprotocol {proto:?}"));

@@ -26,6 +26,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use rsrunc_e2e::cri::{self, api, Client, BUSYBOX_IMAGE, NAMESPACE, PAUSE_IMAGE};
+use rsrunc_e2e::cri_stream::{attach_echo, check_streams_and_log, ECHOER};
 use rsrunc_e2e::daemon::processes;
 use rsrunc_e2e::vm::{node_test, run, CONTAINERD_SOCKET};
 use rsrunc_e2e::{poll_until, runtime_name, testing_ours, unique_id, Oci, GO_SHIM};
@@ -58,6 +59,134 @@ fn systemd_driver_pod_runc() {
 #[cfg_attr(not(node_vm), ignore = "boots the node VM: run by make node")]
 fn systemd_driver_pod_crun() {
     node_test("systemd_driver_pod_crun", || pod_on_node(Oci::Crun));
+}
+
+/// What kubelet does besides starting and stopping, on the systemd driver: `kubectl
+/// exec` and `attach` through CRI's streaming server, a log rotation, and
+/// `systemctl restart containerd` under the live pod (the container keeps running, its
+/// stdin open, served by the same shim; exec and attach work after it).
+#[test]
+#[cfg_attr(not(node_vm), ignore = "boots the node VM: run by make node")]
+fn streams_log_rotation_and_containerd_restart() {
+    node_test("streams_log_rotation_and_containerd_restart", || {
+        let cri = node_cri();
+        let handler = handler(Oci::Runc);
+        let what = format!("{} via handler {handler}", runtime_name());
+        let (pod, slice, pod_config) = node_pod(&cri, "streams", handler);
+        let _guard = PodGuard {
+            cri: &cri,
+            pod: pod.clone(),
+            slice,
+        };
+        let mut config = cri::container_config("echoer", &["/bin/sh", "-c", ECHOER]);
+        config.stdin = true;
+        let id = cri
+            .create_container(&pod, &config, &pod_config)
+            .unwrap_or_else(|e| panic!("{what}: CreateContainer: {e}\n{}", journal_tail()));
+        cri.start_container(&id)
+            .unwrap_or_else(|e| panic!("{what}: StartContainer: {e}\n{}", journal_tail()));
+        let log = Path::new(&pod_config.log_directory).join(&config.log_path);
+        check_streams_and_log(&cri, &id, &log, &what);
+
+        let shims = shims_of(&pod);
+        let pid = task_pids().get(&id).copied();
+        run("systemctl", &["restart", "containerd.service"]).ok();
+        let cri = wait_for_cri();
+        let s = status(&cri, &id);
+        assert_eq!(
+            s.state,
+            api::ContainerState::ContainerRunning as i32,
+            "{what}: after systemctl restart containerd: {s:?}\n{}",
+            journal_tail()
+        );
+        assert_eq!(task_pids().get(&id).copied(), pid, "{what}: init pid");
+        assert_eq!(shims_of(&pod), shims, "{what}: shims after the restart");
+        attach_echo(&cri, &id, "after-restart", &what);
+        let r = cri
+            .exec_sync(&id, &["/bin/sh", "-c", "echo still-here"], 30)
+            .unwrap_or_else(|e| panic!("{what}: ExecSync after the restart: {e}"));
+        assert_eq!(
+            (String::from_utf8_lossy(&r.stdout).as_ref(), r.exit_code),
+            ("still-here\n", 0),
+            "{what}: ExecSync after the restart"
+        );
+    });
+}
+
+/// An OOM kill in a pod on the systemd driver: ContainerStatus says `OOMKilled`, exit
+/// 137. systemd removes the container's scope as soon as the OOM-killed init is gone;
+/// rsrunc reads the kernel's counters in time (issue 17). containerd's Go shim may miss
+/// the kill there (containerd/containerd#8893), so this is ours only.
+#[test]
+#[cfg_attr(not(node_vm), ignore = "boots the node VM: run by make node")]
+#[cfg_attr(
+    all(node_vm, go_shim),
+    ignore = "rsrunc only: the Go shim may lose an OOM kill on a systemd scope"
+)]
+fn oom_kill_in_a_pod_is_oomkilled() {
+    node_test("oom_kill_in_a_pod_is_oomkilled", || {
+        rsrunc_e2e::ours_only();
+        let cri = node_cri();
+        for oci in [Oci::Runc, Oci::Crun] {
+            let handler = handler(oci);
+            let what = format!("{} via handler {handler}", runtime_name());
+            let (pod, slice, pod_config) = node_pod(&cri, "oom", handler);
+            let _guard = PodGuard {
+                cri: &cri,
+                pod: pod.clone(),
+                slice,
+            };
+            let mut config = cri::container_config(
+                "hog",
+                &["/bin/sh", "-c", "x=0123456789; while true; do x=$x$x; done"],
+            );
+            config.linux.get_or_insert_with(Default::default).resources =
+                Some(api::LinuxContainerResources {
+                    memory_limit_in_bytes: 32 << 20,
+                    memory_swap_limit_in_bytes: 32 << 20,
+                    ..Default::default()
+                });
+            let id = cri
+                .create_container(&pod, &config, &pod_config)
+                .unwrap_or_else(|e| panic!("{what}: CreateContainer: {e}"));
+            cri.start_container(&id)
+                .unwrap_or_else(|e| panic!("{what}: StartContainer: {e}"));
+            let mut last = None;
+            let exited = poll_until(Duration::from_secs(90), || {
+                let s = status(&cri, &id);
+                let done = s.state == api::ContainerState::ContainerExited as i32;
+                last = Some(s);
+                done
+            });
+            let s = last.unwrap();
+            assert!(exited, "{what}: the hog did not exit: {s:?}");
+            assert_eq!(
+                (s.exit_code, s.reason.as_str()),
+                (137, "OOMKilled"),
+                "{what}: status of the OOM-killed container: {s:?}"
+            );
+        }
+    });
+}
+
+/// A host-network pod under a BestEffort pod slice, as kubelet's systemd driver names
+/// it: the pod, its slice, its config.
+fn node_pod(cri: &Client, name: &str, handler: &str) -> (String, String, api::PodSandboxConfig) {
+    // systemd reads '-' as nesting, so the uid has none.
+    let uid = unique_id("uid").replace('-', "_");
+    let slice = format!("kubepods-besteffort-pod{uid}.slice");
+    let logs = PathBuf::from(format!("/tmp/rsrunc-node-cri-pods/{uid}"));
+    std::fs::create_dir_all(&logs).unwrap();
+    let pod_config = cri::pod_config(name, &uid, &logs, &slice);
+    let pod = cri
+        .run_pod_sandbox(&pod_config, handler)
+        .unwrap_or_else(|e| {
+            panic!(
+                "RunPodSandbox {name} via {handler}: {e}\n{}",
+                journal_tail()
+            )
+        });
+    (pod, slice, pod_config)
 }
 
 /// The CRI handler of the pods under the runtime under test.
@@ -243,17 +372,8 @@ fn pod_on_node(oci: Oci) {
         Err(e) => println!("RuntimeConfig: {:?}: {}", e.code(), e.message()),
     }
 
-    // As kubelet's systemd driver names a BestEffort pod's cgroup: systemd reads '-' as
-    // nesting, so the uid has none.
-    let uid = unique_id("uid").replace('-', "_");
-    let slice = format!("kubepods-besteffort-pod{uid}.slice");
+    let (pod, slice, pod_config) = node_pod(&cri, "node", handler);
     let slice_dir = PathBuf::from(BESTEFFORT).join(&slice);
-    let logs = PathBuf::from(format!("/tmp/rsrunc-node-cri-pods/{uid}"));
-    std::fs::create_dir_all(&logs).unwrap();
-    let pod_config = cri::pod_config("node", &uid, &logs, &slice);
-    let pod = cri
-        .run_pod_sandbox(&pod_config, handler)
-        .unwrap_or_else(|e| panic!("{}", ctx("RunPodSandbox", e)));
     let _guard = PodGuard {
         cri: &cri,
         pod: pod.clone(),
