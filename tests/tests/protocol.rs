@@ -187,8 +187,9 @@ fn unknown_services_and_oversize_frames_get_go_ttrpc_codes() {
 }
 
 /// Threads a shim may add for connections, whatever a client opens: at most 8 served at
-/// once (shim/src/rpc.rs), each with the ttrpc crate's five threads.
-const CONNECTION_THREADS: usize = 8 * 5;
+/// once (shim/src/rpc.rs), each with the ttrpc crate's three threads and at most three
+/// idle workers.
+const CONNECTION_THREADS: usize = 8 * 6;
 
 /// 500 idle connections to a container's shim: ours never grows by more than a fixed
 /// number of threads while they are open, is back to its threads once they close, and
