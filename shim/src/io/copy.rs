@@ -40,8 +40,6 @@ pub(super) fn drained(fifo: &File, deadline: Instant) -> bool {
     }
 }
 
-/// `file://PATH`: appended to, created if missing (with its directory).
-
 /// Opens an output fifo for writing, with a reader of our own held beside it (opened
 /// first: then the write open cannot block or fail for want of a reader).
 pub(super) fn open_output_fifo(uri: &str, name: &str) -> Result<(File, File)> {

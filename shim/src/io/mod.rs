@@ -370,6 +370,7 @@ impl ProcessIo {
     }
 }
 
+/// `file://PATH`: appended to, created if missing (with its directory).
 fn open_log_file(path: &Path, name: &str) -> Result<File> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)
