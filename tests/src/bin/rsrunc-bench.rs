@@ -96,6 +96,9 @@ struct Config {
     latency_only: bool,
 }
 
+/// A traced operation's phases in order ("total" first), each with its samples (ms).
+type Phases = Vec<(String, Vec<f64>)>;
+
 /// metric -> peer -> samples
 type Samples = BTreeMap<String, BTreeMap<String, Vec<f64>>>;
 
@@ -721,7 +724,7 @@ impl Bench {
     fn phases(&self) -> String {
         let text = std::fs::read_to_string(&self.trace).unwrap_or_default();
         // (peer, op) -> phase -> samples (ms); "total" first.
-        let mut by: BTreeMap<(String, String), Vec<(String, Vec<f64>)>> = BTreeMap::new();
+        let mut by: BTreeMap<(String, String), Phases> = BTreeMap::new();
         for line in text.lines() {
             let mut op = None;
             let mut id = None;
