@@ -20,6 +20,7 @@ mod supervise;
 #[allow(unsafe_code)]
 mod sys;
 mod task;
+mod trace;
 
 fn main() {
     if let Err(e) = cli::run() {

@@ -27,6 +27,7 @@ pub fn run() -> Result<()> {
     if flags.info {
         return info::run();
     }
+    crate::trace::init(flags.debug);
     if flags.namespace.is_empty() {
         return Err(Error::invalid(
             "-namespace is required: this binary is meant to be started by containerd",

@@ -19,6 +19,7 @@ use crate::task::Tasks;
 
 pub fn run(flags: &Flags) -> Result<()> {
     let id = require_id(flags)?;
+    let mut span = serve_span(id);
     let level = if flags.debug {
         log::LevelFilter::Debug
     } else {
@@ -29,6 +30,7 @@ pub fn run(flags: &Flags) -> Result<()> {
         crate::logger::Logger::install(f, &flags.namespace, id, level);
     }
     crate::logger::log_panics();
+    crate::trace::mark(&mut span, "log");
     // Set by `start` for this process's allocator only; the runtimes we run do not need it.
     std::env::remove_var("GLIBC_TUNABLES");
 
@@ -48,15 +50,22 @@ pub fn run(flags: &Flags) -> Result<()> {
     report_core_scheduling();
     // What `start` handed over is read; the runtimes this process starts inherit the rest
     // of its environment (less containerd's service-manager variables: runc_driver::env).
-    for var in [ENV_LISTEN_FD, ENV_PARENT_OOM, ENV_SHIM_CGROUP] {
+    for var in [
+        ENV_LISTEN_FD,
+        ENV_PARENT_OOM,
+        ENV_SHIM_CGROUP,
+        crate::trace::ENV_T0,
+    ] {
         std::env::remove_var(var);
     }
+    crate::trace::mark(&mut span, "setup");
 
     let reaper = Reaper::start().map_err(|e| Error::io("start the reaper", e))?;
     let publisher = Arc::new(
         Publisher::start(ttrpc_address, flags.namespace.clone())
             .map_err(|e| Error::io("start the event publisher", e))?,
     );
+    crate::trace::mark(&mut span, "reaper_publisher");
     let defaults = RuntimeConfig::host_defaults();
     if let Err(e) = &defaults {
         log::error!("{e}: containers will fail to create until it is fixed");
@@ -64,6 +73,7 @@ pub fn run(flags: &Flags) -> Result<()> {
     let tasks = Tasks::new(flags.namespace.clone(), defaults, reaper, publisher.clone())
         .map_err(|e| Error::io("start the exit router", e))?;
 
+    crate::trace::mark(&mut span, "defaults_tasks");
     let methods = Service::methods(Service::new(Arc::clone(&tasks)));
     let hook = ConnectionHook::new(methods.keys().cloned());
     let mut server = Server::new()
@@ -80,6 +90,8 @@ pub fn run(flags: &Flags) -> Result<()> {
         .start()
         .map_err(|e| Error::internal(format!("start the ttrpc server: {e}")))?;
     log::info!("serving on {} pid={}", flags.socket, std::process::id());
+    crate::trace::mark(&mut span, "server");
+    drop(span);
 
     tasks.wait_shutdown();
     log::info!("shutting down: no containers left");
@@ -92,6 +104,15 @@ pub fn run(flags: &Flags) -> Result<()> {
     drop(tasks);
     std::mem::forget(server);
     std::process::exit(0)
+}
+
+/// The serving shim's start-up, from `start`'s spawn (its first phase, `exec`, is the
+/// exec of this binary up to here) when `start` handed the time over.
+fn serve_span(id: &str) -> Option<crate::trace::Span> {
+    let t0 = std::env::var(crate::trace::ENV_T0).ok()?.parse().ok()?;
+    let mut span = crate::trace::span_since("serve", id, t0);
+    crate::trace::mark(&mut span, "exec");
+    span
 }
 
 /// With SCHED_CORE set, `start` gave this process the cookie its containers inherit: the

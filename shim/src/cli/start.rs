@@ -48,13 +48,16 @@ const GROUP_ANNOTATIONS: [&str; 2] = [
 
 pub fn run(flags: &Flags) -> Result<()> {
     let id = require_id(flags)?;
+    let mut span = crate::trace::span("bootstrap", id);
     let input = read_stdin()?;
     let env = |k: &str| std::env::var(k).unwrap_or_default();
     let (params, protocol) =
         parse_start_input(&input, flags, &env("TTRPC_ADDRESS"), &env("GRPC_ADDRESS"))?;
     let bundle =
         std::env::current_dir().map_err(|e| Error::io("read the bundle directory (cwd)", e))?;
+    crate::trace::mark(&mut span, "input");
     let group = group_id(&bundle, id);
+    crate::trace::mark(&mut span, "group");
     let dir = params
         .socket_dir
         .clone()
@@ -70,13 +73,16 @@ pub fn run(flags: &Flags) -> Result<()> {
             Err(e) => return Err(Error::io_at("listen on", &path, e)),
         }
     }
+    crate::trace::mark(&mut span, "socket_spawn");
     std::fs::write(bundle.join("address"), &address)
         .map_err(|e| Error::io_at("write", bundle.join("address"), e))?;
     let reply = encode_reply(&address, protocol);
     let mut out = std::io::stdout().lock();
     out.write_all(&reply)
         .and_then(|()| out.flush())
-        .map_err(|e| Error::io("write the start reply", e))
+        .map_err(|e| Error::io("write the start reply", e))?;
+    crate::trace::mark(&mut span, "reply");
+    Ok(())
 }
 
 /// Reads what containerd piped in: runtime options (an Any), BootstrapParams, or nothing.
@@ -306,6 +312,9 @@ fn spawn_server(
     if std::env::var_os("SCHED_CORE").is_some_and(|v| !v.is_empty()) {
         crate::sys::sched_core_create()
             .map_err(|e| Error::io("enable core scheduling (SCHED_CORE is set)", e))?;
+    }
+    if crate::trace::on() {
+        cmd.env(crate::trace::ENV_T0, crate::trace::now_ns().to_string());
     }
     let child = cmd
         .spawn()

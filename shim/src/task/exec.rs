@@ -31,6 +31,7 @@ struct ProcessSpec {
 impl Tasks {
     /// Exec: records the process; Start runs it.
     pub fn exec(&self, req: ExecSpec) -> Result<()> {
+        let mut t = crate::trace::span("exec", req.id.as_str());
         self.container(req.id.as_str())?;
         let spec = req.spec.filter(|a| !a.value.is_empty()).ok_or_else(|| {
             Error::invalid(format!(
@@ -47,21 +48,27 @@ impl Tasks {
         };
         serde_json::from_slice::<ProcessSpec>(&spec.value).map_err(malformed)?;
         let spec_json = with_terminal(&spec.value, req.stdio.terminal).map_err(malformed)?;
+        crate::trace::mark(&mut t, "spec");
         let (id, exec_id) = (req.id.as_str(), req.exec_id.as_str());
         let p = Process::exec(id, exec_id, req.stdio, spec_json);
         self.sup.add_exec(id, exec_id, Arc::new(p))?;
+        crate::trace::mark(&mut t, "add");
         self.events.publish(TaskEvent::ExecAdded {
             id: id.to_string(),
             exec_id: exec_id.to_string(),
         });
         log::info!("exec added id={id} exec_id={exec_id}");
+        crate::trace::mark(&mut t, "publish");
         Ok(())
     }
 
     pub(super) fn start_exec(&self, c: &Container, exec_id: &str) -> Result<u32> {
+        let mut t = crate::trace::span("start_exec", &c.id);
         let p = self.sup.view(&c.id, exec_id)?.process;
         let start = self.sup.begin_start(&c.id, exec_id)?;
+        crate::trace::mark(&mut t, "begin");
         let (stdio, io) = PendingIo::prepare(&p.stdio, self.io_owner(&c.id, c.io_owner))?;
+        crate::trace::mark(&mut t, "prepare_io");
         let console_socket = io.console_socket();
         let mut io = Some(io);
         let started = c
@@ -69,12 +76,14 @@ impl Tasks {
             .exec(&c.id, &p.spec, console_socket, stdio)
             .map_err(Error::runtime)
             .and_then(|pid| {
+                crate::trace::mark(&mut t, "runtime_exec");
                 let io = io.take().map(|io| io.complete(&p.stdio)).transpose()?;
                 if let Some(io) = io {
                     p.set_io(io);
                 }
                 Ok(pid)
             });
+        crate::trace::mark(&mut t, "complete_io");
         match started {
             Ok(pid) => Ok(start.started(Some(pid)) as u32),
             Err(e) => {
@@ -89,16 +98,20 @@ impl Tasks {
     }
 
     pub(super) fn delete_exec(&self, c: &Container, exec_id: &str) -> Result<(u32, Exit)> {
+        let mut t = crate::trace::span("delete_exec", &c.id);
         let (p, exit) = self.sup.remove_exec(&c.id, exec_id)?;
+        crate::trace::mark(&mut t, "remove");
         if let Some(io) = p.take_io() {
             io.finish(IO_DRAIN);
         }
+        crate::trace::mark(&mut t, "io_drain");
         log::info!(
             "exec deleted id={} exec_id={exec_id} pid={}",
             c.id,
             exit.pid
         );
         crate::sys::release_free_memory();
+        crate::trace::mark(&mut t, "trim");
         Ok((exit.pid.max(0) as u32, exit))
     }
 

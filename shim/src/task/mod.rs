@@ -145,6 +145,7 @@ impl Tasks {
 
     pub fn create(&self, spec: CreateSpec) -> Result<u32> {
         let id = spec.id.as_str();
+        let mut t = crate::trace::span("create", id);
         if lock(&self.containers).contains_key(id) {
             return Err(Error::already_exists(format!("container {id}")));
         }
@@ -158,6 +159,7 @@ impl Tasks {
             Arc::new(ReaperMonitor(Arc::clone(&self.reaper))),
         )?;
 
+        crate::trace::mark(&mut t, "config");
         let rootfs_dir = spec.bundle.join("rootfs");
         crate::mounts::mount_all(&spec.rootfs, &rootfs_dir)?;
         let mounted = (!spec.rootfs.is_empty()).then(|| rootfs_dir.clone());
@@ -176,7 +178,9 @@ impl Tasks {
                 spec.bundle.join("config.json").display()
             ))));
         }
+        crate::trace::mark(&mut t, "mount");
         persist_config(&spec.bundle, &cfg).map_err(undo_mount)?;
+        crate::trace::mark(&mut t, "persist");
 
         if !spec.checkpoint.is_empty() {
             let shares_pid_ns = !config.has_own_pid_namespace();
@@ -194,6 +198,7 @@ impl Tasks {
             no_new_keyring: cfg.no_new_keyring,
         };
 
+        crate::trace::mark(&mut t, "prepare_io");
         let expect = self.sup.expect_pid();
         let created = runtime.create(id, &opts, stdio).map_err(Error::runtime);
         let (pid, io) = match created {
@@ -204,6 +209,7 @@ impl Tasks {
             Err(e) => return self.failed_create(&runtime, id, expect, Some(io), undo_mount(e)),
         };
 
+        crate::trace::mark(&mut t, "runtime_create");
         let init = Arc::new(Process::init(id, spec.stdio.clone(), io));
         let cgroups = (self.track_cgroups(id, pid)).map_or_else(OnceLock::new, OnceLock::from);
         let oom_kills = OomKills::new(cgroups.get().map_or(OomCount::Gone, Cgroups::oom_kills));
@@ -218,6 +224,7 @@ impl Tasks {
             oom_kills,
             restore: None,
         });
+        crate::trace::mark(&mut t, "cgroups");
         lock(&self.containers).insert(id.to_string(), container);
         self.events.publish(TaskEvent::Create {
             id: id.to_string(),
@@ -233,6 +240,7 @@ impl Tasks {
             cfg.binary_name
         );
         self.sup.add_init(id, pid, init, expect);
+        crate::trace::mark(&mut t, "publish");
         Ok(pid as u32)
     }
 
@@ -287,12 +295,17 @@ impl Tasks {
         if let Some(from) = &c.restore {
             return self.start_restore(&c, from);
         }
+        let mut t = crate::trace::span("start", id);
         let start = self.sup.begin_start(id, "")?;
         c.runtime.start(id).map_err(Error::runtime)?;
+        crate::trace::mark(&mut t, "runtime_start");
         if let Some(Err(e)) = c.cgroups.get().map(Cgroups::enable_controllers) {
             log::warn!("enable cgroup controllers above container {id}: {e}");
         }
-        Ok(start.started(None) as u32)
+        crate::trace::mark(&mut t, "controllers");
+        let pid = start.started(None) as u32;
+        crate::trace::mark(&mut t, "started");
+        Ok(pid)
     }
 
     pub fn delete(&self, p: &ProcessId) -> Result<(u32, Exit)> {
@@ -301,12 +314,14 @@ impl Tasks {
         if !exec_id.is_empty() {
             return self.delete_exec(&c, exec_id);
         }
+        let mut t = crate::trace::span("delete", id);
         let init = self.sup.check(id, "", Op::Delete)?;
         if let Err(e) = c.runtime.delete(id, true) {
             if !e.is_not_found() {
                 return Err(Error::runtime(e));
             }
         }
+        crate::trace::mark(&mut t, "runtime_delete");
         let pid = init.pid;
         let exit = match init.status {
             Status::Stopped(e) => e,
@@ -326,12 +341,15 @@ impl Tasks {
                     at: SystemTime::now(),
                 }),
         };
+        crate::trace::mark(&mut t, "exit");
         if let Some(root) = &c.mounted_rootfs {
             crate::mounts::unmount_all(root);
         }
+        crate::trace::mark(&mut t, "unmount");
         if let Some(io) = init.process.take_io() {
             io.finish(IO_DRAIN);
         }
+        crate::trace::mark(&mut t, "io_drain");
         self.oom.unwatch(id);
         lock(&self.containers).remove(id);
         self.sup.remove_container(id);
@@ -342,7 +360,9 @@ impl Tasks {
             at: exit.at,
         });
         log::info!("deleted id={id} pid={pid} exit_status={}", exit.status);
+        crate::trace::mark(&mut t, "publish");
         crate::sys::release_free_memory();
+        crate::trace::mark(&mut t, "trim");
         Ok((pid as u32, exit))
     }
 

@@ -10,8 +10,13 @@
 //! the shipped `packaging/containerd/config-2.x.toml`: our `rsrunc` handler against a
 //! handler for the Go shim, both driving runc.
 //!
-//! Usage: rsrunc-bench [--quick] [--soak N] [--soak-only] [--pods-only] [--out FILE.json]
-//! [--markdown FILE.md]
+//! Our shim runs with phase tracing on (`RSRUNC_TRACE`, shim/src/trace.rs): the report
+//! adds the median of each phase of its Create, Start, Exec and Delete and of its
+//! start-up, beside the bare runtime's figures. The load average is checked before and
+//! after: above the core count the figures are noisy, and the report says so loudly.
+//!
+//! Usage: rsrunc-bench [--quick] [--latency-only] [--soak N] [--soak-only] [--pods-only]
+//! [--out FILE.json] [--markdown FILE.md]
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark driver: fail loudly
 
@@ -88,7 +93,12 @@ struct Config {
     pods_only: bool,
     /// Only checkpoint and restore.
     checkpoint_only: bool,
+    /// Only the cold lifecycles and exec latency (with their phases).
+    latency_only: bool,
 }
+
+/// A traced operation's phases in order ("total" first), each with its samples (ms).
+type Phases = Vec<(String, Vec<f64>)>;
 
 /// metric -> peer -> samples
 type Samples = BTreeMap<String, BTreeMap<String, Vec<f64>>>;
@@ -99,12 +109,26 @@ struct Bench {
     cgroup: Option<PathBuf>,
     samples: Samples,
     counter: usize,
+    /// Which peer each container id belongs to, to sort the shim's trace lines.
+    owners: BTreeMap<String, Peer>,
+    trace: PathBuf,
+    /// Load averages seen (1 min) at the start and end.
+    load: Vec<f64>,
 }
 
 fn main() {
     let cfg = parse_args();
     let started = Instant::now();
-    let mut b = Bench::new();
+    let load = check_load();
+    // Inherited by containerd, then by every shim it starts.
+    let trace = std::env::current_dir()
+        .unwrap()
+        .join("target/bench/trace.log");
+    std::fs::create_dir_all(trace.parent().unwrap()).unwrap();
+    let _ = std::fs::remove_file(&trace);
+    std::env::set_var("RSRUNC_TRACE", &trace);
+    let mut b = Bench::new(trace);
+    b.load.push(load);
     eprintln!(
         "bench: containerd {} in {}",
         daemon_version(),
@@ -120,6 +144,14 @@ fn main() {
         b.report(&cfg, started.elapsed());
         return;
     }
+    if cfg.latency_only {
+        b.cold(cfg.rounds, true);
+        b.cold(cfg.rounds, false);
+        b.exec_latency(cfg.rounds);
+        b.load.push(check_load());
+        b.report(&cfg, started.elapsed());
+        return;
+    }
     if !cfg.soak_only {
         b.cold(cfg.rounds, true);
         b.cold(cfg.rounds, false);
@@ -131,6 +163,7 @@ fn main() {
         b.pods(cfg.pods, 4);
     }
     b.exec_soak(cfg.soak_execs, 100);
+    b.load.push(check_load());
     b.report(&cfg, started.elapsed());
 }
 
@@ -147,6 +180,7 @@ fn parse_args() -> Config {
         soak_only: false,
         pods_only: false,
         checkpoint_only: false,
+        latency_only: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -161,10 +195,12 @@ fn parse_args() -> Config {
             "--soak-only" => cfg.soak_only = true,
             "--pods-only" => cfg.pods_only = true,
             "--checkpoint-only" => cfg.checkpoint_only = true,
+            "--latency-only" => cfg.latency_only = true,
+            "--rounds" => cfg.rounds = args.next().and_then(|n| n.parse().ok()).expect("--rounds N"),
             "--soak" => cfg.soak_execs = args.next().and_then(|n| n.parse().ok()).expect("--soak N"),
             "--out" => cfg.out = PathBuf::from(args.next().expect("--out FILE")),
             "--markdown" => cfg.markdown = Some(PathBuf::from(args.next().expect("--markdown FILE"))),
-            other => panic!("unknown argument {other:?}; usage: rsrunc-bench [--quick] [--soak N] [--soak-only] [--pods-only] [--checkpoint-only] [--out FILE] [--markdown FILE]"),
+            other => panic!("unknown argument {other:?}; usage: rsrunc-bench [--quick] [--rounds N] [--soak N] [--soak-only] [--pods-only] [--checkpoint-only] [--latency-only] [--out FILE] [--markdown FILE]"),
         }
     }
     cfg
@@ -183,7 +219,7 @@ fn daemon_version() -> String {
 }
 
 impl Bench {
-    fn new() -> Bench {
+    fn new(trace: PathBuf) -> Bench {
         let d = Daemon::start_with(RSRUNC);
         import_busybox(&d);
         let crun_toml = d.options_file("crun", "BinaryName = \"crun\"\n");
@@ -194,6 +230,9 @@ impl Bench {
             cgroup,
             samples: Samples::new(),
             counter: 0,
+            owners: BTreeMap::new(),
+            trace,
+            load: Vec::new(),
         }
     }
 
@@ -271,6 +310,7 @@ impl Bench {
         for round in 0..rounds {
             for peer in rotated(&ALL, round) {
                 let id = self.id("cold");
+                self.owners.insert(id.clone(), peer);
                 let cpu_before = self.shim_side_cpu_ns();
                 let children_before = children_cpu_ns();
                 let t = Instant::now();
@@ -309,6 +349,7 @@ impl Bench {
         let mut hosts = Vec::new();
         for peer in ALL {
             let id = self.id("exechost");
+            self.owners.insert(id.clone(), peer);
             match peer {
                 Peer::Shim(..) => {
                     self.ctr_run(peer, &["-d"], &id, true, &["/bin/sleep", "100000"])
@@ -654,6 +695,21 @@ impl Bench {
             }
         }
         println!("{md}");
+        let phases = self.phases();
+        println!("{phases}");
+        md.push_str(&format!("\n{phases}"));
+        let load = self
+            .load
+            .iter()
+            .map(|l| format!("{l:.2}"))
+            .collect::<Vec<_>>()
+            .join(" -> ");
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let loaded = if self.load.iter().any(|l| *l > cores as f64) {
+            " ABOVE THE CORE COUNT: the figures are noisy"
+        } else {
+            ""
+        };
         let machine = format!(
             "{} cores, {} GiB, kernel {}, containerd {}, runc {}, crun {}",
             std::thread::available_parallelism()
@@ -665,6 +721,7 @@ impl Bench {
             tool_version(&Oci::Runc.binary()),
             tool_version(&Oci::Crun.binary())
         );
+        let machine = format!("{machine}; load average {load}{loaded}");
         let mode = if cfg.quick { "quick" } else { "full" };
         println!("{mode} run in {:.0} s on {machine}", elapsed.as_secs_f64());
         if let Some(p) = &cfg.out.parent() {
@@ -684,6 +741,105 @@ impl Bench {
         }
         eprintln!("bench: raw samples in {}", cfg.out.display());
     }
+}
+
+impl Bench {
+    /// The medians of our shim's traced phases, per OCI runtime and operation, from
+    /// the trace file, with the bare runtime's figure for the same work beside them.
+    fn phases(&self) -> String {
+        let text = std::fs::read_to_string(&self.trace).unwrap_or_default();
+        // (peer, op) -> phase -> samples (ms); "total" first.
+        let mut by: BTreeMap<(String, String), Phases> = BTreeMap::new();
+        for line in text.lines() {
+            let mut op = None;
+            let mut id = None;
+            let mut fields = Vec::new();
+            for kv in line.split_whitespace().skip(1) {
+                let Some((k, v)) = kv.split_once('=') else {
+                    continue;
+                };
+                match k {
+                    "op" => op = Some(v.to_string()),
+                    "id" => id = Some(v.to_string()),
+                    _ => {
+                        if let Ok(us) = v.parse::<f64>() {
+                            fields.push((k.trim_end_matches("_us").to_string(), us / 1e3));
+                        }
+                    }
+                }
+            }
+            let (Some(op), Some(id)) = (op, id) else {
+                continue;
+            };
+            let Some(peer) = self.owners.get(&id) else {
+                continue;
+            };
+            // Cold containers and exec hosts are told apart: their creates differ.
+            let kind = if id.starts_with("cold") {
+                "cold"
+            } else {
+                "exec"
+            };
+            let entry = by
+                .entry((peer.name(), format!("{kind}: {op}")))
+                .or_default();
+            for (k, v) in fields {
+                match entry.iter_mut().find(|(n, _)| *n == k) {
+                    Some((_, vs)) => vs.push(v),
+                    None => entry.push((k, vec![v])),
+                }
+            }
+        }
+        let mut out = String::from(
+            "Phases of our shim (median ms; `make bench` traces them, shim/src/trace.rs):\n\n| peer | operation | n | total | phases |\n|---|---|---:|---:|---|\n",
+        );
+        for ((peer, op), phases) in &by {
+            let n = phases.first().map_or(0, |(_, v)| v.len());
+            let total = phases.first().map_or(0.0, |(_, v)| stats(v).1);
+            let rest: Vec<String> = phases
+                .iter()
+                .skip(1)
+                .map(|(k, v)| format!("{k} {:.2}", stats(v).1))
+                .collect();
+            out.push_str(&format!(
+                "| {peer} | {op} | {n} | {total:.2} | {} |\n",
+                rest.join(", ")
+            ));
+        }
+        for oci in [Oci::Runc, Oci::Crun] {
+            let bare = Peer::Bare(oci).name();
+            let med = |metric: &str| {
+                self.samples
+                    .get(metric)
+                    .and_then(|m| m.get(&bare))
+                    .map_or("-".to_string(), |v| num(stats(v).1))
+            };
+            out.push_str(&format!(
+                "\n{bare}: exec {} ms, cold run --rootfs {} ms (the runtime's own share of the phases above)",
+                med("exec latency (ms)"),
+                med("cold lifecycle, --rootfs (ms)")
+            ));
+        }
+        out.push('\n');
+        out
+    }
+}
+
+/// The 1-minute load average, with a loud warning when it is above the core count
+/// (other work on the machine makes every figure noisy; interleaving keeps the ratios
+/// fair, not the absolute times).
+fn check_load() -> f64 {
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|l| l.parse().ok()))
+        .unwrap_or(0.0);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if load > cores as f64 {
+        eprintln!(
+            "bench: WARNING: load average {load:.2} is above the {cores} cores: the machine is busy, every figure below is noisy (ratios stay fair: runs are interleaved)"
+        );
+    }
+    load
 }
 
 impl Drop for Bench {
