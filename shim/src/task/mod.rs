@@ -3,12 +3,14 @@
 //! ([`crate::supervise::Supervisor`]); this layer runs the runtime between its steps.
 //!
 //! Locks guard maps and small state, never work: no lock is held across a runtime call
-//! or I/O.
+//! or I/O, but for each container's command lock ([`serial`]), which lets one
+//! state-changing runtime command run on it at a time.
 
 mod bundle;
 mod control;
 mod exec;
 mod process;
+mod serial;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -31,7 +33,7 @@ use crate::events::{EventSink, TaskEvent};
 use crate::io::{IoOwner, PendingIo, StdioPaths};
 use crate::options::RuntimeConfig;
 use crate::request::{ContainerId, ProcessId, Signal};
-use crate::supervise::{Exit, Expect, Op, Reaper, ReaperMonitor, Status, Supervisor};
+use crate::supervise::{Exit, Expect, InFlight, Op, Reaper, ReaperMonitor, Status, Supervisor};
 
 /// How long Delete waits for a process's output to drain before letting go of it.
 const IO_DRAIN: Duration = Duration::from_secs(2);
@@ -73,6 +75,8 @@ pub struct Tasks {
     shutdown: (Mutex<bool>, Condvar),
     /// Names containers whose memory cgroup reported an OOM.
     oom: Arc<OomWatcher>,
+    /// Creates and runtime commands under way: Shutdown waits for them.
+    in_flight: Arc<InFlight>,
 }
 
 pub struct Container {
@@ -89,6 +93,8 @@ pub struct Container {
     cgroups: Option<Cgroups>,
     /// The OOM kills already reported, which decide whether a notification is news.
     oom_kills: OomKills,
+    /// One state-changing runtime command at a time; identical kills coalesced.
+    serial: serial::Serial,
 }
 
 impl Tasks {
@@ -118,6 +124,7 @@ impl Tasks {
                 containers: Mutex::new(HashMap::new()),
                 shutdown: (Mutex::new(false), Condvar::new()),
                 oom: OomWatcher::new(move |id| me.upgrade().is_none_or(|t| t.oom_event(id))),
+                in_flight: Arc::default(),
             }
         });
         let sub = tasks.reaper.subscribe();
@@ -137,6 +144,7 @@ impl Tasks {
     }
 
     pub fn create(&self, spec: CreateSpec) -> Result<u32> {
+        let _busy = self.in_flight.enter();
         let id = spec.id.as_str();
         if lock(&self.containers).contains_key(id) {
             return Err(Error::already_exists(format!("container {id}")));
@@ -154,7 +162,10 @@ impl Tasks {
         let runtime = runtime(
             &cfg,
             Some((&self.namespace, &spec.bundle)),
-            Arc::new(ReaperMonitor(Arc::clone(&self.reaper))),
+            Arc::new(ReaperMonitor {
+                reaper: Arc::clone(&self.reaper),
+                in_flight: Arc::clone(&self.in_flight),
+            }),
         )?;
 
         let rootfs_dir = spec.bundle.join("rootfs");
@@ -222,6 +233,7 @@ impl Tasks {
             io_owner: (cfg.io_uid, cfg.io_gid),
             cgroups,
             oom_kills,
+            serial: serial::Serial::default(),
         });
         lock(&self.containers).insert(id.to_string(), container);
         self.events.publish(TaskEvent::Create {
@@ -289,12 +301,14 @@ impl Tasks {
         if !exec_id.is_empty() {
             return self.delete_exec(&c, exec_id);
         }
+        let op = c.serial.lock();
         let init = self.sup.check(id, "", Op::Delete)?;
         if let Err(e) = c.runtime.delete(id, true) {
             if !e.is_not_found() {
                 return Err(Error::runtime(e));
             }
         }
+        drop(op);
         let pid = init.pid;
         let exit = match init.status {
             Status::Stopped(e) => e,
@@ -374,8 +388,11 @@ impl Tasks {
         log::info!("oom id={} count={count:?}", c.id);
     }
 
-    /// Shutdown: the shim may exit once it has no container left.
+    /// Shutdown: the shim may exit once it has no container left, and no Create or
+    /// runtime command is under way (it waits for those: their runtime processes would
+    /// die with the shim, halfway).
     pub fn shutdown(&self) -> bool {
+        self.in_flight.wait_idle();
         if !lock(&self.containers).is_empty() {
             return false;
         }
@@ -430,7 +447,11 @@ impl Tasks {
             .name("kill-all".into())
             .stack_size(128 * 1024)
             .spawn(move || {
-                if let Err(e) = c.runtime.kill(&id, Signal::KILL.number() as u32, true) {
+                let kill = Signal::KILL.number() as u32;
+                let killed = c.serial.kill((kill, true), || {
+                    c.runtime.kill(&id, kill, true).map_err(Error::runtime)
+                });
+                if let Err(e) = killed {
                     log::debug!("kill --all after init exit id={id}: {e}");
                 }
             });
