@@ -235,10 +235,10 @@ fn finish(mut child: Child, timeout: Duration) -> Option<(i32, String)> {
 
 /// The shim is SIGKILLed while the runtime's create is under way (runc has created the
 /// container, the failpoint runtime stalls before answering). containerd's cleanup
-/// (`shim delete`) then leaves no container process, cgroup, mount or runc state under
-/// either shim; under ours the stalled runtime process died with the shim and the dead
-/// shim's socket is gone too. The Go shim leaves both: its runtime process is re-parented
-/// to PID 1 and sleeps on, and its socket stays in /run/containerd/s.
+/// (`shim delete`) then leaves no container process, cgroup, mount or runc state, and the
+/// stalled runtime process died with the shim (a parent-death signal under both shims);
+/// under ours the dead shim's socket is gone too, while the Go shim leaves it in
+/// /run/containerd/s.
 #[test]
 fn a_shim_killed_mid_create_leaves_nothing_behind() {
     let d = Daemon::start();
