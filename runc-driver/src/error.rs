@@ -25,6 +25,14 @@ pub enum Error {
         verb: &'static str,
         reason: String,
     },
+    /// The runtime did not finish within its deadline: it and its process group were
+    /// killed.
+    DeadlineExceeded {
+        binary: PathBuf,
+        verb: &'static str,
+        id: String,
+        deadline: std::time::Duration,
+    },
     /// A file the driver reads or writes around a command (pid file, process spec).
     Io {
         op: &'static str,
@@ -174,7 +182,9 @@ impl Error {
     /// The subcommand that failed ("kill", "start", ...), if the runtime was run.
     pub fn verb(&self) -> Option<&'static str> {
         match self {
-            Error::Failed { verb, .. } | Error::Parse { verb, .. } => Some(verb),
+            Error::Failed { verb, .. }
+            | Error::Parse { verb, .. }
+            | Error::DeadlineExceeded { verb, .. } => Some(verb),
             _ => None,
         }
     }
@@ -203,6 +213,17 @@ impl fmt::Display for Error {
                 f,
                 "{} {verb} {id} failed (exit status {status}): {message}",
                 binary.display()
+            ),
+            Error::DeadlineExceeded {
+                binary,
+                verb,
+                id,
+                deadline,
+            } => write!(
+                f,
+                "{} {verb} {id} did not finish within its deadline of {} s: killed it",
+                binary.display(),
+                deadline.as_secs_f64()
             ),
             Error::Parse {
                 binary,

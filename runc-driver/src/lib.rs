@@ -3,7 +3,8 @@
 //! The three runtimes share one command line; their differences are data in [`Runtime`].
 //! Argument vectors are built by pure functions in [`opts`], the commands are run by
 //! [`ops`] through a [`monitor::Monitor`] so that a process with its own reaper can
-//! collect the exit status (the driver drains the child's output itself), errors carry
+//! collect the exit status (the driver drains the child's output itself), each command
+//! runs in a process group of its own and is killed with it at its deadline ([`deadline`]), errors carry
 //! the runtime's last error line from its JSON log ([`runtime_log`]), and what they mean
 //! is looked up in one table ([`error::PHRASINGS`]). The files a command is handed
 //! (process spec, resources, pid file) are written and removed by the driver. Every call gets the environment [`mod@env`] builds: the
@@ -12,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 pub mod checkpoint;
+pub mod deadline;
 pub mod env;
 pub mod error;
 pub mod exit;
@@ -21,6 +23,7 @@ pub mod opts;
 pub mod runtime_log;
 
 pub use checkpoint::{CheckpointOpts, CriuOpts, RestoreOpts};
+pub use deadline::Deadlines;
 pub use error::{Error, Refusal, Result};
 pub use exit::ExitStatus;
 pub use monitor::{Monitor, Output, Started, StdMonitor};

@@ -7,6 +7,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use crate::deadline::Deadlines;
 use crate::env;
 use crate::error::{Error, Result};
 use crate::monitor::{self, Monitor, Output};
@@ -22,6 +23,7 @@ pub struct Runtime {
     global: GlobalOpts,
     monitor: Arc<dyn Monitor>,
     temp_dir: PathBuf,
+    deadlines: Deadlines,
 }
 
 /// A file the driver writes for one command and removes after it.
@@ -67,6 +69,7 @@ impl std::fmt::Debug for Runtime {
             .field("binary", &self.binary)
             .field("global", &self.global)
             .field("temp_dir", &self.temp_dir)
+            .field("deadlines", &self.deadlines)
             .finish_non_exhaustive()
     }
 }
@@ -78,7 +81,19 @@ impl Runtime {
             global,
             monitor,
             temp_dir: std::env::temp_dir(),
+            deadlines: Deadlines::default(),
         }
+    }
+
+    /// How long each command may run before it is killed ([`Deadlines::default`] unless
+    /// set).
+    pub fn with_deadlines(mut self, deadlines: Deadlines) -> Self {
+        self.deadlines = deadlines;
+        self
+    }
+
+    pub fn deadlines(&self) -> &Deadlines {
+        &self.deadlines
     }
 
     /// Where the files handed to the runtime are written (a container's bundle).
@@ -249,10 +264,18 @@ impl Runtime {
             }
         }
         log::debug!("run {} {:?}", self.binary.display(), args);
-        let out = monitor::run(self.monitor.as_ref(), cmd).map_err(|source| Error::Spawn {
-            binary: self.binary.clone(),
-            source,
-        })?;
+        let deadline = self.deadlines.of(verb);
+        let out = monitor::run(self.monitor.as_ref(), cmd, Some(deadline))
+            .map_err(|source| Error::Spawn {
+                binary: self.binary.clone(),
+                source,
+            })?
+            .ok_or_else(|| Error::DeadlineExceeded {
+                binary: self.binary.clone(),
+                verb,
+                id: id.to_string(),
+                deadline,
+            })?;
         if out.status.success() {
             return Ok(out);
         }
@@ -459,6 +482,23 @@ mod tests {
         let rt = fake_runtime(dir.path(), &format!("rm -f {}", pid_file.display()));
         let e = retry(|| rt.create("c1", &o, Stdio::default())).unwrap_err();
         assert!(matches!(e, Error::Io { .. }), "{e}");
+    }
+
+    #[test]
+    fn a_hung_command_is_killed_at_its_deadline_naming_verb_and_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = fake_runtime(dir.path(), "exec sleep 300").with_deadlines(Deadlines {
+            control: std::time::Duration::from_millis(200),
+            ..Default::default()
+        });
+        let err = retry(|| rt.kill("c1", 9, false)).unwrap_err();
+        assert!(matches!(err, Error::DeadlineExceeded { .. }), "{err}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("kill c1 did not finish within its deadline of 0.2 s"),
+            "{msg}"
+        );
+        assert_eq!(err.verb(), Some("kill"));
     }
 
     #[test]

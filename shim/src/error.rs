@@ -119,6 +119,18 @@ impl Error {
     /// process it says is not running is NotFound("process already finished"), as
     /// containerd's Go shim answers; the rest keep the runtime's error.
     pub fn runtime(e: runc_driver::Error) -> Self {
+        if let runc_driver::Error::DeadlineExceeded {
+            binary,
+            verb,
+            id,
+            deadline,
+        } = &e
+        {
+            return Error::DeadlineExceeded {
+                op: format!("runtime {} {verb} {id} (killed)", binary.display()),
+                after: *deadline,
+            };
+        }
         let what = match &e {
             runc_driver::Error::Failed { id, .. } => format!("container {id}"),
             _ => String::new(),
@@ -133,6 +145,22 @@ impl Error {
                 why: Missing::FinishedInRuntime(Box::new(e)),
             },
             _ => Error::Runtime(e),
+        }
+    }
+
+    /// The same message and code for every request that shared the work that failed
+    /// (coalesced kills).
+    pub fn shared(&self) -> Error {
+        match self {
+            Error::DeadlineExceeded { op, after } => Error::DeadlineExceeded {
+                op: op.clone(),
+                after: *after,
+            },
+            Error::NotFound { what, .. } => Error::NotFound {
+                what: what.clone(),
+                why: Missing::Exited,
+            },
+            _ => self.again(),
         }
     }
 

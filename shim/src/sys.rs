@@ -268,6 +268,22 @@ fn sched_core_error(what: &str) -> std::io::Error {
     std::io::Error::new(e.kind(), format!("{what}: {e}{why}"))
 }
 
+/// SIGKILL to `cmd`'s child when the thread that started it (or the shim) dies.
+pub fn die_with_parent(cmd: &mut std::process::Command) {
+    let io_error = std::io::Error::last_os_error;
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: between fork and exec, only async-signal-safe calls, no allocation.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(cmd, move || {
+            let armed = libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == 0;
+            if libc::getppid() != parent {
+                libc::_exit(1); // the parent died before the signal was armed
+            }
+            armed.then_some(()).ok_or_else(io_error)
+        });
+    }
+}
+
 /// Hands free heap pages back to the kernel. After a burst of concurrent work the heap
 /// keeps its high-water mark otherwise: glibc trims only its top.
 pub fn release_free_memory() {
@@ -585,16 +601,4 @@ pub mod idmap {
 }
 
 #[cfg(test)]
-mod tests {
-    #[test]
-    fn core_scheduling_answers_or_names_what_is_missing() {
-        match super::sched_core_cookie(0) {
-            // A process nobody gave a cookie has none.
-            Ok(cookie) => assert_eq!(cookie, 0),
-            Err(e) => assert!(
-                e.to_string().contains("CONFIG_SCHED_CORE") || e.to_string().contains("SMT"),
-                "{e}"
-            ),
-        }
-    }
-}
+mod tests;

@@ -5,18 +5,29 @@
 //! command fail or stall. The same tests run against both shims.
 
 use std::path::{Path, PathBuf};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use rsrunc_e2e::daemon::processes;
 use rsrunc_e2e::{poll_until, unique_id, Daemon, Oci};
 
 /// `ctr run` flags that make the shim run the failpoint runtime, and set the failpoint
 /// `rsrunc.failpoint.<command>=<action>` on the container.
 fn fp_flags(d: &Daemon, command: &str, action: &str) -> Vec<String> {
-    let fp = env!("CARGO_BIN_EXE_rsrunc-fp");
+    fp_flags_with(d, command, action, "")
+}
+
+const FP: &str = env!("CARGO_BIN_EXE_rsrunc-fp");
+
+/// [`fp_flags`], with more lines for our shim's options file (deadlines: the Go shim has
+/// no such options).
+fn fp_flags_with(d: &Daemon, command: &str, action: &str, toml: &str) -> Vec<String> {
     let mut flags: Vec<String> = if d.is_go_shim() {
-        vec!["--runc-binary".into(), fp.into()]
+        vec!["--runc-binary".into(), FP.into()]
     } else {
-        let toml = format!("BinaryName = \"{fp}\"\n");
+        let toml = format!("BinaryName = \"{FP}\"\n{toml}");
         vec!["--runtime-config-path".into(), d.options_file("fp", &toml)]
     };
     flags.push("--annotation".into());
@@ -171,5 +182,262 @@ fn an_exit_during_a_stalled_start_comes_after_the_start() {
     );
     let exit = text.lines().find(|l| l.contains("/tasks/exit")).unwrap();
     assert!(exit.contains("\"exit_status\":3"), "{exit}");
+    assert_nothing_left(&d, &id);
+}
+
+/// The failpoint runtime's processes still running for container `id`.
+fn fp_processes(id: &str) -> Vec<i32> {
+    processes()
+        .into_iter()
+        .filter(|p| p.cmdline.first().is_some_and(|a| a == FP) && p.cmdline.iter().any(|a| a == id))
+        .map(|p| p.pid)
+        .collect()
+}
+
+/// How many times the shim ran the runtime's `command` for the container.
+fn calls(d: &Daemon, id: &str, command: &str) -> usize {
+    std::fs::read_to_string(d.bundle(id).join("rsrunc-fp.calls"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| *l == command)
+        .count()
+}
+
+/// Where runc keeps the container's state (both shims: Root's default, by namespace).
+fn runc_state(d: &Daemon, id: &str) -> PathBuf {
+    Path::new("/run/containerd/runc")
+        .join(&d.namespace)
+        .join(id)
+}
+
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        !s.rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z')
+    })
+}
+
+/// Waits up to `timeout` for a background ctr; None if it is still running (then killed).
+fn finish(mut child: Child, timeout: Duration) -> Option<(i32, String)> {
+    let done = poll_until(timeout, || child.try_wait().ok().flatten().is_some());
+    if !done {
+        let _ = child.kill();
+        let _ = child.wait();
+        return None;
+    }
+    let out = child.wait_with_output().ok()?;
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    Some((out.status.code().unwrap_or(-1), err))
+}
+
+/// The shim is SIGKILLed while the runtime's create is under way (runc has created the
+/// container, the failpoint runtime stalls before answering). containerd's cleanup
+/// (`shim delete`) then leaves no container process, cgroup, mount or runc state, and the
+/// stalled runtime process died with the shim (a parent-death signal under both shims);
+/// under ours the dead shim's socket is gone too, while the Go shim leaves it in
+/// /run/containerd/s.
+#[test]
+fn a_shim_killed_mid_create_leaves_nothing_behind() {
+    let d = Daemon::start();
+    let id = unique_id("fpkilled");
+    let mut args = d.run_args(Oci::Runc, &["-d"], &id, &["/bin/sleep", "300"]);
+    let at = args.iter().position(|a| a == "--rootfs").unwrap();
+    let tail = args.split_off(at);
+    args.extend(fp_flags(&d, "create", "stall-after:120000"));
+    args.extend(tail);
+    let ctr = d.ctr_spawn(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let state = runc_state(&d, &id).join("state.json");
+    assert!(
+        poll_until(Duration::from_secs(30), || state.is_file()
+            && !fp_processes(&id).is_empty()),
+        "runc never created {id}"
+    );
+    let init: i32 = poll_until(Duration::from_secs(10), || {
+        std::fs::read_to_string(d.bundle(&id).join("init.pid")).is_ok_and(|s| !s.trim().is_empty())
+    })
+    .then(|| {
+        std::fs::read_to_string(d.bundle(&id).join("init.pid"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    })
+    .expect("no init.pid");
+    let runtime_procs = fp_processes(&id);
+    let socket = d.shim_socket(&id);
+    let shims = d.shim_pids();
+    assert_eq!(shims.len(), 1, "{shims:?}");
+    kill(Pid::from_raw(shims[0]), Signal::SIGKILL).unwrap();
+
+    let run = finish(ctr, Duration::from_secs(60)).expect("ctr run hung after the shim died");
+    assert_ne!(run.0, 0, "ctr run succeeded: {run:?}");
+    remove(&d, &id);
+    assert!(
+        poll_until(Duration::from_secs(15), || !alive(init)),
+        "the container's init {init} is left"
+    );
+    assert!(
+        !runc_state(&d, &id).exists(),
+        "runc state {} is left",
+        runc_state(&d, &id).display()
+    );
+    assert_nothing_left(&d, &id);
+
+    let runtime_left: Vec<i32> = runtime_procs
+        .iter()
+        .copied()
+        .filter(|p| alive(*p))
+        .collect();
+    let socket_left = socket.exists();
+    eprintln!("after cleanup: runtime processes left {runtime_left:?}, socket left {socket_left}");
+    if d.is_go_shim() {
+        // Ours only (the Go shim leaves both): end the orphan so that it does not linger.
+        for p in runtime_left {
+            let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
+        }
+        let _ = std::fs::remove_file(&socket);
+        return;
+    }
+    assert!(
+        runtime_left.is_empty(),
+        "runtime processes outlived the shim: {runtime_left:?}"
+    );
+    assert!(
+        !socket_left,
+        "the dead shim's socket {} is left",
+        socket.display()
+    );
+}
+
+/// A kill the runtime never answers: ten concurrent Kills start the runtime once, every
+/// one fails at the kill deadline with DeadlineExceeded naming the runtime, the verb and
+/// the container, State and Pids answer meanwhile, the hung runtime is killed, and a
+/// retry kills the container. The Go shim has no deadline: its Kills hang as long as the
+/// runtime does, and so does `ctr task ls` (its State waits for the kill's lock).
+#[test]
+fn a_hung_kill_runs_once_times_out_and_can_be_retried() {
+    let d = Daemon::start();
+    let id = unique_id("fpkill");
+    let mut flags = vec!["-d".to_string()];
+    flags.extend(fp_flags_with(
+        &d,
+        "kill",
+        "hang-first",
+        "ControlTimeout = \"4s\"\n",
+    ));
+    run(&d, &flags, &id, &["/bin/sleep", "300"]).ok();
+    d.wait_status(&id, "RUNNING");
+
+    let kills: Vec<Child> = (0..10)
+        .map(|_| d.ctr_spawn(&["task", "kill", "-s", "SIGKILL", &id]))
+        .collect();
+    assert!(
+        poll_until(Duration::from_secs(20), || !fp_processes(&id).is_empty()),
+        "the runtime's kill never started"
+    );
+    // State and Pids while the kill hangs.
+    let ls = finish(d.ctr_spawn(&["task", "ls"]), Duration::from_secs(3));
+    let ps = finish(d.ctr_spawn(&["task", "ps", &id]), Duration::from_secs(3));
+    eprintln!("during the hung kill: task ls {ls:?}, task ps {ps:?}");
+    if d.is_go_shim() {
+        let answered: Vec<Option<(i32, String)>> = kills
+            .into_iter()
+            .map(|k| finish(k, Duration::from_secs(3)))
+            .collect();
+        eprintln!(
+            "Go shim: kills after 3 s more: {answered:?}, runtime kills run: {}",
+            calls(&d, &id, "kill")
+        );
+        for p in fp_processes(&id) {
+            let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
+        }
+        remove(&d, &id);
+        assert_nothing_left(&d, &id);
+        return;
+    }
+    rsrunc_e2e::ours_only();
+    let (code, err) = ls.expect("State hung behind the kill");
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(ps.expect("Pids hung behind the kill").0, 0);
+    for k in kills {
+        let (code, err) = finish(k, Duration::from_secs(30)).expect("a Kill outlived its deadline");
+        assert_ne!(code, 0, "{err}");
+        assert!(
+            err.contains(FP)
+                && err.contains(&format!("kill {id}"))
+                && err.contains("no answer within 4 s"),
+            "{err}"
+        );
+        assert!(
+            err.to_lowercase().contains("deadline"),
+            "not DeadlineExceeded: {err}"
+        );
+    }
+    assert_eq!(
+        calls(&d, &id, "kill"),
+        1,
+        "the ten Kills were not coalesced"
+    );
+    assert!(
+        fp_processes(&id).is_empty(),
+        "the hung runtime was not killed"
+    );
+    assert_eq!(d.task_status(&id).as_deref(), Some("RUNNING"));
+    // The retry runs the runtime again (no failpoint the second time).
+    d.ctr(&["task", "kill", "-s", "SIGKILL", &id]).ok();
+    d.wait_status(&id, "STOPPED");
+    remove(&d, &id);
+    assert_nothing_left(&d, &id);
+}
+
+/// A create the runtime never finishes (runc created the container, then the runtime
+/// hangs): at the create deadline the runtime is killed, Create fails with
+/// DeadlineExceeded, and nothing of the container is left.
+#[test]
+#[cfg_attr(
+    go_shim,
+    ignore = "rsrunc only: the Go shim has no deadline, ctr run hangs as long as the runtime"
+)]
+fn a_hung_create_times_out_and_leaves_nothing() {
+    rsrunc_e2e::ours_only();
+    let d = Daemon::start();
+    let id = unique_id("fphungcreate");
+    let flags = fp_flags_with(
+        &d,
+        "create",
+        "stall-after:600000",
+        "CreateTimeout = \"5s\"\n",
+    );
+    let out = run(&d, &flags, &id, &["/bin/sleep", "300"]);
+    assert_ne!(out.status, 0, "{out:?}");
+    assert!(
+        out.stderr.contains(&format!("create {id}")) && out.stderr.contains("no answer within 5 s"),
+        "{out:?}"
+    );
+    assert!(fp_processes(&id).is_empty(), "the hung runtime is left");
+    assert!(!runc_state(&d, &id).exists(), "runc state is left");
+    remove(&d, &id);
+    assert_nothing_left(&d, &id);
+}
+
+/// A runtime that prints garbage for `ps`: Pids fails with an error that says the output
+/// could not be read, and the container runs on.
+#[test]
+fn garbage_from_the_runtime_is_an_error_not_a_crash() {
+    let d = Daemon::start();
+    let id = unique_id("fpgarbage");
+    let mut flags = vec!["-d".to_string()];
+    flags.extend(fp_flags(&d, "ps", "garbage"));
+    run(&d, &flags, &id, &["/bin/sleep", "300"]).ok();
+    d.wait_status(&id, "RUNNING");
+    let out = d.ctr(&["task", "ps", &id]);
+    assert_ne!(out.status, 0, "{out:?}");
+    assert_eq!(d.task_status(&id).as_deref(), Some("RUNNING"));
+    d.ctr(&["task", "kill", "-s", "SIGKILL", &id]).ok();
+    d.wait_status(&id, "STOPPED");
+    remove(&d, &id);
     assert_nothing_left(&d, &id);
 }

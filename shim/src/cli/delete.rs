@@ -1,5 +1,6 @@
 //! `delete`: containerd's cleanup after a shim died. Removes the container with the
-//! runtime, unmounts the rootfs, and prints a DeleteResponse.
+//! runtime, unmounts the rootfs, removes the dead shim's socket, and prints a
+//! DeleteResponse.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -41,6 +42,7 @@ pub fn run(flags: &Flags) -> Result<()> {
         Err(e) => log::warn!("delete {id}: {e}"),
     }
     crate::mounts::unmount_all(&bundle.join("rootfs"));
+    remove_dead_socket(&bundle);
     let resp = response(&bundle);
     let bytes = resp
         .write_to_bytes()
@@ -49,6 +51,24 @@ pub fn run(flags: &Flags) -> Result<()> {
     out.write_all(&bytes)
         .and_then(|()| out.flush())
         .map_err(|e| Error::io("write the delete response", e))
+}
+
+/// Removes the socket the bundle's `address` file names if no shim answers on it any
+/// more (a shim that was killed could not remove it); one that answers serves other
+/// tasks of its group and stays.
+fn remove_dead_socket(bundle: &Path) {
+    let Ok(address) = std::fs::read_to_string(bundle.join("address")) else {
+        return;
+    };
+    let Some(path) = address.trim().strip_prefix("unix://").map(Path::new) else {
+        return;
+    };
+    if path.exists() && !super::start::is_live(path) {
+        match std::fs::remove_file(path) {
+            Ok(()) => log::info!("removed the dead shim's socket {}", path.display()),
+            Err(e) => log::warn!("remove the dead shim's socket {}: {e}", path.display()),
+        }
+    }
 }
 
 /// The init's exit as the serving shim recorded it; when it died before it saw one, the
@@ -78,6 +98,20 @@ fn response(bundle: &Path) -> DeleteResponse {
 mod tests {
     use super::*;
     use crate::task::InitExit;
+
+    #[test]
+    fn a_dead_socket_goes_and_a_live_one_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("s");
+        let address = format!("unix://{}", sock.display());
+        std::fs::write(dir.path().join("address"), &address).unwrap();
+        let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+        remove_dead_socket(dir.path());
+        assert!(sock.exists(), "a live shim's socket was removed");
+        drop(listener);
+        remove_dead_socket(dir.path());
+        assert!(!sock.exists(), "the dead shim's socket is left");
+    }
 
     #[test]
     fn the_recorded_exit_wins_over_sigkill() {

@@ -228,7 +228,7 @@ pub fn socket_path(dir: &str, grpc_address: &str, namespace: &str, group: &str) 
     Path::new(dir).join(hex)
 }
 
-fn is_live(path: &Path) -> bool {
+pub(super) fn is_live(path: &Path) -> bool {
     UnixStream::connect(path).is_ok()
 }
 

@@ -14,5 +14,5 @@ pub mod state;
 pub mod table;
 
 pub use dispatch::{Expect, Supervisor};
-pub use reaper::{Reaper, ReaperMonitor};
+pub use reaper::{InFlight, Reaper, ReaperMonitor};
 pub use state::{Exit, Op, Status};

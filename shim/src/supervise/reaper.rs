@@ -8,9 +8,9 @@
 use std::io;
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use runc_driver::{ExitStatus, Monitor, Started};
 use signal_hook::consts::SIGCHLD;
@@ -96,12 +96,23 @@ impl Subscription {
         self.rx.recv().ok()
     }
 
-    /// Waits for `pid` to exit, dropping the exits of other processes.
-    pub fn wait_for(&self, pid: i32) -> Option<Exit> {
+    /// Waits for `pid` to exit, dropping the exits of other processes: `Ok(None)` once
+    /// `until` has passed, `Err` once the reaper is gone.
+    pub fn wait_for(&self, pid: i32, until: Option<Instant>) -> Result<Option<Exit>, ()> {
         loop {
-            let e = self.recv()?;
+            let e = match until {
+                None => self.rx.recv().map_err(drop)?,
+                Some(u) => match self
+                    .rx
+                    .recv_timeout(u.saturating_duration_since(Instant::now()))
+                {
+                    Ok(e) => e,
+                    Err(RecvTimeoutError::Timeout) => return Ok(None),
+                    Err(RecvTimeoutError::Disconnected) => return Err(()),
+                },
+            };
             if e.pid == pid {
-                return Some(e);
+                return Ok(Some(e));
             }
         }
     }
@@ -125,28 +136,79 @@ fn exit_of(pid: i32, raw: i32) -> Option<Exit> {
 }
 
 /// The driver's [`Monitor`] for a process whose children are reaped by [`Reaper`]: it
-/// subscribes before spawning, so the child's exit cannot be reaped unseen.
-pub struct ReaperMonitor(pub Arc<Reaper>);
+/// subscribes before spawning, so the child's exit cannot be reaped unseen. Each child
+/// gets SIGKILL if the shim dies ([`crate::sys::die_with_parent`]: the driver starts
+/// and waits for it on the requesting thread), and is counted in [`InFlight`] until it
+/// has exited, which keeps the shim from shutting down under it.
+pub struct ReaperMonitor {
+    pub reaper: Arc<Reaper>,
+    pub in_flight: Arc<InFlight>,
+}
+
+/// How many runtime calls and Creates are under way.
+#[derive(Default)]
+pub struct InFlight {
+    count: Mutex<usize>,
+    idle: std::sync::Condvar,
+}
+
+/// One unit of [`InFlight`], given back when dropped.
+pub struct Busy(Arc<InFlight>);
+
+impl InFlight {
+    pub fn enter(self: &Arc<Self>) -> Busy {
+        *self.lock() += 1;
+        Busy(Arc::clone(self))
+    }
+
+    /// Blocks until nothing is under way.
+    pub fn wait_idle(&self) {
+        let mut n = self.lock();
+        while *n > 0 {
+            n = self.idle.wait(n).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, usize> {
+        self.count.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        let mut n = self.0.lock();
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            self.0.idle.notify_all();
+        }
+    }
+}
 
 impl Monitor for ReaperMonitor {
     fn start(&self, cmd: &mut Command) -> io::Result<Started> {
-        let sub = self.0.subscribe();
+        let busy = self.in_flight.enter();
+        let sub = self.reaper.subscribe();
+        crate::sys::die_with_parent(cmd);
         let child = cmd.spawn()?;
         Ok(Started {
             child,
-            token: Box::new(sub),
+            token: Box::new((sub, busy)),
         })
     }
 
-    fn wait(&self, started: Started) -> io::Result<ExitStatus> {
+    fn wait(
+        &self,
+        started: &mut Started,
+        until: Option<Instant>,
+    ) -> io::Result<Option<ExitStatus>> {
         let pid = i32::try_from(started.child.id()).map_err(io::Error::other)?;
-        let sub = started
+        let (sub, _) = started
             .token
-            .downcast::<Subscription>()
-            .map_err(|_| io::Error::other("a child started by another monitor"))?;
+            .downcast_ref::<(Subscription, Busy)>()
+            .ok_or_else(|| io::Error::other("a child started by another monitor"))?;
         let exit = sub
-            .wait_for(pid)
-            .ok_or_else(|| io::Error::other("the reaper stopped before the runtime exited"))?;
-        Ok(exit.status)
+            .wait_for(pid, until)
+            .map_err(|()| io::Error::other("the reaper stopped before the runtime exited"))?;
+        Ok(exit.map(|e| e.status))
     }
 }

@@ -31,7 +31,8 @@ pub fn runtime(
             Runtime::new(binary, global, monitor).with_temp_dir(bundle)
         }
         None => Runtime::new(binary, GlobalOpts::default(), monitor),
-    })
+    }
+    .with_deadlines(cfg.timeouts.deadlines()))
 }
 
 /// Finds the runtime binary the options name, on PATH unless it is a path.

@@ -94,7 +94,10 @@ impl Tasks {
             opts.exit,
             work.display()
         );
+        // A state-changing runtime command: none other runs on the container meanwhile.
+        let op = c.serial.lock();
         let dumped = c.runtime.checkpoint(&spec.id, &o);
+        drop(op);
         let result = match dumped {
             Ok(()) => Ok(()),
             Err(e) => Err(criu_failure(
@@ -147,6 +150,7 @@ impl Tasks {
             cgroups: OnceLock::new(),
             oom_kills: OomKills::new(OomCount::Gone),
             restore: Some(restore),
+            serial: super::serial::Serial::default(),
         });
         let expect = self.sup.expect_pid();
         let id = spec.id.as_str();

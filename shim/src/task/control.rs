@@ -29,14 +29,18 @@ impl Tasks {
         if !exec_id.is_empty() {
             return self.signal_exec(id, exec_id, signal);
         }
-        match c.runtime.kill(id, signal.number() as u32, all) {
+        let number = signal.number() as u32;
+        let killed = c.serial.kill((number, all), || {
+            c.runtime.kill(id, number, all).map_err(Error::runtime)
+        });
+        match killed {
             Ok(()) => Ok(()),
             // `kill --all` after init exited reaches whatever is left, or nothing.
-            Err(e) if stopped => {
+            Err(e) if stopped && !matches!(e, Error::DeadlineExceeded { .. }) => {
                 log::debug!("kill --all after exit id={id}: {e}");
                 Ok(())
             }
-            Err(e) => Err(Error::runtime(e)),
+            Err(e) => Err(e),
         }
     }
 
@@ -50,6 +54,7 @@ impl Tasks {
 
     fn pause_or_resume(&self, id: &str, op: Op) -> Result<()> {
         let c = self.container(id)?;
+        let _op = c.serial.lock();
         self.sup.check(id, "", op)?;
         match op {
             Op::Pause => c.runtime.pause(id),
@@ -82,6 +87,7 @@ impl Tasks {
             )))
             }
         }
+        let _op = c.serial.lock();
         c.runtime.update(id, resources).map_err(Error::runtime)?;
         log::info!("update done id={id}");
         Ok(())

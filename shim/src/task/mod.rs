@@ -3,13 +3,15 @@
 //! ([`crate::supervise::Supervisor`]); this layer runs the runtime between its steps.
 //!
 //! Locks guard maps and small state, never work: no lock is held across a runtime call
-//! or I/O.
+//! or I/O, but for each container's command lock ([`serial`]), which lets one
+//! state-changing runtime command run on it at a time.
 
 mod bundle;
 mod checkpoint;
 mod control;
 mod exec;
 mod process;
+mod serial;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -34,7 +36,7 @@ use crate::events::{EventSink, TaskEvent};
 use crate::io::{IoOwner, PendingIo, StdioPaths};
 use crate::options::RuntimeConfig;
 use crate::request::{ContainerId, ProcessId, Signal};
-use crate::supervise::{Exit, Expect, Op, Reaper, ReaperMonitor, Status, Supervisor};
+use crate::supervise::{Exit, Expect, InFlight, Op, Reaper, ReaperMonitor, Status, Supervisor};
 
 /// How long Delete waits for a process's output to drain before letting go of it.
 const IO_DRAIN: Duration = Duration::from_secs(2);
@@ -77,6 +79,8 @@ pub struct Tasks {
     shutdown: (Mutex<bool>, Condvar),
     /// Names containers whose memory cgroup reported an OOM.
     oom: Arc<OomWatcher>,
+    /// Creates and runtime commands under way: Shutdown waits for them.
+    in_flight: Arc<InFlight>,
 }
 
 pub struct Container {
@@ -96,6 +100,8 @@ pub struct Container {
     oom_kills: OomKills,
     /// Set when Create named a checkpoint: Start restores it.
     restore: Option<RestoreFrom>,
+    /// One state-changing runtime command at a time; identical kills coalesced.
+    serial: serial::Serial,
 }
 
 impl Tasks {
@@ -125,6 +131,7 @@ impl Tasks {
                 containers: Mutex::new(HashMap::new()),
                 shutdown: (Mutex::new(false), Condvar::new()),
                 oom: OomWatcher::new(move |id| me.upgrade().is_none_or(|t| t.oom_event(id))),
+                in_flight: Arc::default(),
             }
         });
         let sub = tasks.reaper.subscribe();
@@ -144,6 +151,7 @@ impl Tasks {
     }
 
     pub fn create(&self, spec: CreateSpec) -> Result<u32> {
+        let _busy = self.in_flight.enter();
         let id = spec.id.as_str();
         let mut t = crate::trace::span("create", id);
         if lock(&self.containers).contains_key(id) {
@@ -156,7 +164,10 @@ impl Tasks {
         let runtime = runtime(
             &cfg,
             Some((&self.namespace, &spec.bundle)),
-            Arc::new(ReaperMonitor(Arc::clone(&self.reaper))),
+            Arc::new(ReaperMonitor {
+                reaper: Arc::clone(&self.reaper),
+                in_flight: Arc::clone(&self.in_flight),
+            }),
         )?;
 
         crate::trace::mark(&mut t, "config");
@@ -223,6 +234,7 @@ impl Tasks {
             cgroups,
             oom_kills,
             restore: None,
+            serial: serial::Serial::default(),
         });
         crate::trace::mark(&mut t, "cgroups");
         lock(&self.containers).insert(id.to_string(), container);
@@ -315,6 +327,7 @@ impl Tasks {
             return self.delete_exec(&c, exec_id);
         }
         let mut t = crate::trace::span("delete", id);
+        let op = c.serial.lock();
         let init = self.sup.check(id, "", Op::Delete)?;
         if let Err(e) = c.runtime.delete(id, true) {
             if !e.is_not_found() {
@@ -322,6 +335,7 @@ impl Tasks {
             }
         }
         crate::trace::mark(&mut t, "runtime_delete");
+        drop(op);
         let pid = init.pid;
         let exit = match init.status {
             Status::Stopped(e) => e,
@@ -412,8 +426,11 @@ impl Tasks {
         log::info!("oom id={} count={count:?}", c.id);
     }
 
-    /// Shutdown: the shim may exit once it has no container left.
+    /// Shutdown: the shim may exit once it has no container left, and no Create or
+    /// runtime command is under way (it waits for those: their runtime processes would
+    /// die with the shim, halfway).
     pub fn shutdown(&self) -> bool {
+        self.in_flight.wait_idle();
         if !lock(&self.containers).is_empty() {
             return false;
         }
@@ -468,7 +485,11 @@ impl Tasks {
             .name("kill-all".into())
             .stack_size(128 * 1024)
             .spawn(move || {
-                if let Err(e) = c.runtime.kill(&id, Signal::KILL.number() as u32, true) {
+                let kill = Signal::KILL.number() as u32;
+                let killed = c.serial.kill((kill, true), || {
+                    c.runtime.kill(&id, kill, true).map_err(Error::runtime)
+                });
+                if let Err(e) = killed {
                     log::debug!("kill --all after init exit id={id}: {e}");
                 }
             });

@@ -5,13 +5,20 @@
 //!
 //! ```text
 //! rsrunc.failpoint.<command> = fail | fail-after | stall-before:<ms> | stall-after:<ms>
+//!                              | hang | hang-first | garbage | exit-early
 //! ```
 //!
 //! `<command>` is the runtime command (create, start, kill, exec, delete, pause, ...).
 //! `fail` exits 1 without running runc, with an error in runc's JSON log as runc writes
 //! one; `fail-after` runs runc, then fails the same way; the stalls sleep before or after
-//! running it. Both shims pass `--log <bundle>/log.json`, which is how the bundle and its
-//! config.json are found for every command.
+//! running it. `hang` never returns and never runs runc; `hang-first` hangs the first
+//! invocation of the command in the bundle and runs runc for the later ones; `garbage` prints bytes that
+//! are not runc's output on stdout and stderr and exits 0 without running runc;
+//! `exit-early` exits 0 at once without running runc (a runtime that claims success and
+//! did nothing). Both shims pass `--log <bundle>/log.json`, which is how the bundle and
+//! its config.json are found for every command. Every invocation with a `--log` appends
+//! its command to `<bundle>/rsrunc-fp.calls`, one line each, before doing anything else
+//! (so tests count how many times the shim ran the runtime).
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -22,11 +29,35 @@ use std::time::Duration;
 
 /// runc's global flags that take a value.
 const VALUE_FLAGS: [&str; 5] = ["--root", "--log", "--log-format", "--criu", "--rootless"];
+/// In the bundle: one line per invocation, its command.
+const CALLS_FILE: &str = "rsrunc-fp.calls";
+
+fn record_call(path: &Path, command: &str) {
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
+        let _ = writeln!(f, "{command}");
+    }
+}
 
 fn main() {
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
     let runtime = std::env::var_os("RSRUNC_FP_RUNTIME").unwrap_or_else(|| "runc".into());
     let parsed = parse(&args);
+    if let Some(Parsed {
+        command,
+        log: Some(log),
+    }) = &parsed
+    {
+        record_call(&log.with_file_name(CALLS_FILE), command);
+    }
+    let first_call = |p: &Parsed<'_>| {
+        let calls = p.log.map(|l| l.with_file_name(CALLS_FILE));
+        let text = calls.and_then(|c| std::fs::read_to_string(c).ok());
+        text.is_some_and(|t| t.lines().filter(|l| *l == p.command).count() <= 1)
+    };
     let action = parsed.as_ref().and_then(|p| {
         Some((
             p,
@@ -41,6 +72,21 @@ fn main() {
     };
     match action {
         Action::Fail => fail(p),
+        Action::HangFirst if !first_call(p) => {
+            let err = Command::new(&runtime).args(&args).exec();
+            eprintln!("rsrunc-fp: exec {}: {err}", Path::new(&runtime).display());
+            std::process::exit(127);
+        }
+        Action::Hang | Action::HangFirst => loop {
+            std::thread::sleep(Duration::from_secs(3600));
+        },
+        Action::Garbage => {
+            let noise = b"\x00\xffnot json {{{ \x1b[31m garbage\n";
+            let _ = std::io::stdout().write_all(noise);
+            let _ = std::io::stderr().write_all(noise);
+            std::process::exit(0);
+        }
+        Action::ExitEarly => std::process::exit(0),
         Action::StallBefore(d) => {
             std::thread::sleep(d);
             let err = Command::new(&runtime).args(&args).exec();
@@ -81,6 +127,10 @@ enum Action {
     FailAfter,
     StallBefore(Duration),
     StallAfter(Duration),
+    Hang,
+    HangFirst,
+    Garbage,
+    ExitEarly,
 }
 
 /// The command (the first word after the global flags) and the `--log` file.
@@ -119,6 +169,10 @@ fn action(value: &str) -> Option<Action> {
     match value.split_once(':') {
         None if value == "fail" => Some(Action::Fail),
         None if value == "fail-after" => Some(Action::FailAfter),
+        None if value == "hang" => Some(Action::Hang),
+        None if value == "hang-first" => Some(Action::HangFirst),
+        None if value == "garbage" => Some(Action::Garbage),
+        None if value == "exit-early" => Some(Action::ExitEarly),
         Some(("stall-before", v)) => ms(v).map(Action::StallBefore),
         Some(("stall-after", v)) => ms(v).map(Action::StallAfter),
         _ => None,
@@ -178,6 +232,9 @@ mod tests {
             action("stall-after:250"),
             Some(Action::StallAfter(Duration::from_millis(250)))
         );
+        assert_eq!(action("hang"), Some(Action::Hang));
+        assert_eq!(action("garbage"), Some(Action::Garbage));
+        assert_eq!(action("exit-early"), Some(Action::ExitEarly));
         assert_eq!(action("stall-before:x"), None);
         assert_eq!(action("explode"), None);
     }
