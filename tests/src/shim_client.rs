@@ -138,11 +138,25 @@ impl ShimConn {
         base: &Process,
         args: &[&str],
     ) -> (u32, u32) {
+        let (wait, delete, _) = self.exec_and_wait_timed(id, exec_id, base, args);
+        (wait, delete)
+    }
+
+    /// [`ShimConn::exec_and_wait`], with how long each of the four calls took as the
+    /// client saw it (Exec, Start, Wait, Delete).
+    pub fn exec_and_wait_timed(
+        &self,
+        id: &str,
+        exec_id: &str,
+        base: &Process,
+        args: &[&str],
+    ) -> (u32, u32, [std::time::Duration; 4]) {
         use containerd_shim_protos::api::{
             DeleteRequest, DeleteResponse, ExecProcessRequest, StartRequest, StartResponse,
             WaitRequest, WaitResponse,
         };
         use containerd_shim_protos::protobuf::well_known_types::{any::Any, empty::Empty};
+        use std::time::Instant;
         let mut process = base.clone();
         process.set_args(Some(args.iter().map(|a| a.to_string()).collect()));
         process.set_terminal(Some(false));
@@ -157,7 +171,10 @@ impl ShimConn {
             .into(),
             ..Default::default()
         };
+        let t = Instant::now();
         let _: Empty = self.call("Exec", &req).unwrap();
+        let exec = t.elapsed();
+        let t = Instant::now();
         let (id, exec_id) = (id.to_string(), exec_id.to_string());
         let _: StartResponse = self
             .call(
@@ -169,6 +186,8 @@ impl ShimConn {
                 },
             )
             .unwrap();
+        let start = t.elapsed();
+        let t = Instant::now();
         let w: WaitResponse = self
             .call(
                 "Wait",
@@ -179,6 +198,8 @@ impl ShimConn {
                 },
             )
             .unwrap();
+        let wait = t.elapsed();
+        let t = Instant::now();
         let d: DeleteResponse = self
             .call(
                 "Delete",
@@ -189,7 +210,8 @@ impl ShimConn {
                 },
             )
             .unwrap();
-        (w.exit_status, d.exit_status)
+        let delete = t.elapsed();
+        (w.exit_status, d.exit_status, [exec, start, wait, delete])
     }
 
     /// The shim binary containerd runs for `daemon`'s runtime: ours, or the Go shim of the

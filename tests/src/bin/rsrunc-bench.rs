@@ -15,7 +15,7 @@
 //! start-up, beside the bare runtime's figures. The load average is checked before and
 //! after: above the core count the figures are noisy, and the report says so loudly.
 //!
-//! Usage: rsrunc-bench [--quick] [--latency-only] [--soak N] [--soak-only] [--pods-only]
+//! Usage: rsrunc-bench [--quick] [--latency-only] [--exec-only] [--soak N] [--soak-only] [--pods-only]
 //! [--out FILE.json] [--markdown FILE.md]
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark driver: fail loudly
@@ -31,6 +31,14 @@ use rsrunc_e2e::daemon::Flavor;
 use rsrunc_e2e::image::{import_busybox, IMAGE};
 use rsrunc_e2e::shim_client::ShimConn;
 use rsrunc_e2e::{bundle_spec, daemon, rootfs, Daemon, Oci, GO_SHIM, RSRUNC};
+
+/// Idle time before each timed lifecycle or exec, for every peer alike. Moving a process
+/// into a cgroup (which every runtime does for create and exec) waits for an RCU grace
+/// period on a cgroup v1 host, unless another move happened a few milliseconds before:
+/// back to back, a bare runtime would skip that wait that a shim's runtime, called after
+/// ctr and containerd have had their turn, pays; paced, all pay it alike (about 10 ms
+/// here).
+const PACE: Duration = Duration::from_millis(100);
 
 /// containerd 2.x for the pods, as `scripts/setup-host.sh` extracts it.
 const CONTAINERD_2: &str = "/opt/rsrunc-test/containerd-2.1.9/usr/bin";
@@ -96,6 +104,8 @@ struct Config {
     checkpoint_only: bool,
     /// Only the cold lifecycles and exec latency (with their phases).
     latency_only: bool,
+    /// Only exec latency (with its phases).
+    exec_only: bool,
 }
 
 /// A traced operation's phases in order ("total" first), each with its samples (ms).
@@ -145,9 +155,16 @@ fn main() {
         b.report(&cfg, started.elapsed());
         return;
     }
+    if cfg.exec_only {
+        b.exec_latency(cfg.rounds);
+        b.load.push(check_load());
+        b.report(&cfg, started.elapsed());
+        return;
+    }
     if cfg.latency_only {
         b.cold(cfg.rounds, true);
         b.cold(cfg.rounds, false);
+        b.cold_direct(cfg.rounds);
         b.exec_latency(cfg.rounds);
         b.load.push(check_load());
         b.report(&cfg, started.elapsed());
@@ -156,6 +173,7 @@ fn main() {
     if !cfg.soak_only {
         b.cold(cfg.rounds, true);
         b.cold(cfg.rounds, false);
+        b.cold_direct(cfg.rounds);
         b.exec_latency(cfg.rounds);
         b.checkpoint_restore(cfg.rounds);
         b.memory(1);
@@ -182,6 +200,7 @@ fn parse_args() -> Config {
         pods_only: false,
         checkpoint_only: false,
         latency_only: false,
+        exec_only: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -197,11 +216,12 @@ fn parse_args() -> Config {
             "--pods-only" => cfg.pods_only = true,
             "--checkpoint-only" => cfg.checkpoint_only = true,
             "--latency-only" => cfg.latency_only = true,
+            "--exec-only" => cfg.exec_only = true,
             "--rounds" => cfg.rounds = args.next().and_then(|n| n.parse().ok()).expect("--rounds N"),
             "--soak" => cfg.soak_execs = args.next().and_then(|n| n.parse().ok()).expect("--soak N"),
             "--out" => cfg.out = PathBuf::from(args.next().expect("--out FILE")),
             "--markdown" => cfg.markdown = Some(PathBuf::from(args.next().expect("--markdown FILE"))),
-            other => panic!("unknown argument {other:?}; usage: rsrunc-bench [--quick] [--rounds N] [--soak N] [--soak-only] [--pods-only] [--checkpoint-only] [--latency-only] [--out FILE] [--markdown FILE]"),
+            other => panic!("unknown argument {other:?}; usage: rsrunc-bench [--quick] [--rounds N] [--soak N] [--soak-only] [--pods-only] [--checkpoint-only] [--latency-only] [--exec-only] [--out FILE] [--markdown FILE]"),
         }
     }
     cfg
@@ -312,6 +332,7 @@ impl Bench {
             for peer in rotated(&ALL, round) {
                 let id = self.id("cold");
                 self.owners.insert(id.clone(), peer);
+                std::thread::sleep(PACE);
                 let cpu_before = self.shim_side_cpu_ns();
                 let children_before = children_cpu_ns();
                 let t = Instant::now();
@@ -344,48 +365,156 @@ impl Bench {
         }
     }
 
-    /// `ctr task exec /bin/true` into a running container (bare: `runc exec`).
+    /// A cold lifecycle straight to the shim, as containerd drives one but without it:
+    /// `<shim> start`, then Create, Start, Wait, Delete and Shutdown over ttrpc, for a
+    /// bundle on the busybox rootfs running `/bin/true` (bare: `runc run` of the same
+    /// bundle). What the shim costs without ctr's start-up and containerd's own work.
+    fn cold_direct(&mut self, rounds: usize) {
+        use containerd_shim_protos::api::{
+            CreateTaskRequest, CreateTaskResponse, DeleteRequest, DeleteResponse, StartRequest,
+            StartResponse, WaitRequest, WaitResponse,
+        };
+        use containerd_shim_protos::protobuf::Message;
+        let metric = "cold lifecycle straight to the shim (ms)";
+        eprintln!("bench: {metric}");
+        for round in 0..rounds {
+            for peer in rotated(&ALL, round) {
+                let id = self.id("direct");
+                self.owners.insert(id.clone(), peer);
+                let bundle = self.bare_bundle(&id, &["/bin/true"]);
+                let Peer::Shim(shim, oci) = peer else {
+                    std::thread::sleep(PACE);
+                    let t = Instant::now();
+                    bare_run(&bundle, peer.oci(), &id);
+                    self.record(metric, peer, t.elapsed().as_secs_f64() * 1e3);
+                    continue;
+                };
+                let binary = match shim {
+                    Shim::Ours => rsrunc_e2e::shim_binary(),
+                    Shim::Go => rsrunc_e2e::tool("containerd-shim-runc-v2"),
+                };
+                // The runtime as containerd's CRI names it: the options of the request.
+                let options = containerd_shim_protos::shim::oci::Options {
+                    binary_name: oci.binary(),
+                    ..Default::default()
+                };
+                let options = containerd_shim_protos::protobuf::well_known_types::any::Any {
+                    type_url: "containerd.runc.v1.Options".into(),
+                    value: options.write_to_bytes().unwrap(),
+                    ..Default::default()
+                };
+                std::thread::sleep(PACE);
+                let t = Instant::now();
+                let conn = ShimConn::start(&self.d, &binary, &bundle, &id);
+                let _: CreateTaskResponse = conn
+                    .call(
+                        "Create",
+                        &CreateTaskRequest {
+                            id: id.clone(),
+                            bundle: bundle.display().to_string(),
+                            options: Some(options).into(),
+                            ..Default::default()
+                        },
+                    )
+                    .unwrap_or_else(|e| panic!("{}: Create: {e:?}", peer.name()));
+                let start = StartRequest {
+                    id: id.clone(),
+                    ..Default::default()
+                };
+                let _: StartResponse = conn.call("Start", &start).unwrap();
+                let wait = WaitRequest {
+                    id: id.clone(),
+                    ..Default::default()
+                };
+                let w: WaitResponse = conn.call("Wait", &wait).unwrap();
+                let delete = DeleteRequest {
+                    id: id.clone(),
+                    ..Default::default()
+                };
+                let _: DeleteResponse = conn.call("Delete", &delete).unwrap();
+                conn.shutdown();
+                let ms = t.elapsed().as_secs_f64() * 1e3;
+                assert_eq!(w.exit_status, 0, "{}: /bin/true", peer.name());
+                self.record(metric, peer, ms);
+                drop(conn);
+                let _ = std::fs::remove_dir_all(&bundle);
+            }
+        }
+    }
+
+    /// `ctr task exec /bin/true` into a running container, and the same exec straight
+    /// over ttrpc to the shim (Exec, Start, Wait, Delete: what the shim itself costs,
+    /// without ctr's start-up and containerd); bare: `runc exec`. Every sample is paced
+    /// ([`PACE`]).
     fn exec_latency(&mut self, rounds: usize) {
         eprintln!("bench: exec latency");
         let mut hosts = Vec::new();
         for peer in ALL {
             let id = self.id("exechost");
             self.owners.insert(id.clone(), peer);
-            match peer {
+            let conn = match peer {
                 Peer::Shim(..) => {
                     self.ctr_run(peer, &["-d"], &id, true, &["/bin/sleep", "100000"])
                         .ok();
+                    let bundle = self.d.bundle(&id);
+                    let address = std::fs::read_to_string(bundle.join("address")).unwrap();
+                    let process = bundle_spec(&bundle).process().clone().unwrap();
+                    Some((ShimConn::connect(address.trim()), process))
                 }
                 Peer::Bare(oci) => {
-                    bare_start(&self.bare_bundle(&id, &["/bin/sleep", "100000"]), oci, &id)
+                    bare_start(&self.bare_bundle(&id, &["/bin/sleep", "100000"]), oci, &id);
+                    None
                 }
-            }
-            hosts.push((peer, id));
+            };
+            hosts.push((peer, id, conn));
         }
+        let mut n = 0;
         for round in 0..rounds {
-            for (peer, id) in rotated_pairs(&hosts, round) {
-                let exec_id = self.id("x");
+            let k = round % hosts.len();
+            for (peer, id, conn) in hosts[k..].iter().chain(hosts[..k].iter()) {
+                let peer = *peer;
+                if let Peer::Bare(oci) = peer {
+                    // One sample serves both metrics: there is no ctr or ttrpc to skip.
+                    std::thread::sleep(PACE);
+                    let t = Instant::now();
+                    bare_exec(&self.d, oci, id);
+                    let ms = t.elapsed().as_secs_f64() * 1e3;
+                    self.record("exec latency (ms)", peer, ms);
+                    self.record("exec straight over ttrpc (ms)", peer, ms);
+                    continue;
+                }
+                n += 1;
+                let exec_id = format!("x{n}");
+                std::thread::sleep(PACE);
                 let t = Instant::now();
-                match peer {
-                    Peer::Shim(..) => {
-                        self.d
-                            .ctr(&["task", "exec", "--exec-id", &exec_id, &id, "/bin/true"])
-                            .ok();
-                    }
-                    Peer::Bare(oci) => {
-                        let st = Command::new(oci.binary())
-                            .args(["--root", &bare_root(&self.d, oci)])
-                            .args(["exec", &id, "/bin/true"])
-                            .stdin(Stdio::null())
-                            .status()
-                            .unwrap();
-                        assert!(st.success());
+                self.d
+                    .ctr(&["task", "exec", "--exec-id", &exec_id, id, "/bin/true"])
+                    .ok();
+                self.record("exec latency (ms)", peer, t.elapsed().as_secs_f64() * 1e3);
+                if let Some((conn, process)) = conn {
+                    std::thread::sleep(PACE);
+                    let t = Instant::now();
+                    let (status, _, calls) = conn.exec_and_wait_timed(
+                        id,
+                        &format!("{exec_id}-direct"),
+                        process,
+                        &["/bin/true"],
+                    );
+                    let ms = t.elapsed().as_secs_f64() * 1e3;
+                    assert_eq!(status, 0, "{}: exec /bin/true over ttrpc", peer.name());
+                    self.record("exec straight over ttrpc (ms)", peer, ms);
+                    for (call, d) in ["Exec", "Start", "Wait", "Delete"].iter().zip(calls) {
+                        self.record(
+                            &format!("exec straight over ttrpc: {call} (ms)"),
+                            peer,
+                            d.as_secs_f64() * 1e3,
+                        );
                     }
                 }
-                self.record("exec latency (ms)", peer, t.elapsed().as_secs_f64() * 1e3);
             }
         }
-        for (peer, id) in hosts {
+        for (peer, id, conn) in hosts {
+            drop(conn);
             match peer {
                 Peer::Shim(..) => self.remove(&id),
                 Peer::Bare(oci) => bare_remove(&self.d, oci, &id),
@@ -795,6 +924,8 @@ impl Bench {
             // Cold containers and exec hosts are told apart: their creates differ.
             let kind = if id.starts_with("cold") {
                 "cold"
+            } else if id.starts_with("direct") {
+                "cold, direct"
             } else {
                 "exec"
             };
@@ -838,7 +969,47 @@ impl Bench {
                 med("cold lifecycle, --rootfs (ms)")
             ));
         }
+        out.push_str(&self.own_share());
         out.push('\n');
+        out
+    }
+
+    /// Straight to the shim minus the bare runtime doing the same work: the shim's own
+    /// share of an exec and of a cold lifecycle.
+    fn own_share(&self) -> String {
+        let mut out = String::new();
+        for (metric, what) in [
+            ("exec straight over ttrpc (ms)", "an exec"),
+            (
+                "cold lifecycle straight to the shim (ms)",
+                "a cold lifecycle",
+            ),
+        ] {
+            let Some(m) = self.samples.get(metric) else {
+                continue;
+            };
+            let med = |p: Peer| m.get(&p.name()).map(|v| stats(v).1);
+            out.push_str(&format!(
+                "\n\nThe shim's own share of {what} ({metric} minus the bare runtime, medians):"
+            ));
+            for oci in [Oci::Runc, Oci::Crun] {
+                let Some(bare) = med(Peer::Bare(oci)) else {
+                    continue;
+                };
+                let ours = med(Peer::Shim(Shim::Ours, oci)).map(|v| v - bare);
+                let go = med(Peer::Shim(Shim::Go, oci)).map(|v| v - bare);
+                let ratio = match (ours, go) {
+                    (Some(o), Some(g)) if g > 0.0 => format!("{:.2}x", o / g),
+                    _ => "-".into(),
+                };
+                out.push_str(&format!(
+                    "\n- {}: rsrunc {} ms, Go shim {} ms ({ratio})",
+                    oci_name(oci),
+                    ours.map_or("-".into(), num),
+                    go.map_or("-".into(), num)
+                ));
+            }
+        }
         out
     }
 }
@@ -959,6 +1130,18 @@ fn bare(bundle: &Path, oci: Oci, id: &str, detach: bool) {
     assert!(st.success(), "{} run {id}: {st}", oci.binary());
 }
 
+/// `<runtime> exec ID /bin/true` into a container `bare_start` started.
+fn bare_exec(d: &Daemon, oci: Oci, id: &str) {
+    let st = Command::new(oci.binary())
+        .args(["--root", &bare_root(d, oci)])
+        .args(["exec", id, "/bin/true"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success(), "{} exec {id}: {st}", oci.binary());
+}
+
 fn bare_remove(d: &Daemon, oci: Oci, id: &str) {
     let root = bare_root(d, oci);
     let _ = Command::new(oci.binary())
@@ -991,15 +1174,6 @@ fn rotated<T: Copy>(items: &[T], round: usize) -> Vec<T> {
         .iter()
         .chain(items[..k].iter())
         .copied()
-        .collect()
-}
-
-fn rotated_pairs(items: &[(Peer, String)], round: usize) -> Vec<(Peer, String)> {
-    let k = round % items.len();
-    items[k..]
-        .iter()
-        .chain(items[..k].iter())
-        .cloned()
         .collect()
 }
 
