@@ -442,6 +442,15 @@ disabled_plugins = {disabled}
         })
     }
 
+    /// The task's init pid (the PID column of `ctr task ls`).
+    pub fn task_pid(&self, id: &str) -> Option<i32> {
+        let out = self.ctr(&["task", "ls"]);
+        out.stdout.lines().skip(1).find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.first() == Some(&id)).then(|| f.get(1)?.parse().ok())?
+        })
+    }
+
     pub fn wait_status(&self, id: &str, want: &str) {
         let mut s = None;
         let reached = poll_until(Duration::from_secs(20), || {

@@ -331,8 +331,10 @@ fn a_hung_kill_runs_once_times_out_and_can_be_retried() {
     run(&d, &flags, &id, &["/bin/sleep", "300"]).ok();
     d.wait_status(&id, "RUNNING");
 
+    // SIGTERM: a SIGKILL the runtime cannot deliver in time the shim delivers itself
+    // (a_forced_delete_finishes_while_the_runtime_kill_hangs).
     let kills: Vec<Child> = (0..10)
-        .map(|_| d.ctr_spawn(&["task", "kill", "-s", "SIGKILL", &id]))
+        .map(|_| d.ctr_spawn(&["task", "kill", "-s", "SIGTERM", &id]))
         .collect();
     assert!(
         poll_until(Duration::from_secs(20), || !fp_processes(&id).is_empty()),
@@ -389,6 +391,58 @@ fn a_hung_kill_runs_once_times_out_and_can_be_retried() {
     // The retry runs the runtime again (no failpoint the second time).
     d.ctr(&["task", "kill", "-s", "SIGKILL", &id]).ok();
     d.wait_status(&id, "STOPPED");
+    remove(&d, &id);
+    assert_nothing_left(&d, &id);
+}
+
+/// A runtime whose `kill` never answers: `ctr task rm -f` still finishes. At the kill
+/// deadline the shim delivers the SIGKILL itself (to the init and, for `--all`, to every
+/// process in the container's cgroup), the task exits and is deleted, and nothing is left.
+#[test]
+#[cfg_attr(
+    go_shim,
+    ignore = "rsrunc only: the Go shim has no deadline, ctr task rm -f hangs as long as the runtime's kill"
+)]
+fn a_forced_delete_finishes_while_the_runtime_kill_hangs() {
+    rsrunc_e2e::ours_only();
+    let d = Daemon::start();
+    let id = unique_id("fprmf");
+    let mut flags = vec!["-d".to_string()];
+    flags.extend(fp_flags_with(
+        &d,
+        "kill",
+        "hang",
+        "ControlTimeout = \"3s\"\n",
+    ));
+    // A second process beside the init: in its own pid namespace it dies with the init,
+    // and `--all` (which ctr task rm -f sends) reaches it through the cgroup anyway.
+    run(
+        &d,
+        &flags,
+        &id,
+        &["/bin/sh", "-c", "sleep 3017 & exec sleep 3018"],
+    )
+    .ok();
+    d.wait_status(&id, "RUNNING");
+    let init = d.task_pid(&id).expect("the task's pid");
+    let rm = d.ctr_spawn(&["task", "rm", "-f", &id]);
+    // (The bundle, which counts the calls, is gone once the task is deleted.)
+    assert!(
+        poll_until(Duration::from_secs(20), || !fp_processes(&id).is_empty()),
+        "the runtime's kill never started"
+    );
+    let (code, err) =
+        finish(rm, Duration::from_secs(60)).expect("ctr task rm -f still hangs after 60 s");
+    assert_eq!(code, 0, "ctr task rm -f: {err}");
+    assert_eq!(d.task_status(&id), None, "the task is still there");
+    assert!(!alive(init), "the init {init} is alive");
+    let sleeps_left = poll_until(Duration::from_secs(10), || {
+        !processes()
+            .iter()
+            .any(|p| p.cmdline.get(1).is_some_and(|a| a == "3017"))
+    });
+    assert!(sleeps_left, "the container's second process is alive");
+    assert!(fp_processes(&id).is_empty(), "the hung runtime is left");
     remove(&d, &id);
     assert_nothing_left(&d, &id);
 }

@@ -65,6 +65,53 @@ impl Cgroups {
         }
     }
 
+    /// SIGKILL to every process in the cgroup, without the runtime: v2's `cgroup.kill`
+    /// where the kernel has it (5.14), else each pid of `cgroup.procs` (on v1, of the
+    /// first hierarchy that has the file). Returns how many processes were signalled
+    /// (`cgroup.kill` counts as one).
+    pub fn kill_all(&self) -> io::Result<usize> {
+        let dir = match self {
+            Cgroups::V2(dir) => {
+                // Never created: a kernel before 5.14 has no such file.
+                let kill = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(dir.join("cgroup.kill"))
+                    .and_then(|mut f| std::io::Write::write_all(&mut f, b"1"));
+                match kill {
+                    Ok(()) => return Ok(1),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        return Err(io::Error::new(
+                            e.kind(),
+                            format!("write {}/cgroup.kill: {e}", dir.display()),
+                        ))
+                    }
+                }
+                dir.as_path()
+            }
+            Cgroups::V1(dirs) => {
+                // pids and freezer are where runtimes always put a container; any will do.
+                let first = ["pids", "freezer", "memory", "cpu"]
+                    .iter()
+                    .filter_map(|c| dirs.get(*c))
+                    .chain(dirs.values())
+                    .find(|d| d.join("cgroup.procs").exists());
+                match first {
+                    Some(d) => d.as_path(),
+                    None => return Ok(0),
+                }
+            }
+        };
+        let procs = files::read(dir, "cgroup.procs")?.unwrap_or_default();
+        let mut n = 0;
+        for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+            if crate::sys::kill(pid, libc::SIGKILL).is_ok() {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
     /// The memory controller's directory, and whether it is cgroup v2.
     pub fn memory_dir(&self) -> Option<(&Path, bool)> {
         match self {
@@ -104,6 +151,38 @@ mod tests {
     use containerd_shim_protos::cgroups::metrics as pb1;
     use containerd_shim_protos::cgroups_v2::metrics as pb2;
     use containerd_shim_protos::protobuf::Message;
+
+    #[test]
+    fn kill_all_reaches_every_process_listed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut children: Vec<std::process::Child> = (0..2)
+            .map(|_| {
+                std::process::Command::new("sleep")
+                    .arg("100")
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        let procs: String = children.iter().map(|c| format!("{}\n", c.id())).collect();
+        std::fs::write(dir.path().join("cgroup.procs"), procs).unwrap();
+        // v2 without cgroup.kill (before 5.14), and v1 through its pids hierarchy.
+        let v2 = Cgroups::V2(dir.path().to_path_buf());
+        assert_eq!(v2.kill_all().unwrap(), 2);
+        assert!(
+            !dir.path().join("cgroup.kill").exists(),
+            "created cgroup.kill"
+        );
+        for c in &mut children {
+            use std::os::unix::process::ExitStatusExt;
+            assert_eq!(c.wait().unwrap().signal(), Some(libc::SIGKILL));
+        }
+        let v1 = Cgroups::V1(BTreeMap::from([(
+            "pids".to_string(),
+            dir.path().to_path_buf(),
+        )]));
+        std::fs::write(dir.path().join("cgroup.procs"), "").unwrap();
+        assert_eq!(v1.kill_all().unwrap(), 0);
+    }
 
     #[test]
     fn oom_kills_on_both_versions() {

@@ -2,7 +2,7 @@
 //! updates, state, wait, pids, stdin and terminal size. Each looks the process up in the
 //! supervisor's table, runs the runtime if it must, and applies the result there.
 
-use super::{ProcessView, Tasks};
+use super::{Container, ProcessView, Tasks};
 use crate::error::{Error, Missing, Result};
 use crate::events::TaskEvent;
 use crate::request::{ContainerId, ProcessId, Signal};
@@ -40,8 +40,44 @@ impl Tasks {
                 log::debug!("kill --all after exit id={id}: {e}");
                 Ok(())
             }
+            // A SIGKILL the runtime could not deliver in time: the shim knows the
+            // processes and delivers it itself, so that `ctr task rm -f` (and a pod's
+            // removal) finishes while the runtime hangs.
+            Err(e @ Error::DeadlineExceeded { .. }) if signal == Signal::KILL => {
+                match self.kill_directly(&c, id, all) {
+                    Ok(n) => {
+                        log::warn!("{e}; sent SIGKILL to {n} process(es) of {id} directly");
+                        Ok(())
+                    }
+                    Err(direct) => {
+                        log::warn!("kill {id} directly after the runtime's deadline: {direct}");
+                        Err(e)
+                    }
+                }
+            }
             Err(e) => Err(e),
         }
+    }
+
+    /// SIGKILL without the runtime: to the init, and with `all` (or when the container
+    /// shares the host's pid namespace, where the init's death takes nothing with it) to
+    /// every process in its cgroup. How many processes were signalled.
+    fn kill_directly(&self, c: &Container, id: &str, all: bool) -> Result<usize> {
+        let mut n = 0;
+        let init = self.sup.view(id, "")?;
+        if !matches!(init.status, Status::Stopped(_)) && init.pid > 0 {
+            crate::sys::kill(init.pid, libc::SIGKILL)
+                .map_err(|e| Error::io(format!("kill init {} of {id}", init.pid), e))?;
+            n += 1;
+        }
+        if all || c.shares_pid_ns {
+            if let Some(cg) = c.cgroups.get() {
+                n += cg
+                    .kill_all()
+                    .map_err(|e| Error::io(format!("kill the processes of {id}"), e))?;
+            }
+        }
+        Ok(n)
     }
 
     pub fn pause(&self, id: &ContainerId) -> Result<()> {
