@@ -2,7 +2,7 @@
 //! allowed unsafe code (`main.rs`): each block says why it is sound.
 
 use std::fs::File;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, OwnedFd, RawFd};
 use std::path::Path;
 
 use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
@@ -69,13 +69,31 @@ fn peer_uid(fd: impl AsFd) -> std::io::Result<u32> {
     Ok(cred.uid())
 }
 
-/// [`peer_uid`] of a descriptor its owner lends by number for the duration of the call
-/// (ttrpc's accept hook lends the accepted connection so).
-pub fn peer_uid_of_lent(fd: RawFd) -> std::io::Result<u32> {
-    // SAFETY: the borrow lasts only for this call, while the lender keeps `fd` open; a
-    // number that is not an open socket makes getsockopt fail, it touches no memory.
-    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
-    peer_uid(borrowed)
+/// The uid of the process at the other end of a connected unix socket.
+pub fn peer_uid_of(sock: &impl AsFd) -> std::io::Result<u32> {
+    peer_uid(sock.as_fd())
+}
+
+/// Takes ownership of the listening socket `start` left open at `fd` for this process.
+pub fn inherited_listener(fd: RawFd) -> std::io::Result<std::os::unix::net::UnixListener> {
+    use std::os::fd::FromRawFd;
+    // An open descriptor, or EBADF before anything claims the number.
+    fcntl_getfd(fd)?;
+    // SAFETY: `start` opened the socket at this number for this process and nothing else
+    // here refers to it (the number came from the environment `start` set, read once);
+    // the listener owns it from now on.
+    let listener = unsafe { std::os::unix::net::UnixListener::from_raw_fd(fd) };
+    // `start` left it inheritable for this process; the runtimes it starts must not hold it.
+    fcntl(&listener, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))?;
+    Ok(listener)
+}
+
+fn fcntl_getfd(fd: RawFd) -> std::io::Result<()> {
+    // SAFETY: F_GETFD only reads the descriptor's flags; a closed number fails with EBADF.
+    match unsafe { libc::fcntl(fd, libc::F_GETFD) } {
+        -1 => Err(std::io::Error::last_os_error()),
+        _ => Ok(()),
+    }
 }
 
 /// Receives one file descriptor sent with SCM_RIGHTS on a connected unix socket: how

@@ -5,14 +5,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use containerd_shim::Flags;
-use containerd_shim_protos::ttrpc::Server;
 use nix::fcntl::OFlag;
 
 use super::{require_id, ENV_LISTEN_FD, ENV_PARENT_OOM, ENV_SHIM_CGROUP};
 use crate::error::{Error, Result};
 use crate::events::Publisher;
 use crate::options::RuntimeConfig;
-use crate::rpc::ConnectionHook;
 use crate::service::Service;
 use crate::supervise::Reaper;
 use crate::task::Tasks;
@@ -75,20 +73,9 @@ pub fn run(flags: &Flags) -> Result<()> {
 
     crate::trace::mark(&mut span, "defaults_tasks");
     let methods = Service::methods(Service::new(Arc::clone(&tasks)));
-    let hook = ConnectionHook::new(methods.keys().cloned());
-    let mut server = Server::new()
-        .add_listener(fd)
-        .map_err(|e| Error::internal(format!("serve on fd {fd}: {e}")))?
-        .register_service(methods)
-        // containerd keeps one connection per shim; one or two idle workers serve it, and
-        // more are started while calls (Wait blocks until an exit) keep them busy.
-        .set_thread_count_min(1)
-        .set_thread_count_default(2)
-        .set_thread_count_max(3)
-        .set_accept_hook(hook);
-    server
-        .start()
-        .map_err(|e| Error::internal(format!("start the ttrpc server: {e}")))?;
+    let listener = crate::sys::inherited_listener(fd)
+        .map_err(|e| Error::io(format!("take the listening socket at fd {fd}"), e))?;
+    crate::rpc::serve(listener, methods).map_err(|e| Error::io("start the ttrpc server", e))?;
     log::info!("serving on {} pid={}", flags.socket, std::process::id());
     crate::trace::mark(&mut span, "server");
     drop(span);
@@ -99,10 +86,9 @@ pub fn run(flags: &Flags) -> Result<()> {
         let _ = std::fs::remove_file(path);
     }
     publisher.close(Duration::from_secs(10));
-    // The server is not shut down gracefully: that waits for every call in flight, and a
-    // client may still be waiting on a process that is gone. Exiting ends them all.
+    // Calls still in flight (a client waiting on a process that is gone) end with the
+    // process.
     drop(tasks);
-    std::mem::forget(server);
     std::process::exit(0)
 }
 
