@@ -63,17 +63,6 @@ pub fn set_nonblocking(fd: impl AsFd) -> std::io::Result<()> {
     Ok(())
 }
 
-/// The uid of the process at the other end of a unix socket.
-fn peer_uid(fd: impl AsFd) -> std::io::Result<u32> {
-    let cred = nix::sys::socket::getsockopt(&fd, nix::sys::socket::sockopt::PeerCredentials)?;
-    Ok(cred.uid())
-}
-
-/// The uid of the process at the other end of a connected unix socket.
-pub fn peer_uid_of(sock: &impl AsFd) -> std::io::Result<u32> {
-    peer_uid(sock.as_fd())
-}
-
 /// Takes ownership of the listening socket `start` left open at `fd` for this process.
 pub fn inherited_listener(fd: RawFd) -> std::io::Result<std::os::unix::net::UnixListener> {
     use std::os::fd::FromRawFd;
@@ -146,15 +135,6 @@ pub fn set_winsize(fd: &impl AsFd, rows: u16, cols: u16) -> std::io::Result<()> 
         return Err(std::io::Error::last_os_error());
     }
     Ok(())
-}
-
-/// Waits up to `timeout` for `fd` to become readable (or hung up).
-pub fn readable_within(fd: &impl AsFd, timeout: std::time::Duration) -> std::io::Result<bool> {
-    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-    let ms = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
-    let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
-    let n = poll(&mut fds, PollTimeout::from(ms))?;
-    Ok(n > 0)
 }
 
 /// A pidfd for `pid`: it pins the process, so a signal sent through it can never reach a

@@ -121,7 +121,7 @@ impl BinaryLogger {
         let pidfd = sys::pidfd_open(pid).ok();
         let logger = BinaryLogger { pid, pidfd };
         let mut ready = File::from(ready_r);
-        if !sys::readable_within(&ready, READY_TIMEOUT).unwrap_or(false) {
+        if !readable_within(&ready, READY_TIMEOUT).unwrap_or(false) {
             logger.stop();
             return Err(Error::internal(format!(
                 "{what} did not signal ready (close fd 5) within {READY_TIMEOUT:?}"
@@ -150,7 +150,7 @@ impl BinaryLogger {
             return;
         };
         let _ = sys::pidfd_send_signal(pidfd, libc::SIGTERM);
-        if !sys::readable_within(pidfd, STOP_TIMEOUT).unwrap_or(false) {
+        if !readable_within(pidfd, STOP_TIMEOUT).unwrap_or(false) {
             log::warn!(
                 "logging binary pid={} ignored SIGTERM; killing it",
                 self.pid
@@ -185,6 +185,15 @@ fn percent_decode(s: &str) -> String {
         }
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Waits up to `timeout` for `fd` to become readable (or hung up).
+fn readable_within(fd: &impl std::os::fd::AsFd, timeout: Duration) -> std::io::Result<bool> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let ms = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
+    let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+    let n = poll(&mut fds, PollTimeout::from(ms))?;
+    Ok(n > 0)
 }
 
 #[cfg(test)]

@@ -117,7 +117,7 @@ impl Server {
                 }
             };
             let own = nix::unistd::geteuid().as_raw();
-            match crate::sys::peer_uid_of(&stream) {
+            match peer_uid(&stream) {
                 Ok(uid) if uid == own => {}
                 Ok(uid) => {
                     log::warn!("refused a connection from uid {uid}");
@@ -254,6 +254,12 @@ impl Conn {
             log::debug!("write a response: {e}");
         }
     }
+}
+
+/// The uid of the process at the other end of a connection.
+fn peer_uid(sock: &UnixStream) -> io::Result<u32> {
+    let cred = nix::sys::socket::getsockopt(sock, nix::sys::socket::sockopt::PeerCredentials)?;
+    Ok(cred.uid())
 }
 
 /// The answer to a call nobody serves, in the words of Go's ttrpc.
