@@ -85,6 +85,32 @@ pub fn flavors() -> Vec<(String, Flavor)> {
     out
 }
 
+/// containerd 2.1 as `scripts/setup-host.sh` extracts it.
+pub const CONTAINERD_2_DIR: &str = "/opt/rsrunc-test/containerd-2.1.9/usr/bin";
+
+impl Flavor {
+    /// containerd 2.1 from [`CONTAINERD_2_DIR`]; panics when it is not there.
+    pub fn containerd_2() -> Flavor {
+        assert!(
+            Path::new(CONTAINERD_2_DIR).join("containerd").exists(),
+            "{CONTAINERD_2_DIR}/containerd is not there: scripts/setup-host.sh extracts it"
+        );
+        Flavor {
+            bin_dir: Some(PathBuf::from(CONTAINERD_2_DIR)),
+            config_version: 3,
+        }
+    }
+
+    /// The Go shim that comes with this containerd, else [`crate::tool`]'s.
+    pub fn go_shim(&self) -> PathBuf {
+        self.bin_dir
+            .as_ref()
+            .map(|d| d.join("containerd-shim-runc-v2"))
+            .filter(|p| p.exists())
+            .unwrap_or_else(|| crate::tool("containerd-shim-runc-v2"))
+    }
+}
+
 impl Default for Flavor {
     fn default() -> Self {
         Flavor {
@@ -465,16 +491,18 @@ disabled_plugins = {disabled}
         let sock = self.socket.display().to_string();
         processes()
             .into_iter()
-            .filter(|p| {
-                p.cmdline
-                    .first()
-                    .is_some_and(|a| a.contains("containerd-shim"))
-                    && p.cmdline
-                        .windows(2)
-                        .any(|w| w[0] == "-address" && w[1] == sock)
-            })
+            .filter(|p| p.is_shim() && p.has_arg("-address", &sock))
             .map(|p| p.pid)
             .collect()
+    }
+
+    /// The pid of the shim of this daemon started for container `id` (its `-id`).
+    pub fn shim_serving(&self, id: &str) -> Option<i32> {
+        let sock = self.socket.display().to_string();
+        processes()
+            .into_iter()
+            .find(|p| p.is_shim() && p.has_arg("-address", &sock) && p.has_arg("-id", id))
+            .map(|p| p.pid)
     }
 
     /// Waits up to 15 s for every shim of this daemon to exit (they do so after the
@@ -616,6 +644,22 @@ pub struct ProcInfo {
     pub ppid: i32,
     pub state: char,
     pub cmdline: Vec<String>,
+}
+
+impl ProcInfo {
+    /// Whether this is a containerd shim, ours or the Go one (any action).
+    pub fn is_shim(&self) -> bool {
+        self.cmdline
+            .first()
+            .is_some_and(|a| a.contains("containerd-shim"))
+    }
+
+    /// Whether the command line holds `flag` followed by `value`, e.g. `-id <id>`.
+    pub fn has_arg(&self, flag: &str, value: &str) -> bool {
+        self.cmdline
+            .windows(2)
+            .any(|w| w[0] == flag && w[1] == value)
+    }
 }
 
 pub fn processes() -> Vec<ProcInfo> {

@@ -104,7 +104,8 @@ pub fn import(d: &Daemon, name: &str, layer_dirs: &[PathBuf]) {
     std::fs::remove_file(&archive).unwrap();
 }
 
-fn put(dir: &Path, data: &[u8]) -> String {
+/// Writes `data` into the blob directory `dir` under its sha256 digest: the digest.
+pub(crate) fn put(dir: &Path, data: &[u8]) -> String {
     let digest: String = Sha256::digest(data)
         .iter()
         .map(|b| format!("{b:02x}"))
@@ -113,7 +114,8 @@ fn put(dir: &Path, data: &[u8]) -> String {
     digest
 }
 
-fn run(cmd: &mut Command) {
+/// Runs `cmd`; panics unless it exits 0.
+pub(crate) fn run(cmd: &mut Command) {
     let st = cmd.status().unwrap();
     assert!(st.success(), "{cmd:?} failed: {st}");
 }
