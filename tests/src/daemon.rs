@@ -459,6 +459,13 @@ disabled_plugins = {disabled}
         self.ctr(&a.iter().map(String::as_str).collect::<Vec<_>>())
     }
 
+    /// `ctr run -d` of `cmd` as container `id` under `oci`, then waits until its task is
+    /// RUNNING.
+    pub fn run_detached(&self, oci: Oci, id: &str, cmd: &[&str]) {
+        self.run(oci, &["-d"], id, cmd).ok();
+        self.wait_status(id, "RUNNING");
+    }
+
     /// The task's status column in `ctr task ls` (RUNNING, PAUSED, STOPPED, ...).
     pub fn task_status(&self, id: &str) -> Option<String> {
         let out = self.ctr(&["task", "ls"]);
@@ -623,6 +630,14 @@ fn rand_u128() -> u128 {
     let a = h.finish();
     h.write_u64(a);
     (u128::from(a) << 64) | u128::from(h.finish())
+}
+
+/// The arguments of `ctr task exec --exec-id EXEC_ID ID CMD...`, for [`Daemon::ctr`],
+/// [`Daemon::ctr_input`] or [`Daemon::ctr_spawn`].
+pub fn task_exec<'a>(exec_id: &'a str, id: &'a str, cmd: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["task", "exec", "--exec-id", exec_id, id];
+    args.extend_from_slice(cmd);
+    args
 }
 
 /// Stops a daemon as a service manager would: SIGTERM, then SIGKILL after `grace`.

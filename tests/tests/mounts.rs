@@ -8,10 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use containerd_shim_protos::api::{
-    CreateTaskRequest, CreateTaskResponse, DeleteRequest, DeleteResponse, StartRequest,
-    StartResponse, WaitRequest, WaitResponse,
-};
+use containerd_shim_protos::api::{CreateTaskRequest, CreateTaskResponse};
 use containerd_shim_protos::types::mount::Mount;
 use rsrunc_e2e::daemon::flavors;
 use rsrunc_e2e::shim_client::ShimConn;
@@ -145,35 +142,8 @@ fn run_with_mounts(
         ..Default::default()
     };
     let _: CreateTaskResponse = conn.call("Create", &create)?;
-    let id = id.to_string();
-    let _: StartResponse = conn
-        .call(
-            "Start",
-            &StartRequest {
-                id: id.clone(),
-                ..Default::default()
-            },
-        )
-        .unwrap();
-    let w: WaitResponse = conn
-        .call(
-            "Wait",
-            &WaitRequest {
-                id: id.clone(),
-                ..Default::default()
-            },
-        )
-        .unwrap();
-    let _: DeleteResponse = conn
-        .call(
-            "Delete",
-            &DeleteRequest {
-                id,
-                ..Default::default()
-            },
-        )
-        .unwrap();
-    Ok(w.exit_status)
+    conn.start_process(id, "").unwrap();
+    Ok(conn.wait_and_delete(id, "").0)
 }
 
 #[test]
