@@ -10,7 +10,6 @@
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
@@ -22,7 +21,7 @@ use tonic::transport::{Channel, Endpoint, Uri};
 pub use tonic::Status;
 
 use crate::daemon::Flavor;
-use crate::image::{put, run};
+use crate::image;
 use crate::{poll_until, rootfs, runtime_name, unique_id, Daemon, GO_SHIM};
 
 /// The containerd namespace CRI works in.
@@ -795,17 +794,8 @@ pub fn images_archive(dir: &Path) -> PathBuf {
     let layout = dir.join("cri-images");
     let blobs = layout.join("blobs/sha256");
     std::fs::create_dir_all(&blobs).unwrap();
-    let layer_tar = dir.join("cri-layer.tar");
-    run(Command::new("tar")
-        .arg("-C")
-        .arg(rootfs::busybox())
-        .args(["--owner=0", "--group=0", "-cf"])
-        .arg(&layer_tar)
-        .arg("."));
-    let layer = std::fs::read(&layer_tar).unwrap();
-    let layer_digest = put(&blobs, &layer);
-    let mut manifests = Vec::new();
-    for (name, config) in [
+    let layer = image::put_layer(&blobs, rootfs::busybox(), &dir.join("cri-layer.tar"));
+    let manifests = [
         (
             PAUSE_IMAGE,
             serde_json::json!({"Entrypoint": ["/bin/sleep", "2147483647"], "Env": ["PATH=/bin"]}),
@@ -814,48 +804,14 @@ pub fn images_archive(dir: &Path) -> PathBuf {
             BUSYBOX_IMAGE,
             serde_json::json!({"Cmd": ["/bin/sh"], "Env": ["PATH=/bin"]}),
         ),
-    ] {
-        let config = serde_json::json!({
-            "architecture": "amd64",
-            "os": "linux",
-            "config": config,
-            "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{layer_digest}")]},
-        });
-        let config = serde_json::to_vec(&config).unwrap();
-        let config_digest = put(&blobs, &config);
-        let manifest = serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": format!("sha256:{config_digest}"), "size": config.len()},
-            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": format!("sha256:{layer_digest}"), "size": layer.len()}],
-        });
-        let manifest = serde_json::to_vec(&manifest).unwrap();
-        let manifest_digest = put(&blobs, &manifest);
-        manifests.push(serde_json::json!({
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "digest": format!("sha256:{manifest_digest}"),
-            "size": manifest.len(),
-            "platform": {"architecture": "amd64", "os": "linux"},
-            "annotations": {"io.containerd.image.name": name},
-        }));
-    }
-    let index = serde_json::json!({"schemaVersion": 2, "manifests": manifests});
-    std::fs::write(
-        layout.join("index.json"),
-        serde_json::to_vec(&index).unwrap(),
-    )
-    .unwrap();
-    std::fs::write(
-        layout.join("oci-layout"),
-        br#"{"imageLayoutVersion":"1.0.0"}"#,
-    )
-    .unwrap();
+    ]
+    .into_iter()
+    .map(|(name, config)| {
+        let annotations = serde_json::json!({"io.containerd.image.name": name});
+        image::put_manifest(&blobs, config, std::slice::from_ref(&layer), annotations)
+    })
+    .collect();
     let archive = dir.join("cri-images.tar");
-    run(Command::new("tar")
-        .arg("-C")
-        .arg(&layout)
-        .arg("-cf")
-        .arg(&archive)
-        .arg("."));
+    image::archive_layout(&layout, manifests, &archive);
     archive
 }
