@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::Result;
 use crate::ops::{Runtime, Stdio};
-use crate::opts::GlobalOpts;
+use crate::opts::{push_flag, push_value, GlobalOpts};
 
 /// What CRIU is told, at dump and at restore.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -101,9 +101,7 @@ pub fn checkpoint_args(global: &GlobalOpts, id: &str, o: &CheckpointOpts) -> Vec
     let mut a = global.args();
     a.push("checkpoint".into());
     push_criu(&mut a, &o.criu);
-    if o.leave_running {
-        a.push("--leave-running".into());
-    }
+    push_flag(&mut a, "--leave-running", o.leave_running);
     a.push(id.into());
     a
 }
@@ -113,17 +111,9 @@ pub fn restore_args(global: &GlobalOpts, id: &str, o: &RestoreOpts) -> Vec<OsStr
     a.push("restore".into());
     push_criu(&mut a, &o.criu);
     a.push("--detach".into());
-    if let Some(p) = &o.pid_file {
-        a.push("--pid-file".into());
-        a.push(p.into());
-    }
-    if let Some(p) = &o.console_socket {
-        a.push("--console-socket".into());
-        a.push(p.into());
-    }
-    if o.no_pivot {
-        a.push("--no-pivot".into());
-    }
+    push_value(&mut a, "--pid-file", o.pid_file.as_ref());
+    push_value(&mut a, "--console-socket", o.console_socket.as_ref());
+    push_flag(&mut a, "--no-pivot", o.no_pivot);
     a.push("--bundle".into());
     a.push(o.bundle.as_os_str().into());
     a.push(id.into());
@@ -152,44 +142,22 @@ pub fn criu_log_errors(path: &Path, max: usize) -> Vec<String> {
 fn push_criu(a: &mut Vec<OsString>, o: &CriuOpts) {
     a.push("--image-path".into());
     a.push(o.image_path.as_os_str().into());
-    for (flag, path) in [
-        ("--work-path", &o.work_path),
-        ("--parent-path", &o.parent_path),
-    ] {
-        if let Some(p) = path {
-            a.push(flag.into());
-            a.push(p.into());
-        }
-    }
-    for (flag, on) in [
-        ("--tcp-established", o.tcp_established),
-        ("--ext-unix-sk", o.ext_unix_sk),
-        ("--shell-job", o.shell_job),
-        ("--file-locks", o.file_locks),
-    ] {
-        if on {
-            a.push(flag.into());
-        }
-    }
-    if let Some(mode) = &o.cgroups_mode {
-        a.push("--manage-cgroups-mode".into());
-        a.push(mode.into());
-    }
+    push_value(a, "--work-path", o.work_path.as_ref());
+    push_value(a, "--parent-path", o.parent_path.as_ref());
+    push_flag(a, "--tcp-established", o.tcp_established);
+    push_flag(a, "--ext-unix-sk", o.ext_unix_sk);
+    push_flag(a, "--shell-job", o.shell_job);
+    push_flag(a, "--file-locks", o.file_locks);
+    push_value(a, "--manage-cgroups-mode", o.cgroups_mode.as_ref());
     for ns in &o.empty_namespaces {
-        a.push("--empty-ns".into());
-        a.push(ns.into());
+        push_value(a, "--empty-ns", Some(ns));
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn strs(v: Vec<OsString>) -> Vec<String> {
-        v.into_iter()
-            .map(|s| s.to_string_lossy().into_owned())
-            .collect()
-    }
+    use crate::opts::tests::strs;
 
     fn global() -> GlobalOpts {
         GlobalOpts {

@@ -1,6 +1,6 @@
 //! Argument vectors for the runtime CLI, built by pure functions.
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 
 /// Flags that precede every subcommand.
@@ -36,19 +36,14 @@ impl GlobalOpts {
     /// The flags every subcommand starts with.
     pub fn args(&self) -> Vec<OsString> {
         let mut a: Vec<OsString> = Vec::new();
-        if let Some(root) = &self.root {
-            a.push("--root".into());
-            a.push(root.into());
-        }
+        push_value(&mut a, "--root", self.root.as_ref());
         if let Some(log) = &self.log {
             a.push("--log".into());
             a.push(log.into());
             a.push("--log-format".into());
             a.push("json".into());
         }
-        if self.systemd_cgroup {
-            a.push("--systemd-cgroup".into());
-        }
+        push_flag(&mut a, "--systemd-cgroup", self.systemd_cgroup);
         a
     }
 }
@@ -58,14 +53,10 @@ pub fn create_args(global: &GlobalOpts, id: &str, o: &CreateOpts) -> Vec<OsStrin
     a.push("create".into());
     a.push("--bundle".into());
     a.push(o.bundle.as_os_str().into());
-    push_path(&mut a, "--pid-file", o.pid_file.as_deref());
-    push_path(&mut a, "--console-socket", o.console_socket.as_deref());
-    if o.no_pivot {
-        a.push("--no-pivot".into());
-    }
-    if o.no_new_keyring {
-        a.push("--no-new-keyring".into());
-    }
+    push_value(&mut a, "--pid-file", o.pid_file.as_ref());
+    push_value(&mut a, "--console-socket", o.console_socket.as_ref());
+    push_flag(&mut a, "--no-pivot", o.no_pivot);
+    push_flag(&mut a, "--no-new-keyring", o.no_new_keyring);
     a.push(id.into());
     a
 }
@@ -76,8 +67,8 @@ pub fn exec_args(global: &GlobalOpts, id: &str, o: &ExecOpts) -> Vec<OsString> {
     a.push("--detach".into());
     a.push("--process".into());
     a.push(o.process_file.as_os_str().into());
-    push_path(&mut a, "--pid-file", o.pid_file.as_deref());
-    push_path(&mut a, "--console-socket", o.console_socket.as_deref());
+    push_value(&mut a, "--pid-file", o.pid_file.as_ref());
+    push_value(&mut a, "--console-socket", o.console_socket.as_ref());
     a.push(id.into());
     a
 }
@@ -86,9 +77,7 @@ pub fn exec_args(global: &GlobalOpts, id: &str, o: &ExecOpts) -> Vec<OsString> {
 pub fn kill_args(global: &GlobalOpts, id: &str, signal: u32, all: bool) -> Vec<OsString> {
     let mut a = global.args();
     a.push("kill".into());
-    if all {
-        a.push("--all".into());
-    }
+    push_flag(&mut a, "--all", all);
     a.push(id.into());
     a.push(signal.to_string().into());
     a
@@ -97,9 +86,7 @@ pub fn kill_args(global: &GlobalOpts, id: &str, signal: u32, all: bool) -> Vec<O
 pub fn delete_args(global: &GlobalOpts, id: &str, force: bool) -> Vec<OsString> {
     let mut a = global.args();
     a.push("delete".into());
-    if force {
-        a.push("--force".into());
-    }
+    push_flag(&mut a, "--force", force);
     a.push(id.into());
     a
 }
@@ -130,18 +117,27 @@ pub fn update_args(global: &GlobalOpts, id: &str, resources_file: &Path) -> Vec<
     a
 }
 
-fn push_path(a: &mut Vec<OsString>, flag: &str, value: Option<&Path>) {
+/// `flag VALUE`, when there is a value: how every subcommand's argv takes an option.
+pub(crate) fn push_value(a: &mut Vec<OsString>, flag: &str, value: Option<impl AsRef<OsStr>>) {
     if let Some(v) = value {
         a.push(flag.into());
-        a.push(v.into());
+        a.push(v.as_ref().into());
+    }
+}
+
+/// `flag`, when it is on.
+pub(crate) fn push_flag(a: &mut Vec<OsString>, flag: &str, on: bool) {
+    if on {
+        a.push(flag.into());
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn strs(v: Vec<OsString>) -> Vec<String> {
+    /// An argv as strings, to compare with a literal.
+    pub(crate) fn strs(v: Vec<OsString>) -> Vec<String> {
         v.into_iter()
             .map(|s| s.to_string_lossy().into_owned())
             .collect()

@@ -248,38 +248,27 @@ impl RuntimeConfig {
             self.systemd_cgroup_source =
                 format!("{} (SystemdCgroup)", RuncOptions::descriptor().full_name());
         }
-        self.apply_shared(Shared {
-            no_pivot_root: o.no_pivot_root,
-            no_new_keyring: o.no_new_keyring,
-            shim_cgroup: &o.shim_cgroup,
-            io_uid: o.io_uid,
-            io_gid: o.io_gid,
-            criu_image_path: &o.criu_image_path,
-            criu_work_path: &o.criu_work_path,
-        });
-    }
-
-    fn apply_legacy(&mut self, o: &LegacyCreateOptions) {
-        self.apply_shared(Shared {
-            no_pivot_root: o.no_pivot_root,
-            no_new_keyring: o.no_new_keyring,
-            shim_cgroup: &o.shim_cgroup,
-            io_uid: o.io_uid,
-            io_gid: o.io_gid,
-            criu_image_path: &o.criu_image_path,
-            criu_work_path: &o.criu_work_path,
-        });
-    }
-
-    /// The fields runc's Options and the legacy CreateOptions have in common.
-    fn apply_shared(&mut self, o: Shared<'_>) {
         self.no_pivot_root |= o.no_pivot_root;
         self.no_new_keyring |= o.no_new_keyring;
-        set_plain(&mut self.shim_cgroup, o.shim_cgroup);
+        set_plain(&mut self.shim_cgroup, &o.shim_cgroup);
         set_u32(&mut self.io_uid, o.io_uid);
         set_u32(&mut self.io_gid, o.io_gid);
-        set_plain(&mut self.criu_image_path, o.criu_image_path);
-        set_plain(&mut self.criu_work_path, o.criu_work_path);
+        set_plain(&mut self.criu_image_path, &o.criu_image_path);
+        set_plain(&mut self.criu_work_path, &o.criu_work_path);
+    }
+
+    /// The legacy CreateOptions carry a part of runc's Options, with the same meanings.
+    fn apply_legacy(&mut self, o: &LegacyCreateOptions) {
+        self.apply_runc(&RuncOptions {
+            no_pivot_root: o.no_pivot_root,
+            no_new_keyring: o.no_new_keyring,
+            shim_cgroup: o.shim_cgroup.clone(),
+            io_uid: o.io_uid,
+            io_gid: o.io_gid,
+            criu_image_path: o.criu_image_path.clone(),
+            criu_work_path: o.criu_work_path.clone(),
+            ..Default::default()
+        });
     }
 
     fn apply_runtime_options(&mut self, o: &RuntimeOptions) -> Result<()> {
@@ -306,45 +295,21 @@ impl RuntimeConfig {
             self.binary_name = b.to_string();
             self.binary_source = format!("BinaryName in {source}");
         }
-        let opt_str = |dst: &mut String, v: &Option<String>| {
-            if let Some(v) = v {
-                dst.clone_from(v);
-            }
-        };
-        opt_str(&mut self.root, &f.root);
-        opt_str(&mut self.shim_cgroup, &f.shim_cgroup);
-        opt_str(&mut self.criu_path, &f.criu_path);
-        opt_str(&mut self.criu_image_path, &f.criu_image_path);
-        opt_str(&mut self.criu_work_path, &f.criu_work_path);
-        let opt_bool = |dst: &mut bool, v: Option<bool>| {
-            if let Some(v) = v {
-                *dst = v;
-            }
-        };
+        set_some(&mut self.root, &f.root);
+        set_some(&mut self.shim_cgroup, &f.shim_cgroup);
+        set_some(&mut self.criu_path, &f.criu_path);
+        set_some(&mut self.criu_image_path, &f.criu_image_path);
+        set_some(&mut self.criu_work_path, &f.criu_work_path);
         if let Some(v) = f.systemd_cgroup {
             self.systemd_cgroup = Some(v);
             self.systemd_cgroup_source = format!("SystemdCgroup in {source}");
         }
-        opt_bool(&mut self.no_pivot_root, f.no_pivot_root);
-        opt_bool(&mut self.no_new_keyring, f.no_new_keyring);
-        if let Some(v) = f.io_uid {
-            self.io_uid = v;
-        }
-        if let Some(v) = f.io_gid {
-            self.io_gid = v;
-        }
+        set_some(&mut self.no_pivot_root, &f.no_pivot_root);
+        set_some(&mut self.no_new_keyring, &f.no_new_keyring);
+        set_some(&mut self.io_uid, &f.io_uid);
+        set_some(&mut self.io_gid, &f.io_gid);
         self.timeouts.apply(f);
     }
-}
-
-struct Shared<'a> {
-    no_pivot_root: bool,
-    no_new_keyring: bool,
-    shim_cgroup: &'a str,
-    io_uid: u32,
-    io_gid: u32,
-    criu_image_path: &'a str,
-    criu_work_path: &'a str,
 }
 
 /// Whether a `cgroupsPath` has the systemd driver's form `slice:prefix:name` (runc, crun and
@@ -391,6 +356,13 @@ fn set_plain(dst: &mut String, v: &str) {
 fn set_u32(dst: &mut u32, v: u32) {
     if v != 0 {
         *dst = v;
+    }
+}
+
+/// An options file's value, where the file sets one (any value, false and "" included).
+fn set_some<T: Clone>(dst: &mut T, v: &Option<T>) {
+    if let Some(v) = v {
+        dst.clone_from(v);
     }
 }
 

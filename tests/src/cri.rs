@@ -10,19 +10,18 @@
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
 pub use k8s_cri::v1 as api;
 use k8s_cri::v1::image_service_client::ImageServiceClient;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
-use sha2::{Digest, Sha256};
 use tonic::transport::{Channel, Endpoint, Uri};
 /// What a failed CRI call returns.
 pub use tonic::Status;
 
 use crate::daemon::Flavor;
+use crate::image;
 use crate::{poll_until, rootfs, runtime_name, unique_id, Daemon, GO_SHIM};
 
 /// The containerd namespace CRI works in.
@@ -111,6 +110,15 @@ impl Client {
     }
 
     /// The image as CRI sees it, None when CRI does not know it (yet).
+    /// Polls for up to `timeout` until CRI sees [`PAUSE_IMAGE`] and [`BUSYBOX_IMAGE`].
+    pub fn sees_images(&self, timeout: Duration) -> bool {
+        poll_until(timeout, || {
+            [PAUSE_IMAGE, BUSYBOX_IMAGE]
+                .iter()
+                .all(|i| matches!(self.image_status(i), Ok(Some(_))))
+        })
+    }
+
     pub fn image_status(&self, image: &str) -> Result<Option<api::Image>, tonic::Status> {
         let mut c = self.images.clone();
         let req = api::ImageStatusRequest {
@@ -252,6 +260,37 @@ impl Client {
             "ContainerStatus",
             async move { c.container_status(req).await },
         )
+    }
+
+    /// The status of container `id`; panics when CRI cannot give it.
+    pub fn status_of(&self, id: &str) -> api::ContainerStatus {
+        self.container_status(id, false)
+            .unwrap_or_else(|e| panic!("ContainerStatus {id}: {e}"))
+            .status
+            .expect("ContainerStatus without a status")
+    }
+
+    /// The `info` JSON of a verbose ContainerStatus (runtime type and options, OCI spec,
+    /// pid); Null when CRI gives none.
+    pub fn container_info(&self, id: &str) -> Result<serde_json::Value, tonic::Status> {
+        let info = self.container_status(id, true)?.info;
+        Ok(info
+            .get("info")
+            .and_then(|i| serde_json::from_str(i).ok())
+            .unwrap_or_default())
+    }
+
+    /// Polls container `id`'s status until it has exited, for up to `timeout`: the last
+    /// status seen.
+    pub fn wait_exited(&self, id: &str, timeout: Duration) -> api::ContainerStatus {
+        let mut last = None;
+        poll_until(timeout, || {
+            let s = self.status_of(id);
+            let done = s.state == api::ContainerState::ContainerExited as i32;
+            last = Some(s);
+            done
+        });
+        last.unwrap_or_else(|| self.status_of(id))
     }
 
     pub fn exec_sync(
@@ -409,12 +448,7 @@ impl CriDaemon {
             import_images(&daemon);
         }
         let cri = wait_for_cri(&daemon);
-        let up = !setup.images
-            || poll_until(Duration::from_secs(20), || {
-                [PAUSE_IMAGE, BUSYBOX_IMAGE]
-                    .iter()
-                    .all(|i| matches!(cri.image_status(i), Ok(Some(_))))
-            });
+        let up = !setup.images || cri.sees_images(Duration::from_secs(20));
         assert!(
             up,
             "CRI does not see the imported images:\n{}",
@@ -709,11 +743,18 @@ fn cri_config(config_version: u8, dir: &Path, default_handler: &str) -> String {
 
 /// Connects once CRI answers Version (its plugin starts after containerd's socket).
 fn wait_for_cri(d: &Daemon) -> Client {
+    connect_when_up(&d.socket, Duration::from_secs(20))
+        .unwrap_or_else(|last| panic!("CRI did not come up ({last}):\n{}", d.log()))
+}
+
+/// Connects to CRI on `socket` once it answers Version, polling for up to `timeout`
+/// (its plugin starts after containerd's socket); Err says what failed last.
+pub fn connect_when_up(socket: &Path, timeout: Duration) -> Result<Client, String> {
     let mut client = None;
     let mut last = String::new();
-    let up = poll_until(Duration::from_secs(20), || {
+    let up = poll_until(timeout, || {
         if client.is_none() {
-            match Client::connect(&d.socket) {
+            match Client::connect(socket) {
                 Ok(c) => client = Some(c),
                 Err(e) => {
                     last = format!("connect: {e:?}");
@@ -725,13 +766,17 @@ fn wait_for_cri(d: &Daemon) -> Client {
             Some(Ok(_)) => true,
             Some(Err(e)) => {
                 last = format!("Version: {e}");
+                // A connection made before a restart stays broken: dial again.
+                client = None;
                 false
             }
             None => false,
         }
     });
-    assert!(up, "CRI did not come up ({last}):\n{}", d.log());
-    client.unwrap()
+    match client {
+        Some(c) if up => Ok(c),
+        _ => Err(last),
+    }
 }
 
 /// Builds the pause and busybox images and imports both into CRI's namespace.
@@ -749,17 +794,8 @@ pub fn images_archive(dir: &Path) -> PathBuf {
     let layout = dir.join("cri-images");
     let blobs = layout.join("blobs/sha256");
     std::fs::create_dir_all(&blobs).unwrap();
-    let layer_tar = dir.join("cri-layer.tar");
-    run(Command::new("tar")
-        .arg("-C")
-        .arg(rootfs::busybox())
-        .args(["--owner=0", "--group=0", "-cf"])
-        .arg(&layer_tar)
-        .arg("."));
-    let layer = std::fs::read(&layer_tar).unwrap();
-    let layer_digest = put(&blobs, &layer);
-    let mut manifests = Vec::new();
-    for (name, config) in [
+    let layer = image::put_layer(&blobs, rootfs::busybox(), &dir.join("cri-layer.tar"));
+    let manifests = [
         (
             PAUSE_IMAGE,
             serde_json::json!({"Entrypoint": ["/bin/sleep", "2147483647"], "Env": ["PATH=/bin"]}),
@@ -768,62 +804,14 @@ pub fn images_archive(dir: &Path) -> PathBuf {
             BUSYBOX_IMAGE,
             serde_json::json!({"Cmd": ["/bin/sh"], "Env": ["PATH=/bin"]}),
         ),
-    ] {
-        let config = serde_json::json!({
-            "architecture": "amd64",
-            "os": "linux",
-            "config": config,
-            "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{layer_digest}")]},
-        });
-        let config = serde_json::to_vec(&config).unwrap();
-        let config_digest = put(&blobs, &config);
-        let manifest = serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": format!("sha256:{config_digest}"), "size": config.len()},
-            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": format!("sha256:{layer_digest}"), "size": layer.len()}],
-        });
-        let manifest = serde_json::to_vec(&manifest).unwrap();
-        let manifest_digest = put(&blobs, &manifest);
-        manifests.push(serde_json::json!({
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "digest": format!("sha256:{manifest_digest}"),
-            "size": manifest.len(),
-            "platform": {"architecture": "amd64", "os": "linux"},
-            "annotations": {"io.containerd.image.name": name},
-        }));
-    }
-    let index = serde_json::json!({"schemaVersion": 2, "manifests": manifests});
-    std::fs::write(
-        layout.join("index.json"),
-        serde_json::to_vec(&index).unwrap(),
-    )
-    .unwrap();
-    std::fs::write(
-        layout.join("oci-layout"),
-        br#"{"imageLayoutVersion":"1.0.0"}"#,
-    )
-    .unwrap();
+    ]
+    .into_iter()
+    .map(|(name, config)| {
+        let annotations = serde_json::json!({"io.containerd.image.name": name});
+        image::put_manifest(&blobs, config, std::slice::from_ref(&layer), annotations)
+    })
+    .collect();
     let archive = dir.join("cri-images.tar");
-    run(Command::new("tar")
-        .arg("-C")
-        .arg(&layout)
-        .arg("-cf")
-        .arg(&archive)
-        .arg("."));
+    image::archive_layout(&layout, manifests, &archive);
     archive
-}
-
-fn put(dir: &Path, data: &[u8]) -> String {
-    let digest: String = Sha256::digest(data)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    std::fs::write(dir.join(&digest), data).unwrap();
-    digest
-}
-
-fn run(cmd: &mut Command) {
-    let st = cmd.status().unwrap();
-    assert!(st.success(), "{cmd:?} failed: {st}");
 }

@@ -85,6 +85,32 @@ pub fn flavors() -> Vec<(String, Flavor)> {
     out
 }
 
+/// containerd 2.1 as `scripts/setup-host.sh` extracts it.
+pub const CONTAINERD_2_DIR: &str = "/opt/rsrunc-test/containerd-2.1.9/usr/bin";
+
+impl Flavor {
+    /// containerd 2.1 from [`CONTAINERD_2_DIR`]; panics when it is not there.
+    pub fn containerd_2() -> Flavor {
+        assert!(
+            Path::new(CONTAINERD_2_DIR).join("containerd").exists(),
+            "{CONTAINERD_2_DIR}/containerd is not there: scripts/setup-host.sh extracts it"
+        );
+        Flavor {
+            bin_dir: Some(PathBuf::from(CONTAINERD_2_DIR)),
+            config_version: 3,
+        }
+    }
+
+    /// The Go shim that comes with this containerd, else [`crate::tool`]'s.
+    pub fn go_shim(&self) -> PathBuf {
+        self.bin_dir
+            .as_ref()
+            .map(|d| d.join("containerd-shim-runc-v2"))
+            .filter(|p| p.exists())
+            .unwrap_or_else(|| crate::tool("containerd-shim-runc-v2"))
+    }
+}
+
 impl Default for Flavor {
     fn default() -> Self {
         Flavor {
@@ -433,6 +459,13 @@ disabled_plugins = {disabled}
         self.ctr(&a.iter().map(String::as_str).collect::<Vec<_>>())
     }
 
+    /// `ctr run -d` of `cmd` as container `id` under `oci`, then waits until its task is
+    /// RUNNING.
+    pub fn run_detached(&self, oci: Oci, id: &str, cmd: &[&str]) {
+        self.run(oci, &["-d"], id, cmd).ok();
+        self.wait_status(id, "RUNNING");
+    }
+
     /// The task's status column in `ctr task ls` (RUNNING, PAUSED, STOPPED, ...).
     pub fn task_status(&self, id: &str) -> Option<String> {
         let out = self.ctr(&["task", "ls"]);
@@ -465,16 +498,18 @@ disabled_plugins = {disabled}
         let sock = self.socket.display().to_string();
         processes()
             .into_iter()
-            .filter(|p| {
-                p.cmdline
-                    .first()
-                    .is_some_and(|a| a.contains("containerd-shim"))
-                    && p.cmdline
-                        .windows(2)
-                        .any(|w| w[0] == "-address" && w[1] == sock)
-            })
+            .filter(|p| p.is_shim() && p.has_arg("-address", &sock))
             .map(|p| p.pid)
             .collect()
+    }
+
+    /// The pid of the shim of this daemon started for container `id` (its `-id`).
+    pub fn shim_serving(&self, id: &str) -> Option<i32> {
+        let sock = self.socket.display().to_string();
+        processes()
+            .into_iter()
+            .find(|p| p.is_shim() && p.has_arg("-address", &sock) && p.has_arg("-id", id))
+            .map(|p| p.pid)
     }
 
     /// Waits up to 15 s for every shim of this daemon to exit (they do so after the
@@ -597,6 +632,14 @@ fn rand_u128() -> u128 {
     (u128::from(a) << 64) | u128::from(h.finish())
 }
 
+/// The arguments of `ctr task exec --exec-id EXEC_ID ID CMD...`, for [`Daemon::ctr`],
+/// [`Daemon::ctr_input`] or [`Daemon::ctr_spawn`].
+pub fn task_exec<'a>(exec_id: &'a str, id: &'a str, cmd: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["task", "exec", "--exec-id", exec_id, id];
+    args.extend_from_slice(cmd);
+    args
+}
+
 /// Stops a daemon as a service manager would: SIGTERM, then SIGKILL after `grace`.
 pub fn stop_child(child: &mut Child, grace: Duration) {
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
@@ -616,6 +659,22 @@ pub struct ProcInfo {
     pub ppid: i32,
     pub state: char,
     pub cmdline: Vec<String>,
+}
+
+impl ProcInfo {
+    /// Whether this is a containerd shim, ours or the Go one (any action).
+    pub fn is_shim(&self) -> bool {
+        self.cmdline
+            .first()
+            .is_some_and(|a| a.contains("containerd-shim"))
+    }
+
+    /// Whether the command line holds `flag` followed by `value`, e.g. `-id <id>`.
+    pub fn has_arg(&self, flag: &str, value: &str) -> bool {
+        self.cmdline
+            .windows(2)
+            .any(|w| w[0] == flag && w[1] == value)
+    }
 }
 
 pub fn processes() -> Vec<ProcInfo> {

@@ -21,6 +21,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test harness: failing loudly is the point
 
 pub mod cri;
+pub mod cri_pod;
 pub mod cri_stream;
 pub mod daemon;
 pub mod docker;

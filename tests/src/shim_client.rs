@@ -5,6 +5,10 @@
 use std::path::Path;
 use std::process::{Command, Stdio};
 
+use containerd_shim_protos::api::{
+    DeleteRequest, DeleteResponse, ExecProcessRequest, StartRequest, StartResponse, WaitRequest,
+    WaitResponse,
+};
 use containerd_shim_protos::protobuf::Message;
 use oci_spec::runtime::Process;
 use ttrpc::sync::Client;
@@ -128,6 +132,48 @@ impl ShimConn {
         (status.code(), status.message)
     }
 
+    /// Start of process `exec_id` of container `id` ("" for its init).
+    pub fn start_process(
+        &self,
+        id: &str,
+        exec_id: &str,
+    ) -> Result<StartResponse, (ttrpc::Code, String)> {
+        self.call(
+            "Start",
+            &StartRequest {
+                id: id.into(),
+                exec_id: exec_id.into(),
+                ..Default::default()
+            },
+        )
+    }
+
+    /// Wait for, then Delete, process `exec_id` of container `id` ("" for its init): the
+    /// exit status Wait and Delete reported.
+    pub fn wait_and_delete(&self, id: &str, exec_id: &str) -> (u32, u32) {
+        let w: WaitResponse = self
+            .call(
+                "Wait",
+                &WaitRequest {
+                    id: id.into(),
+                    exec_id: exec_id.into(),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        let d: DeleteResponse = self
+            .call(
+                "Delete",
+                &DeleteRequest {
+                    id: id.into(),
+                    exec_id: exec_id.into(),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        (w.exit_status, d.exit_status)
+    }
+
     /// Runs `args` as exec `exec_id` in container `id` with the container's own process
     /// spec otherwise (`base`, the `process` of its config.json): Exec, Start, Wait,
     /// Delete. Returns the exit status Wait and Delete reported.
@@ -151,10 +197,6 @@ impl ShimConn {
         base: &Process,
         args: &[&str],
     ) -> (u32, u32, [std::time::Duration; 4]) {
-        use containerd_shim_protos::api::{
-            DeleteRequest, DeleteResponse, ExecProcessRequest, StartRequest, StartResponse,
-            WaitRequest, WaitResponse,
-        };
         use containerd_shim_protos::protobuf::well_known_types::{any::Any, empty::Empty};
         use std::time::Instant;
         let mut process = base.clone();

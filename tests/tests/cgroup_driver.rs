@@ -4,7 +4,7 @@
 //! systemd driver's form, a path is cgroupfs'. On this host (no systemd) only the refusals
 //! can run; the systemd driver itself is checked in the node VM (tests/tests/node.rs).
 
-use rsrunc_e2e::{ours_only, unique_id, Daemon, Oci};
+use rsrunc_e2e::{ours_only, unique_id, CtrOutput, Daemon, Oci};
 
 /// `SystemdCgroup = true` with a cgroupfs path: runc would reject the path's form, and the
 /// container does not run.
@@ -43,20 +43,11 @@ fn systemd_driver_with_a_cgroupfs_path_is_refused_naming_the_option() {
     let id = unique_id("sdpath");
     let path = format!("/{}/{id}", d.namespace);
     let file = d.options_file("systemd", "SystemdCgroup = true\n");
-    let out = d.run(
-        Oci::Runc,
-        &["--cgroup", &path, "--runtime-config-path", &file],
-        &id,
-        &["/bin/true"],
+    let out = run_true(&d, &id, &path, &file);
+    assert_refused_naming(
+        &out,
+        &["invalid argument", "SystemdCgroup = true", &file, &path],
     );
-    assert_ne!(out.status, 0, "{out:?}");
-    for part in ["invalid argument", "SystemdCgroup = true", &file, &path] {
-        assert!(
-            out.stderr.contains(part),
-            "{part:?} not in {:?}",
-            out.stderr
-        );
-    }
     let _ = d.ctr(&["containers", "rm", &id]);
 }
 
@@ -74,23 +65,37 @@ fn explicit_cgroupfs_with_a_systemd_form_path_is_refused() {
     let id = unique_id("fspath");
     let path = format!("system.slice:rsrunc-test:{id}");
     let file = d.options_file("cgroupfs", "SystemdCgroup = false\n");
-    let out = d.run(
-        Oci::Runc,
-        &["--cgroup", &path, "--runtime-config-path", &file],
-        &id,
-        &["/bin/true"],
+    let out = run_true(&d, &id, &path, &file);
+    assert_refused_naming(
+        &out,
+        &["invalid argument", "SystemdCgroup = false", &file, &path],
     );
+    // Nothing was made under that literal name in any hierarchy.
+    for h in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        assert!(!h.path().join(&path).exists(), "{}", h.path().display());
+    }
+    let _ = d.ctr(&["containers", "rm", &id]);
+}
+
+/// `ctr run` of `/bin/true` as `id` under runc, with cgroupsPath `path` and the options
+/// file `file`.
+fn run_true(d: &Daemon, id: &str, path: &str, file: &str) -> CtrOutput {
+    d.run(
+        Oci::Runc,
+        &["--cgroup", path, "--runtime-config-path", file],
+        id,
+        &["/bin/true"],
+    )
+}
+
+/// The run failed, and its error names each of `parts`.
+fn assert_refused_naming(out: &CtrOutput, parts: &[&str]) {
     assert_ne!(out.status, 0, "{out:?}");
-    for part in ["invalid argument", "SystemdCgroup = false", &file, &path] {
+    for part in parts {
         assert!(
             out.stderr.contains(part),
             "{part:?} not in {:?}",
             out.stderr
         );
     }
-    // Nothing was made under that literal name in any hierarchy.
-    for h in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
-        assert!(!h.path().join(&path).exists(), "{}", h.path().display());
-    }
-    let _ = d.ctr(&["containers", "rm", &id]);
 }

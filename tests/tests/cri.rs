@@ -5,21 +5,13 @@
 //! containers, ExecSync, statuses, graceful and forced stops, and nothing left behind.
 //! Under containerd 1.7 (the default) and 2.1.
 
-use std::path::PathBuf;
+use std::fmt::Display;
 use std::time::{Duration, Instant};
 
-use rsrunc_e2e::cri::{api, CriDaemon, Status};
+use rsrunc_e2e::cri::{api, CriDaemon};
+use rsrunc_e2e::cri_pod;
 use rsrunc_e2e::daemon::Flavor;
 use rsrunc_e2e::runtime_name;
-
-/// containerd 2.1 as `scripts/setup-host.sh` extracts it.
-const CONTAINERD_2: &str = "/opt/rsrunc-test/containerd-2.1.9/usr/bin";
-
-/// Traps SIGTERM and exits 42; `wait` (unlike a foreground `sleep`) lets the trap run
-/// at once.
-const TRAPPER: &str = "trap 'exit 42' TERM; echo ready; while :; do sleep 1 & wait $!; done";
-/// Ignores SIGTERM: only SIGKILL stops it.
-const STUBBORN: &str = "trap '' TERM; echo ready; while :; do sleep 1; done";
 
 #[test]
 fn pod_with_two_containers() {
@@ -28,22 +20,14 @@ fn pod_with_two_containers() {
 
 #[test]
 fn pod_with_two_containers_containerd_2() {
-    assert!(
-        PathBuf::from(CONTAINERD_2).join("containerd").exists(),
-        "{CONTAINERD_2}/containerd is not there: scripts/setup-host.sh extracts it"
-    );
-    let flavor = Flavor {
-        bin_dir: Some(PathBuf::from(CONTAINERD_2)),
-        config_version: 3,
-    };
-    pod_lifecycle(&flavor, "containerd 2.1");
+    pod_lifecycle(&Flavor::containerd_2(), "containerd 2.1");
 }
 
 fn pod_lifecycle(flavor: &Flavor, what: &str) {
     let t0 = Instant::now();
     let c = CriDaemon::start_flavor(flavor);
     let cri = &c.cri;
-    let ctx = |step: &str, e: Status| -> String {
+    let ctx = |step: &str, e: &dyn Display| -> String {
         format!(
             "{what}, {} via handler {}: {step}: {e}\n--- containerd.log ---\n{}",
             runtime_name(),
@@ -53,7 +37,7 @@ fn pod_lifecycle(flavor: &Flavor, what: &str) {
     };
     let v = cri
         .version()
-        .unwrap_or_else(|e| panic!("{}", ctx("Version", e)));
+        .unwrap_or_else(|e| panic!("{}", ctx("Version", &e)));
     eprintln!(
         "{what}: CRI {} {} {}, handler {}",
         v.runtime_name, v.runtime_version, v.runtime_api_version, c.handler
@@ -62,47 +46,15 @@ fn pod_lifecycle(flavor: &Flavor, what: &str) {
     let pod_config = c.pod_config("two");
     let pod = cri
         .run_pod_sandbox(&pod_config, &c.handler)
-        .unwrap_or_else(|e| panic!("{}", ctx("RunPodSandbox", e)));
-    let mut ids = Vec::new();
-    for (name, script) in [("trapper", TRAPPER), ("stubborn", STUBBORN)] {
-        let config = c.container_config(name, &["/bin/sh", "-c", script]);
-        let id = cri
-            .create_container(&pod, &config, &pod_config)
-            .unwrap_or_else(|e| panic!("{}", ctx(&format!("CreateContainer {name}"), e)));
-        cri.start_container(&id)
-            .unwrap_or_else(|e| panic!("{}", ctx(&format!("StartContainer {name}"), e)));
-        ids.push(id);
-    }
-    let (trapper, stubborn) = (ids[0].clone(), ids[1].clone());
+        .unwrap_or_else(|e| panic!("{}", ctx("RunPodSandbox", &e)));
+    let (trapper, stubborn) = cri_pod::run_trapper_and_stubborn(cri, &pod, &pod_config, &ctx);
+    let ids = [trapper.clone(), stubborn.clone()];
 
     // ExecSync: stdout, stderr and the exit code of the process run in the container.
-    let r = cri
-        .exec_sync(
-            &trapper,
-            &["/bin/sh", "-c", "echo out-$((6*7)); echo err >&2; exit 3"],
-            10,
-        )
-        .unwrap_or_else(|e| panic!("{}", ctx("ExecSync", e)));
-    assert_eq!(
-        (
-            String::from_utf8_lossy(&r.stdout).as_ref(),
-            String::from_utf8_lossy(&r.stderr).as_ref(),
-            r.exit_code
-        ),
-        ("out-42\n", "err\n", 3),
-        "{what}: ExecSync"
-    );
-    let r = cri
-        .exec_sync(&stubborn, &["/bin/cat", "/proc/1/cmdline"], 10)
-        .unwrap_or_else(|e| panic!("{}", ctx("ExecSync", e)));
-    assert_eq!(r.exit_code, 0, "{what}: ExecSync: {r:?}");
-    assert!(
-        String::from_utf8_lossy(&r.stdout).contains("trap '' TERM"),
-        "{what}: ExecSync ran in the wrong container: {r:?}"
-    );
+    cri_pod::check_exec_sync(cri, &trapper, &stubborn, 10, &ctx);
 
     for id in &ids {
-        let s = status(&c, id);
+        let s = cri.status_of(id);
         assert_eq!(
             s.state,
             api::ContainerState::ContainerRunning as i32,
@@ -125,16 +77,7 @@ fn pod_lifecycle(flavor: &Flavor, what: &str) {
     report_options(&c, &trapper);
 
     // StopContainer with a grace period: the trapper exits with its own code at once.
-    let t = Instant::now();
-    cri.stop_container(&trapper, 10)
-        .unwrap_or_else(|e| panic!("{}", ctx("StopContainer trapper", e)));
-    let took = t.elapsed();
-    let s = status(&c, &trapper);
-    assert_eq!(
-        (s.state, s.exit_code),
-        (api::ContainerState::ContainerExited as i32, 42),
-        "{what}: trapper after StopContainer: {s:?}"
-    );
+    let took = cri_pod::stop_expecting(cri, "trapper", &trapper, 10, 42, &ctx);
     // Exit code 42 says the trap ran; it must also not have waited out the grace period
     // (a bound, not a speed check: under load SIGTERM's delivery takes seconds).
     assert!(
@@ -143,67 +86,25 @@ fn pod_lifecycle(flavor: &Flavor, what: &str) {
     );
 
     // One that ignores SIGTERM is SIGKILLed after the timeout: 128 + 9.
-    let t = Instant::now();
-    cri.stop_container(&stubborn, 2)
-        .unwrap_or_else(|e| panic!("{}", ctx("StopContainer stubborn", e)));
-    let took = t.elapsed();
-    let s = status(&c, &stubborn);
-    assert_eq!(
-        (s.state, s.exit_code),
-        (api::ContainerState::ContainerExited as i32, 137),
-        "{what}: stubborn after StopContainer: {s:?}"
-    );
+    let took = cri_pod::stop_expecting(cri, "stubborn", &stubborn, 2, 137, &ctx);
     assert!(
         took >= Duration::from_secs(2) && took < Duration::from_secs(10),
         "{what}: StopContainer with a 2 s timeout took {took:?}"
     );
 
-    cri.stop_pod_sandbox(&pod)
-        .unwrap_or_else(|e| panic!("{}", ctx("StopPodSandbox", e)));
-    cri.remove_pod_sandbox(&pod)
-        .unwrap_or_else(|e| panic!("{}", ctx("RemovePodSandbox", e)));
+    cri_pod::remove_pod(&c, &pod, &ctx);
     assert!(
         cri.list_pod_sandboxes().unwrap().is_empty(),
         "{what}: pods left"
     );
-
-    let shims = c.daemon.shims_left();
-    assert!(
-        shims.is_empty(),
-        "{what}: shims left after RemovePodSandbox: {shims:?}"
-    );
-    let mounts = c.daemon.mounts();
-    assert!(mounts.is_empty(), "{what}: mounts left: {mounts:#?}");
-    let cgroups = c.cgroups_left();
-    assert!(
-        cgroups.is_empty(),
-        "{what}: cgroups left under {}: {cgroups:#?}",
-        c.cgroup_parent
-    );
     eprintln!("{what}: pod test took {:?}", t0.elapsed());
-}
-
-fn status(c: &CriDaemon, id: &str) -> api::ContainerStatus {
-    c.cri
-        .container_status(id, false)
-        .unwrap_or_else(|e| panic!("ContainerStatus {id}: {e}"))
-        .status
-        .expect("ContainerStatus without a status")
 }
 
 /// Prints how CRI passed the handler's options to the shim: the runtime type and
 /// options containerd recorded (verbose ContainerStatus), and what the shim resolved
 /// (our `rsrunc-options.json`, the Go shim's `options.json`) in the bundle.
 fn report_options(c: &CriDaemon, id: &str) {
-    let info = c
-        .cri
-        .container_status(id, true)
-        .map(|r| r.info)
-        .unwrap_or_default();
-    if let Some(json) = info
-        .get("info")
-        .and_then(|i| serde_json::from_str::<serde_json::Value>(i).ok())
-    {
+    if let Some(json) = c.cri.container_info(id).ok().filter(|j| !j.is_null()) {
         eprintln!(
             "CRI info: runtimeType={} runtimeOptions={}",
             json["runtimeType"], json["runtimeOptions"]

@@ -27,8 +27,6 @@ use rsrunc_e2e::cri::{self, api, CriDaemon, CriSetup, GO_HANDLER, OUR_HANDLER};
 use rsrunc_e2e::daemon::Flavor;
 use rsrunc_e2e::{ours_only, runtime_name, shim_binary, testing_ours, tool, Oci, GO_SHIM, RSRUNC};
 
-/// containerd 2.1 as `scripts/setup-host.sh` extracts it.
-const CONTAINERD_2: &str = "/opt/rsrunc-test/containerd-2.1.9/usr/bin";
 /// Where the Debian package installs the shim: the runc-typed configs' `runtime_path`,
 /// replaced by the binary under test.
 const INSTALLED_SHIM: &str = "/usr/bin/containerd-shim-rsrunc-v2";
@@ -54,9 +52,7 @@ fn typed_handlers_containerd_1() {
 
 #[test]
 fn typed_handlers_containerd_2() {
-    if let Some(flavor) = containerd_2() {
-        pods(Way::Typed, &flavor, "containerd 2.1");
-    }
+    pods(Way::Typed, &Flavor::containerd_2(), "containerd 2.1");
 }
 
 #[test]
@@ -66,9 +62,7 @@ fn runc_typed_handlers_containerd_1() {
 
 #[test]
 fn runc_typed_handlers_containerd_2() {
-    if let Some(flavor) = containerd_2() {
-        pods(Way::RuncTyped, &flavor, "containerd 2.1");
-    }
+    pods(Way::RuncTyped, &Flavor::containerd_2(), "containerd 2.1");
 }
 
 /// What CRI 2.x tells kubelet about the node's cgroup driver (RuntimeConfig) when the shim's
@@ -77,9 +71,7 @@ fn runc_typed_handlers_containerd_2() {
 /// decode as runc's: a typed handler is never asked, a runc-typed one always.
 #[test]
 fn cgroup_driver_reported_to_kubelet_containerd_2() {
-    let Some(flavor) = containerd_2() else {
-        return;
-    };
+    let flavor = Flavor::containerd_2();
     let typed = plan(Way::Typed, &flavor).setup.handlers;
     let runc_typed = plan(Way::RuncTyped, &flavor).setup.handlers;
     // runc's handler as a systemd node configures it (containerd ships SystemdCgroup = false).
@@ -152,10 +144,7 @@ fn info_reports_the_features_of_the_runtime_the_options_name() {
         shim_binary()
     } else {
         // The Go shim of containerd 1.7 has no -info.
-        match containerd_2() {
-            Some(f) => go_shim(&f),
-            None => return,
-        }
+        Flavor::containerd_2().go_shim()
     };
     let crun = Oci::Crun.binary();
     let runc_opts = containerd_shim_protos::shim::oci::Options {
@@ -357,7 +346,11 @@ fn plan(way: Way, flavor: &Flavor) -> Plan {
             }
         }
         Way::RuncTyped => {
-            let shim = if ours { shim_binary() } else { go_shim(flavor) };
+            let shim = if ours {
+                shim_binary()
+            } else {
+                flavor.go_shim()
+            };
             let name = if version >= 3 {
                 "config-2.x-runc-type.toml"
             } else {
@@ -554,29 +547,6 @@ fn introspection(c: &CriDaemon, plan: &Plan, way: Way, what: &str) {
     }
 }
 
-/// containerd 2.1's flavor (always Some: the set-up extracts it, and a test fails here
-/// when it did not).
-fn containerd_2() -> Option<Flavor> {
-    assert!(
-        Path::new(CONTAINERD_2).join("containerd").exists(),
-        "{CONTAINERD_2}/containerd is not there: scripts/setup-host.sh extracts it"
-    );
-    Some(Flavor {
-        bin_dir: Some(PathBuf::from(CONTAINERD_2)),
-        config_version: 3,
-    })
-}
-
-/// The Go shim that comes with `flavor`'s containerd.
-fn go_shim(flavor: &Flavor) -> PathBuf {
-    flavor
-        .bin_dir
-        .as_ref()
-        .map(|d| d.join("containerd-shim-runc-v2"))
-        .filter(|p| p.exists())
-        .unwrap_or_else(|| tool("containerd-shim-runc-v2"))
-}
-
 /// The CRI plugin's table that holds `containerd.runtimes` in config version 2 or 3.
 fn cri_table(config_version: u8) -> &'static str {
     if config_version >= 3 {
@@ -605,15 +575,7 @@ fn runtime_state(id: &str) -> Option<Oci> {
 
 /// The runtime type and options CRI recorded for a container (verbose ContainerStatus).
 fn recorded_runtime(c: &CriDaemon, id: &str) -> (String, serde_json::Value) {
-    let info = c
-        .cri
-        .container_status(id, true)
-        .map(|r| r.info)
-        .unwrap_or_default();
-    let json: serde_json::Value = info
-        .get("info")
-        .and_then(|i| serde_json::from_str(i).ok())
-        .unwrap_or_default();
+    let json = c.cri.container_info(id).unwrap_or_default();
     (
         json["runtimeType"].as_str().unwrap_or_default().to_string(),
         json["runtimeOptions"].clone(),

@@ -7,30 +7,15 @@
 //! `OOMKilled`, stats, resource updates, and a containerd restart under live pods. Each
 //! under containerd 1.7 and 2.1, for both shims.
 
+use std::fmt::Display;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rsrunc_e2e::cri::{api, CriDaemon};
+use rsrunc_e2e::cri_pod::{self, HOG};
 use rsrunc_e2e::cri_stream::{attach_echo, check_streams_and_log, ECHOER};
 use rsrunc_e2e::daemon::Flavor;
-use rsrunc_e2e::{poll_until, runtime_name};
-
-/// containerd 2.1 as `scripts/setup-host.sh` extracts it.
-const CONTAINERD_2: &str = "/opt/rsrunc-test/containerd-2.1.9/usr/bin";
-
-/// Grows a shell variable until the OOM killer takes the shell.
-const HOG: &str = "x=0123456789; while true; do x=$x$x; done";
-
-fn containerd_2() -> Flavor {
-    assert!(
-        PathBuf::from(CONTAINERD_2).join("containerd").exists(),
-        "{CONTAINERD_2}/containerd is not there: scripts/setup-host.sh extracts it"
-    );
-    Flavor {
-        bin_dir: Some(PathBuf::from(CONTAINERD_2)),
-        config_version: 3,
-    }
-}
+use rsrunc_e2e::runtime_name;
 
 #[test]
 fn exec_attach_and_log_rotation() {
@@ -39,7 +24,7 @@ fn exec_attach_and_log_rotation() {
 
 #[test]
 fn exec_attach_and_log_rotation_containerd_2() {
-    streaming_and_logs(&containerd_2(), "containerd 2.1");
+    streaming_and_logs(&Flavor::containerd_2(), "containerd 2.1");
 }
 
 #[test]
@@ -49,7 +34,7 @@ fn oom_killed_stats_and_update() {
 
 #[test]
 fn oom_killed_stats_and_update_containerd_2() {
-    oom_stats_update(&containerd_2(), "containerd 2.1");
+    oom_stats_update(&Flavor::containerd_2(), "containerd 2.1");
 }
 
 #[test]
@@ -59,7 +44,7 @@ fn containerd_restart_under_live_pods() {
 
 #[test]
 fn containerd_restart_under_live_pods_containerd_2() {
-    restart_with_pods(&containerd_2(), "containerd 2.1");
+    restart_with_pods(&Flavor::containerd_2(), "containerd 2.1");
 }
 
 /// A pod running the echoer, its stdin open (as `stdin: true` in a pod spec); returns
@@ -73,13 +58,8 @@ fn echo_pod(c: &CriDaemon, pod_name: &str) -> (String, String, PathBuf) {
         .unwrap_or_else(|e| panic!("{what}: RunPodSandbox: {e}\n{}", c.daemon.log()));
     let mut config = c.container_config("echoer", &["/bin/sh", "-c", ECHOER]);
     config.stdin = true;
-    let id = c
-        .cri
-        .create_container(&pod, &config, &pod_config)
-        .unwrap_or_else(|e| panic!("{what}: CreateContainer: {e}\n{}", c.daemon.log()));
-    c.cri
-        .start_container(&id)
-        .unwrap_or_else(|e| panic!("{what}: StartContainer: {e}\n{}", c.daemon.log()));
+    let with_log = |step: &str, e: &dyn Display| format!("{what}: {step}: {e}\n{}", c.daemon.log());
+    let id = cri_pod::run_container(&c.cri, &pod, &config, &pod_config, &with_log);
     let log = Path::new(&pod_config.log_directory).join(&config.log_path);
     (pod, id, log)
 }
@@ -90,7 +70,7 @@ fn streaming_and_logs(flavor: &Flavor, what: &str) {
     let (pod, id, log) = echo_pod(&c, "streams");
 
     check_streams_and_log(&c.cri, &id, &log, &what);
-    remove_pod(&c, &pod, &what);
+    cri_pod::remove_pod(&c, &pod, &ctx(&what));
 }
 
 fn oom_stats_update(flavor: &Flavor, what: &str) {
@@ -104,21 +84,9 @@ fn oom_stats_update(flavor: &Flavor, what: &str) {
     let start = |name: &str, script: &str, limit: Option<i64>| {
         let mut config = c.container_config(name, &["/bin/sh", "-c", script]);
         if let Some(bytes) = limit {
-            let linux = config.linux.get_or_insert_with(Default::default);
-            linux.resources = Some(api::LinuxContainerResources {
-                memory_limit_in_bytes: bytes,
-                memory_swap_limit_in_bytes: bytes,
-                ..Default::default()
-            });
+            cri_pod::limit_memory(&mut config, bytes);
         }
-        let id = c
-            .cri
-            .create_container(&pod, &config, &pod_config)
-            .unwrap_or_else(|e| panic!("{what}: CreateContainer {name}: {e}"));
-        c.cri
-            .start_container(&id)
-            .unwrap_or_else(|e| panic!("{what}: StartContainer {name}: {e}"));
-        id
+        cri_pod::run_container(&c.cri, &pod, &config, &pod_config, &ctx(&what))
     };
     let idle = start("idle", "echo ready; exec sleep 600", None);
 
@@ -171,22 +139,19 @@ fn oom_stats_update(flavor: &Flavor, what: &str) {
     // An OOM kill: exited 137 with the reason kubelet shows, OOMKilled. 32 MiB, not less:
     // runc 1.1 charges its init's copy of itself to the container's cgroup.
     let hog = start("hog", HOG, Some(32 << 20));
-    let mut last = None;
-    let exited = poll_until(Duration::from_secs(60), || {
-        let s = status(&c, &hog);
-        let done = s.state == api::ContainerState::ContainerExited as i32;
-        last = Some(s);
-        done
-    });
-    let s = last.unwrap();
-    assert!(exited, "{what}: the hog did not exit: {s:?}");
+    let s = c.cri.wait_exited(&hog, Duration::from_secs(60));
+    assert_eq!(
+        s.state,
+        api::ContainerState::ContainerExited as i32,
+        "{what}: the hog did not exit: {s:?}"
+    );
     assert_eq!(
         (s.exit_code, s.reason.as_str()),
         (137, "OOMKilled"),
         "{what}: status of the OOM-killed container: {s:?}"
     );
 
-    remove_pod(&c, &pod, &what);
+    cri_pod::remove_pod(&c, &pod, &ctx(&what));
 }
 
 fn restart_with_pods(flavor: &Flavor, what: &str) {
@@ -200,7 +165,7 @@ fn restart_with_pods(flavor: &Flavor, what: &str) {
     c.restart();
 
     // The pod and its container are still there and running, served by the same shim.
-    let s = status(&c, &id);
+    let s = c.cri.status_of(&id);
     assert_eq!(
         s.state,
         api::ContainerState::ContainerRunning as i32,
@@ -227,13 +192,8 @@ fn restart_with_pods(flavor: &Flavor, what: &str) {
     // A container added to the pod after the restart joins the same shim.
     let pod_config = c.pod_config("restart");
     let config = c.container_config("late", &["/bin/sh", "-c", "exec sleep 600"]);
-    let late = c
-        .cri
-        .create_container(&pod, &config, &pod_config)
-        .unwrap_or_else(|e| panic!("{what}: CreateContainer after the restart: {e}"));
-    c.cri
-        .start_container(&late)
-        .unwrap_or_else(|e| panic!("{what}: StartContainer after the restart: {e}"));
+    let after = format!("{what}, after the restart");
+    cri_pod::run_container(&c.cri, &pod, &config, &pod_config, &ctx(&after));
     assert_eq!(
         c.daemon.shim_pids(),
         shims,
@@ -244,48 +204,27 @@ fn restart_with_pods(flavor: &Flavor, what: &str) {
     c.cri
         .stop_container(&id, 2)
         .unwrap_or_else(|e| panic!("{what}: StopContainer after the restart: {e}"));
-    let s = status(&c, &id);
+    let s = c.cri.status_of(&id);
     assert_eq!(
         s.state,
         api::ContainerState::ContainerExited as i32,
         "{what}: after StopContainer: {s:?}"
     );
 
-    remove_pod(&c, &pod, &what);
+    cri_pod::remove_pod(&c, &pod, &ctx(&what));
 }
 
-/// StopPodSandbox and RemovePodSandbox, then nothing left: no shim, mount or cgroup.
-fn remove_pod(c: &CriDaemon, pod: &str, what: &str) {
-    c.cri
-        .stop_pod_sandbox(pod)
-        .unwrap_or_else(|e| panic!("{what}: StopPodSandbox: {e}"));
-    c.cri
-        .remove_pod_sandbox(pod)
-        .unwrap_or_else(|e| panic!("{what}: RemovePodSandbox: {e}"));
-    let shims = c.daemon.shims_left();
-    assert!(shims.is_empty(), "{what}: shims left: {shims:?}");
-    let mounts = c.daemon.mounts();
-    assert!(mounts.is_empty(), "{what}: mounts left: {mounts:#?}");
-    let cgroups = c.cgroups_left();
-    assert!(cgroups.is_empty(), "{what}: cgroups left: {cgroups:#?}");
-}
-
-fn status(c: &CriDaemon, id: &str) -> api::ContainerStatus {
-    c.cri
-        .container_status(id, false)
-        .unwrap_or_else(|e| panic!("ContainerStatus {id}: {e}"))
-        .status
-        .expect("ContainerStatus without a status")
+/// A failure message naming the test (`what`), the step and what went wrong.
+fn ctx(what: &str) -> impl Fn(&str, &dyn Display) -> String + '_ {
+    move |step, e| format!("{what}: {step}: {e}")
 }
 
 /// The container's init pid, from verbose ContainerStatus.
 fn status_pid(c: &CriDaemon, id: &str) -> i64 {
-    let info = c
+    let json = c
         .cri
-        .container_status(id, true)
-        .unwrap_or_else(|e| panic!("ContainerStatus {id}: {e}"))
-        .info;
-    let json: serde_json::Value = serde_json::from_str(&info["info"]).unwrap();
+        .container_info(id)
+        .unwrap_or_else(|e| panic!("ContainerStatus {id}: {e}"));
     json["pid"]
         .as_i64()
         .unwrap_or_else(|| panic!("no pid in {json}"))

@@ -31,8 +31,6 @@ use rsrunc_e2e::cri::{self, api, CriDaemon, CriSetup};
 use rsrunc_e2e::daemon::Flavor;
 use rsrunc_e2e::{poll_until, runtime_name, shim_binary, testing_ours, Oci};
 
-/// containerd 2.1 as `scripts/setup-host.sh` extracts it.
-const CONTAINERD_2: &str = "/opt/rsrunc-test/containerd-2.1.9/usr/bin";
 /// Where the Debian package installs the shim, the runc-typed config's `runtime_path`.
 const INSTALLED_SHIM: &str = "/usr/bin/containerd-shim-rsrunc-v2";
 /// The shipped handlers: ours driving runc and ours driving crun.
@@ -76,11 +74,11 @@ const POD_ADDRESS: &str = "10.250.0.2/24";
 
 #[test]
 fn user_namespace_pod_containerd_2() {
-    let flavor = containerd_2();
+    let flavor = Flavor::containerd_2();
     let shim = if testing_ours() {
         shim_binary()
     } else {
-        go_shim(&flavor)
+        flavor.go_shim()
     };
     let what = format!("containerd 2.1, runc-typed handlers, {}", runtime_name());
     let c = CriDaemon::start_setup(&flavor, &setup(&flavor, &shim));
@@ -130,14 +128,14 @@ fn user_namespace_pod_containerd_2() {
         gids: vec![mapping(host_id)],
     };
     let mut pod_config = c.pod_config("userns");
-    let namespaces = pod_config
-        .linux
-        .as_mut()
-        .and_then(|l| l.security_context.as_mut())
-        .and_then(|s| s.namespace_options.as_mut())
-        .unwrap();
-    namespaces.network = api::NamespaceMode::Pod as i32;
-    namespaces.userns_options = Some(userns_options.clone());
+    pod_namespaces(
+        pod_config
+            .linux
+            .as_mut()
+            .and_then(|l| l.security_context.as_mut())
+            .and_then(|s| s.namespace_options.as_mut()),
+        &userns_options,
+    );
     let pod = c
         .cri
         .run_pod_sandbox(&pod_config, CRUN_HANDLER)
@@ -147,14 +145,14 @@ fn user_namespace_pod_containerd_2() {
         "userns",
         &["/bin/sh", "-c", "touch /made-inside; exec sleep 3600"],
     );
-    let namespaces = config
-        .linux
-        .as_mut()
-        .and_then(|l| l.security_context.as_mut())
-        .and_then(|s| s.namespace_options.as_mut())
-        .unwrap();
-    namespaces.network = api::NamespaceMode::Pod as i32;
-    namespaces.userns_options = Some(userns_options);
+    pod_namespaces(
+        config
+            .linux
+            .as_mut()
+            .and_then(|l| l.security_context.as_mut())
+            .and_then(|s| s.namespace_options.as_mut()),
+        &userns_options,
+    );
     let id = c
         .cri
         .create_container(&pod, &config, &pod_config)
@@ -299,17 +297,17 @@ fn setup(flavor: &Flavor, shim: &Path) -> CriSetup {
     setup
 }
 
+/// Gives a pod's or a container's namespaces (of a host-network config) the pod's own
+/// network and the user namespace `userns`.
+fn pod_namespaces(namespaces: Option<&mut api::NamespaceOption>, userns: &api::UserNamespace) {
+    let namespaces = namespaces.expect("a host-network config names its namespaces");
+    namespaces.network = api::NamespaceMode::Pod as i32;
+    namespaces.userns_options = Some(userns.clone());
+}
+
 /// The pid of a container's process (verbose ContainerStatus).
 fn container_pid(c: &CriDaemon, id: &str) -> u32 {
-    let info = c
-        .cri
-        .container_status(id, true)
-        .map(|r| r.info)
-        .unwrap_or_default();
-    let json: serde_json::Value = info
-        .get("info")
-        .and_then(|i| serde_json::from_str(i).ok())
-        .unwrap_or_default();
+    let json = c.cri.container_info(id).unwrap_or_default();
     json["pid"]
         .as_u64()
         .and_then(|p| u32::try_from(p).ok())
@@ -324,24 +322,4 @@ fn oci_idmap(binary: &str) -> bool {
         .unwrap_or_else(|e| panic!("{binary} features: {e}"));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
     json["linux"]["mountExtensions"]["idmap"]["enabled"] == true
-}
-
-fn containerd_2() -> Flavor {
-    assert!(
-        Path::new(CONTAINERD_2).join("containerd").exists(),
-        "{CONTAINERD_2}/containerd is not there: scripts/setup-host.sh extracts it"
-    );
-    Flavor {
-        bin_dir: Some(PathBuf::from(CONTAINERD_2)),
-        config_version: 3,
-    }
-}
-
-/// containerd 2.1's own Go shim.
-fn go_shim(flavor: &Flavor) -> PathBuf {
-    flavor
-        .bin_dir
-        .as_ref()
-        .map(|d| d.join("containerd-shim-runc-v2"))
-        .unwrap()
 }

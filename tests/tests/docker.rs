@@ -8,7 +8,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rsrunc_e2e::docker::{Docker, IMAGE};
-use rsrunc_e2e::{ours_only, testing_ours, Oci};
+use rsrunc_e2e::{ours_only, testing_ours, CtrOutput, Oci};
+
+/// Prints a numbered line five times a second.
+const TICKER: &str = "i=0; while true; do i=$((i+1)); echo tick-$i; sleep 0.2; done";
 
 /// The shim binaries serving this test's containerd, by name.
 fn shim_names(d: &Docker) -> Vec<String> {
@@ -45,6 +48,25 @@ fn created_by(d: &Docker, oci: Oci, id: &str) -> bool {
     })
 }
 
+/// `sh -c SCRIPT`.
+fn sh(script: &str) -> [&str; 3] {
+    ["sh", "-c", script]
+}
+
+/// `docker run --rm --runtime RUNTIME` of `sh -c SCRIPT`, attached.
+fn run_rm(d: &Docker, runtime: &str, script: &str) -> CtrOutput {
+    d.docker(&[
+        "run",
+        "--rm",
+        "--runtime",
+        runtime,
+        IMAGE,
+        "sh",
+        "-c",
+        script,
+    ])
+}
+
 /// Polls `f` for up to `secs` seconds.
 fn eventually(secs: u64, what: &str, f: impl FnMut() -> bool) {
     assert!(
@@ -59,16 +81,7 @@ fn run_with_the_runtime_name_alone_and_with_a_daemon_json_entry() {
     for oci in Oci::ALL {
         let rt = d.runtime(oci);
         // --rm, attached: output and exit code.
-        let out = d.docker(&[
-            "run",
-            "--rm",
-            "--runtime",
-            &rt,
-            IMAGE,
-            "sh",
-            "-c",
-            "echo hello; exit 3",
-        ]);
+        let out = run_rm(&d, &rt, "echo hello; exit 3");
         assert_eq!(out.status, 3, "{oci:?}: {out:?}");
         assert_eq!(out.stdout.trim(), "hello", "{oci:?}");
 
@@ -87,7 +100,7 @@ fn run_with_the_runtime_name_alone_and_with_a_daemon_json_entry() {
         d.ok(&["rm", "-f", &id]);
 
         // -d, then wait: the exit code comes back.
-        let id = d.run_detached(&rt, &[], &["sh", "-c", "sleep 1; exit 5"]);
+        let id = d.run_detached(&rt, &[], &sh("sleep 1; exit 5"));
         assert_eq!(d.ok(&["wait", &id]), "5", "{oci:?}");
         assert_eq!(d.inspect(&id, "{{.State.ExitCode}}"), "5");
         d.ok(&["rm", &id]);
@@ -101,16 +114,7 @@ fn run_with_the_runtime_name_alone_and_with_a_daemon_json_entry() {
 #[test]
 fn the_runtime_name_alone_needs_no_daemon_configuration() {
     let d = Docker::start_unconfigured();
-    let out = d.docker(&[
-        "run",
-        "--rm",
-        "--runtime",
-        &rsrunc_e2e::runtime_name(),
-        IMAGE,
-        "sh",
-        "-c",
-        "echo unconfigured; exit 4",
-    ]);
+    let out = run_rm(&d, &rsrunc_e2e::runtime_name(), "echo unconfigured; exit 4");
     assert_eq!(out.status, 4, "{out:?}");
     assert_eq!(out.stdout.trim(), "unconfigured");
 }
@@ -166,11 +170,7 @@ fn stop_kill_restart_and_restart_policy() {
     let id = d.run_detached(
         &rt,
         &[],
-        &[
-            "sh",
-            "-c",
-            "trap 'exit 7' TERM; echo trap-set; while true; do sleep 0.1; done",
-        ],
+        &sh("trap 'exit 7' TERM; echo trap-set; while true; do sleep 0.1; done"),
     );
     let trap_set = |c: &str| eventually(10, "the trap", || d.ok(&["logs", c]).contains("trap-set"));
     trap_set(&id);
@@ -189,11 +189,7 @@ fn stop_kill_restart_and_restart_policy() {
     let sig = d.run_detached(
         &rt,
         &[],
-        &[
-            "sh",
-            "-c",
-            "trap 'echo got-usr1; exit 9' USR1; echo trap-set; while true; do sleep 0.1; done",
-        ],
+        &sh("trap 'echo got-usr1; exit 9' USR1; echo trap-set; while true; do sleep 0.1; done"),
     );
     trap_set(&sig);
     d.ok(&["kill", "-s", "USR1", &sig]);
@@ -207,7 +203,7 @@ fn stop_kill_restart_and_restart_policy() {
     assert_ne!(d.inspect(&id, "{{.State.Pid}}"), pid_before);
 
     // --restart on-failure:2: every exit event arrives, so the count is exact.
-    let flaky = d.run_detached(&rt, &["--restart", "on-failure:2"], &["sh", "-c", "exit 1"]);
+    let flaky = d.run_detached(&rt, &["--restart", "on-failure:2"], &sh("exit 1"));
     eventually(30, "two restarts and a final exit", || {
         d.inspect(&flaky, "{{.State.Status}} {{.RestartCount}}") == "exited 2"
     });
@@ -226,11 +222,7 @@ fn logs_follow_and_attach() {
     let id = d.run_detached(
         &rt,
         &[],
-        &[
-            "sh",
-            "-c",
-            "i=0; while true; do i=$((i+1)); echo line-$i; echo err-$i >&2; sleep 0.2; done",
-        ],
+        &sh("i=0; while true; do i=$((i+1)); echo line-$i; echo err-$i >&2; sleep 0.2; done"),
     );
     eventually(10, "the first lines in docker logs", || {
         d.ok(&["logs", &id]).contains("line-2")
@@ -388,7 +380,7 @@ fn oom_killed(d: &Docker) -> Vec<String> {
     let id = d.run_detached(
         &d.runtime(Oci::Runc),
         &["-m", "16m", "--memory-swap", "16m"],
-        &["sh", "-c", "x=0123456789; while true; do x=$x$x; done"],
+        &sh("x=0123456789; while true; do x=$x$x; done"),
     );
     assert_eq!(d.ok(&["wait", &id]), "137");
     assert_eq!(d.inspect(&id, "{{.State.OOMKilled}}"), "true");
@@ -420,11 +412,7 @@ fn an_oom_kill_of_a_child_is_reported_while_the_container_runs() {
     let id = d.run_detached(
         &d.runtime(Oci::Runc),
         &["-m", "16m", "--memory-swap", "16m"],
-        &[
-            "sh",
-            "-c",
-            "sh -c 'x=0123456789; while true; do x=$x$x; done'; echo child-gone; sleep 300",
-        ],
+        &sh("sh -c 'x=0123456789; while true; do x=$x$x; done'; echo child-gone; sleep 300"),
     );
     eventually(30, "the child's OOM kill", || {
         d.ok(&["logs", &id]).contains("child-gone")
@@ -457,15 +445,7 @@ fn an_oom_kill_of_a_child_is_reported_while_the_container_runs() {
 #[test]
 fn live_restore_keeps_containers_running_across_a_dockerd_restart() {
     let mut d = Docker::start_with(|_| serde_json::json!({ "live-restore": true }));
-    let id = d.run_detached(
-        &d.runtime(Oci::Runc),
-        &[],
-        &[
-            "sh",
-            "-c",
-            "i=0; while true; do i=$((i+1)); echo tick-$i; sleep 0.2; done",
-        ],
-    );
+    let id = d.run_detached(&d.runtime(Oci::Runc), &[], &sh(TICKER));
     d.wait_state(&id, "running");
     let pid = d.inspect(&id, "{{.State.Pid}}");
     d.restart(&[]);
@@ -491,15 +471,7 @@ fn live_restore_keeps_containers_running_across_a_dockerd_restart() {
 #[test]
 fn a_containerd_restart_under_a_running_container() {
     let mut d = Docker::start();
-    let id = d.run_detached(
-        &d.runtime(Oci::Runc),
-        &[],
-        &[
-            "sh",
-            "-c",
-            "i=0; while true; do i=$((i+1)); echo tick-$i; sleep 0.2; done",
-        ],
-    );
+    let id = d.run_detached(&d.runtime(Oci::Runc), &[], &sh(TICKER));
     d.wait_state(&id, "running");
     let pid = d.inspect(&id, "{{.State.Pid}}");
     d.containerd.restart();
@@ -578,16 +550,7 @@ fn bad_options_files_are_named_in_the_error() {
 fn youki_through_a_daemon_json_entry() {
     let d = Docker::start();
     let rt = d.runtime(Oci::Youki);
-    let out = d.docker(&[
-        "run",
-        "--rm",
-        "--runtime",
-        &rt,
-        IMAGE,
-        "sh",
-        "-c",
-        "echo hi; exit 6",
-    ]);
+    let out = run_rm(&d, &rt, "echo hi; exit 6");
     assert_eq!(out.status, 6, "{out:?}");
     assert_eq!(out.stdout.trim(), "hi");
     let id = d.run_detached(&rt, &[], &["sleep", "300"]);

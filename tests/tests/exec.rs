@@ -4,12 +4,12 @@
 
 use std::time::Duration;
 
+use rsrunc_e2e::daemon::task_exec;
 use rsrunc_e2e::{poll_until, unique_id, CtrOutput, Daemon, Oci};
 
 fn running(d: &Daemon, oci: Oci) -> String {
     let id = unique_id("host");
-    d.run(oci, &["-d"], &id, &["/bin/sleep", "300"]).ok();
-    d.wait_status(&id, "RUNNING");
+    d.run_detached(oci, &id, &["/bin/sleep", "300"]);
     id
 }
 
@@ -26,31 +26,25 @@ fn exec_output_exit_codes_and_stdin() {
     for oci in Oci::ALL {
         let id = running(&d, oci);
         for code in [0, 5] {
-            let out = d.ctr(&[
-                "task",
-                "exec",
-                "--exec-id",
+            let out = d.ctr(&task_exec(
                 &unique_id("x"),
                 &id,
-                "/bin/sh",
-                "-c",
-                &format!("echo in exec; echo err >&2; exit {code}"),
-            ]);
+                &[
+                    "/bin/sh",
+                    "-c",
+                    &format!("echo in exec; echo err >&2; exit {code}"),
+                ],
+            ));
             assert_eq!(out.status, code, "{oci:?}: {out:?}");
             assert_eq!(out.stdout, "in exec\n", "{oci:?}");
             assert!(out.stderr.contains("err\n"), "{oci:?}: {out:?}");
         }
         let out = d.ctr_input(
-            &[
-                "task",
-                "exec",
-                "--exec-id",
+            &task_exec(
                 &unique_id("x"),
                 &id,
-                "/bin/sh",
-                "-c",
-                "read v; echo got $v",
-            ],
+                &["/bin/sh", "-c", "read v; echo got $v"],
+            ),
             Some(b"hello\n"),
         );
         assert_eq!(
@@ -68,15 +62,7 @@ fn exec_pids_kill_and_duplicate_ids() {
     for oci in Oci::ALL {
         let id = running(&d, oci);
         let exec_id = unique_id("long");
-        let bg = d.ctr_spawn(&[
-            "task",
-            "exec",
-            "--exec-id",
-            &exec_id,
-            &id,
-            "/bin/sleep",
-            "300",
-        ]);
+        let bg = d.ctr_spawn(&task_exec(&exec_id, &id, &["/bin/sleep", "300"]));
         // The exec shows in ps once the background ctr has started it.
         let mut ps = String::new();
         poll_until(Duration::from_secs(20), || {
@@ -93,7 +79,7 @@ fn exec_pids_kill_and_duplicate_ids() {
             "{oci:?}: header, init and the exec: {ps}"
         );
 
-        let dup = d.ctr(&["task", "exec", "--exec-id", &exec_id, &id, "/bin/true"]);
+        let dup = d.ctr(&task_exec(&exec_id, &id, &["/bin/true"]));
         assert_ne!(dup.status, 0, "{oci:?}: {dup:?}");
         assert!(dup.stderr.contains("already exists"), "{oci:?}: {dup:?}");
 
@@ -126,15 +112,7 @@ fn real_time_signals_reach_the_init_and_execs() {
         let init = d.ctr_spawn(&args.iter().map(String::as_str).collect::<Vec<_>>());
         d.wait_status(&id, "RUNNING");
         let exec_id = unique_id("rt");
-        let exec = d.ctr_spawn(&[
-            "task",
-            "exec",
-            "--exec-id",
-            &exec_id,
-            &id,
-            "/bin/sleep",
-            "300",
-        ]);
+        let exec = d.ctr_spawn(&task_exec(&exec_id, &id, &["/bin/sleep", "300"]));
         poll_until(Duration::from_secs(20), || {
             d.ctr(&["task", "ps", &id]).ok().stdout.contains(&exec_id)
         });
@@ -170,14 +148,11 @@ fn a_failed_exec_leaves_no_shim_behind() {
     let d = Daemon::start();
     for oci in Oci::ALL {
         let id = running(&d, oci);
-        let out = d.ctr(&[
-            "task",
-            "exec",
-            "--exec-id",
+        let out = d.ctr(&task_exec(
             &unique_id("missing"),
             &id,
-            "/bin/no-such-command",
-        ]);
+            &["/bin/no-such-command"],
+        ));
         assert_ne!(out.status, 0, "{oci:?}: {out:?}");
         assert!(out.stderr.contains("no-such-command"), "{oci:?}: {out:?}");
         remove(&d, &id);
@@ -225,14 +200,7 @@ fn exec_after_the_end(d: &Daemon, oci: Oci) -> (String, CtrOutput) {
     let id = running(d, oci);
     d.ctr(&["task", "kill", "-s", "SIGKILL", &id]).ok();
     d.wait_status(&id, "STOPPED");
-    let out = d.ctr(&[
-        "task",
-        "exec",
-        "--exec-id",
-        &unique_id("late"),
-        &id,
-        "/bin/true",
-    ]);
+    let out = d.ctr(&task_exec(&unique_id("late"), &id, &["/bin/true"]));
     (id, out)
 }
 
@@ -247,14 +215,7 @@ fn exec_in_a_paused_container_is_refused() {
     for oci in Oci::ALL {
         let id = running(&d, oci);
         d.ctr(&["task", "pause", &id]).ok();
-        let out = d.ctr(&[
-            "task",
-            "exec",
-            "--exec-id",
-            &unique_id("frozen"),
-            &id,
-            "/bin/true",
-        ]);
+        let out = d.ctr(&task_exec(&unique_id("frozen"), &id, &["/bin/true"]));
         assert_ne!(out.status, 0, "{oci:?}: {out:?}");
         assert!(
             out.stderr.contains("paused") && out.stderr.contains("failed precondition"),

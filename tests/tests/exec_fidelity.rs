@@ -9,8 +9,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use containerd_shim_protos::api::{
-    DeleteRequest, DeleteResponse, ExecProcessRequest, KillRequest, ResizePtyRequest, StartRequest,
-    StartResponse, WaitRequest, WaitResponse,
+    DeleteRequest, DeleteResponse, ExecProcessRequest, KillRequest, ResizePtyRequest,
 };
 use containerd_shim_protos::protobuf::well_known_types::{any::Any, empty::Empty};
 use oci_spec::runtime::Process;
@@ -102,48 +101,12 @@ impl Fifo {
     }
 }
 
-fn start(conn: &ShimConn, id: &str, exec_id: &str) -> Result<StartResponse, (ttrpc::Code, String)> {
-    conn.call(
-        "Start",
-        &StartRequest {
-            id: id.into(),
-            exec_id: exec_id.into(),
-            ..Default::default()
-        },
-    )
-}
-
-fn wait_and_delete(conn: &ShimConn, id: &str, exec_id: &str) -> (u32, u32) {
-    let w: WaitResponse = conn
-        .call(
-            "Wait",
-            &WaitRequest {
-                id: id.into(),
-                exec_id: exec_id.into(),
-                ..Default::default()
-            },
-        )
-        .unwrap();
-    let d: DeleteResponse = conn
-        .call(
-            "Delete",
-            &DeleteRequest {
-                id: id.into(),
-                exec_id: exec_id.into(),
-                ..Default::default()
-            },
-        )
-        .unwrap();
-    (w.exit_status, d.exit_status)
-}
-
 #[test]
 fn exec_requests_are_answered_as_the_go_shim_answers_them() {
     let d = Daemon::start();
     for oci in Oci::ALL {
         let id = unique_id("execfid");
-        d.run(oci, &["-d"], &id, &["/bin/sleep", "300"]).ok();
-        d.wait_status(&id, "RUNNING");
+        d.run_detached(oci, &id, &["/bin/sleep", "300"]);
         let (conn, base) = shim_of(&d, &id);
 
         // The request's terminal flag wins, whichever way the spec disagrees.
@@ -163,12 +126,12 @@ fn exec_requests_are_answered_as_the_go_shim_answers_them() {
             process.set_terminal(Some(spec_terminal));
             let req = exec_request(&id, &exec_id, &process, req_terminal, &out, err.as_ref());
             let _: Empty = conn.call("Exec", &req).unwrap();
-            let started = start(&conn, &id, &exec_id);
+            let started = conn.start_process(&id, &exec_id);
             assert!(
                 started.is_ok(),
                 "{oci:?}: exec with terminal {req_terminal} (spec says {spec_terminal}) did not start: {started:?}"
             );
-            let (waited, deleted) = wait_and_delete(&conn, &id, &exec_id);
+            let (waited, deleted) = conn.wait_and_delete(&id, &exec_id);
             assert_eq!((waited, deleted), (4, 4), "{oci:?} terminal {req_terminal}");
             let text = out.text();
             drop(err.map(Fifo::text));
@@ -214,7 +177,7 @@ fn exec_requests_are_answered_as_the_go_shim_answers_them() {
                 &exec_request(&id, "notty", &process, false, &out, Some(&err)),
             )
             .unwrap();
-        start(&conn, &id, "notty").unwrap();
+        conn.start_process(&id, "notty").unwrap();
         let resized: Result<Empty, _> = conn.call(
             "ResizePty",
             &ResizePtyRequest {
@@ -240,7 +203,7 @@ fn exec_requests_are_answered_as_the_go_shim_answers_them() {
                 },
             )
             .unwrap();
-        assert_eq!(wait_and_delete(&conn, &id, "notty").0, 137, "{oci:?}");
+        assert_eq!(conn.wait_and_delete(&id, "notty").0, 137, "{oci:?}");
         out.text();
         err.text();
 

@@ -55,18 +55,15 @@ fn detached_task_ps_pause_resume_kill_delete() {
     let d = Daemon::start();
     for oci in Oci::ALL {
         let id = unique_id("detached");
-        d.run(
+        d.run_detached(
             oci,
-            &["-d"],
             &id,
             &[
                 "/bin/sh",
                 "-c",
                 "trap 'exit 0' TERM; sleep 300 & sleep 301 & wait",
             ],
-        )
-        .ok();
-        d.wait_status(&id, "RUNNING");
+        );
 
         // RUNNING means sh started; it forks the two sleeps a moment later.
         let mut ps = String::new();
@@ -104,18 +101,15 @@ fn kill_all_reaches_every_process() {
     let d = Daemon::start();
     for oci in Oci::ALL {
         let id = unique_id("killall");
-        d.run(
+        d.run_detached(
             oci,
-            &["-d"],
             &id,
             &[
                 "/bin/sh",
                 "-c",
                 "trap : TERM; sleep 301 & while :; do sleep 1; done",
             ],
-        )
-        .ok();
-        d.wait_status(&id, "RUNNING");
+        );
         // `ctr task ps` lists host pids. The trap is set before the sleep starts.
         let mut sleeper = None;
         poll_until(Duration::from_secs(10), || {
@@ -191,8 +185,7 @@ fn events_arrive_in_order() {
     for oci in Oci::ALL {
         let events = d.events();
         let id = unique_id("events");
-        d.run(oci, &["-d"], &id, &["/bin/sleep", "300"]).ok();
-        d.wait_status(&id, "RUNNING");
+        d.run_detached(oci, &id, &["/bin/sleep", "300"]);
         d.ctr(&["task", "pause", &id]).ok();
         d.ctr(&["task", "resume", &id]).ok();
         d.ctr(&["task", "kill", "-s", "SIGKILL", &id]).ok();

@@ -7,10 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use containerd_shim_protos::api::{
-    CreateTaskRequest, CreateTaskResponse, DeleteRequest, DeleteResponse, StartRequest,
-    StartResponse, WaitRequest, WaitResponse,
-};
+use containerd_shim_protos::api::{CreateTaskRequest, CreateTaskResponse};
 use rsrunc_e2e::shim_client::ShimConn;
 use rsrunc_e2e::{poll_until, unique_id, Daemon, Oci};
 
@@ -162,35 +159,10 @@ fn run_on_shim(
         conn.shutdown();
         return Err(format!("{code:?}: {msg}"));
     }
-    let _: StartResponse = conn
-        .call(
-            "Start",
-            &StartRequest {
-                id: id.into(),
-                ..Default::default()
-            },
-        )
-        .unwrap();
-    let w: WaitResponse = conn
-        .call(
-            "Wait",
-            &WaitRequest {
-                id: id.into(),
-                ..Default::default()
-            },
-        )
-        .unwrap();
-    let _: DeleteResponse = conn
-        .call(
-            "Delete",
-            &DeleteRequest {
-                id: id.into(),
-                ..Default::default()
-            },
-        )
-        .unwrap();
+    conn.start_process(id, "").unwrap();
+    let (status, _) = conn.wait_and_delete(id, "");
     conn.shutdown();
-    Ok(w.exit_status)
+    Ok(status)
 }
 
 /// What a container printed on its terminal reaches a `binary://` logger on fd 3 (its

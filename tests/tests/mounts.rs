@@ -8,10 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use containerd_shim_protos::api::{
-    CreateTaskRequest, CreateTaskResponse, DeleteRequest, DeleteResponse, StartRequest,
-    StartResponse, WaitRequest, WaitResponse,
-};
+use containerd_shim_protos::api::{CreateTaskRequest, CreateTaskResponse};
 use containerd_shim_protos::types::mount::Mount;
 use rsrunc_e2e::daemon::flavors;
 use rsrunc_e2e::shim_client::ShimConn;
@@ -91,6 +88,15 @@ fn ext4_image(d: &Daemon) -> Option<PathBuf> {
     made.then_some(image)
 }
 
+/// Nothing of a loop mount of `image` is left: no loop device on it (within 5 s) and no
+/// mount under the daemon's directory.
+fn assert_no_loop_device_and_no_mount(d: &Daemon, image: &Path) {
+    let freed = rsrunc_e2e::poll_until(Duration::from_secs(5), || loops_of(image).is_empty());
+    assert!(freed, "loop devices left: {:?}", loops_of(image));
+    let mounts = rsrunc_e2e::daemon::mounts_under(d.dir());
+    assert!(mounts.is_empty(), "{mounts:?}");
+}
+
 /// The loop devices whose backing file is `image`.
 fn loops_of(image: &Path) -> Vec<String> {
     let mut out = Vec::new();
@@ -145,35 +151,8 @@ fn run_with_mounts(
         ..Default::default()
     };
     let _: CreateTaskResponse = conn.call("Create", &create)?;
-    let id = id.to_string();
-    let _: StartResponse = conn
-        .call(
-            "Start",
-            &StartRequest {
-                id: id.clone(),
-                ..Default::default()
-            },
-        )
-        .unwrap();
-    let w: WaitResponse = conn
-        .call(
-            "Wait",
-            &WaitRequest {
-                id: id.clone(),
-                ..Default::default()
-            },
-        )
-        .unwrap();
-    let _: DeleteResponse = conn
-        .call(
-            "Delete",
-            &DeleteRequest {
-                id,
-                ..Default::default()
-            },
-        )
-        .unwrap();
-    Ok(w.exit_status)
+    conn.start_process(id, "").unwrap();
+    Ok(conn.wait_and_delete(id, "").0)
 }
 
 #[test]
@@ -205,13 +184,7 @@ fn a_loop_image_rootfs_with_a_mount_below_it() {
     ];
     let status = run_with_mounts(&conn, "loop", &b, rootfs).unwrap();
     assert_eq!(status, 0);
-    let freed = rsrunc_e2e::poll_until(Duration::from_secs(5), || loops_of(&image).is_empty());
-    assert!(freed, "loop devices left: {:?}", loops_of(&image));
-    assert!(
-        rsrunc_e2e::daemon::mounts_under(d.dir()).is_empty(),
-        "{:?}",
-        rsrunc_e2e::daemon::mounts_under(d.dir())
-    );
+    assert_no_loop_device_and_no_mount(&d, &image);
     conn.shutdown();
 }
 
@@ -247,13 +220,7 @@ fn a_failed_loop_mount_leaves_no_device_and_no_mount() {
             "{msg}"
         );
     }
-    let freed = rsrunc_e2e::poll_until(Duration::from_secs(5), || loops_of(&image).is_empty());
-    assert!(freed, "loop devices left: {:?}", loops_of(&image));
-    assert!(
-        rsrunc_e2e::daemon::mounts_under(d.dir()).is_empty(),
-        "{:?}",
-        rsrunc_e2e::daemon::mounts_under(d.dir())
-    );
+    assert_no_loop_device_and_no_mount(&d, &image);
     conn.shutdown();
 }
 

@@ -21,11 +21,13 @@
 //! prints what CRI sent the shim and which cgroup driver the shim chose.
 
 use std::collections::HashMap;
+use std::fmt::Display;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use rsrunc_e2e::cri::{self, api, Client, BUSYBOX_IMAGE, NAMESPACE, PAUSE_IMAGE};
+use rsrunc_e2e::cri::{self, api, Client, NAMESPACE, PAUSE_IMAGE};
+use rsrunc_e2e::cri_pod::{self, HOG};
 use rsrunc_e2e::cri_stream::{attach_echo, check_streams_and_log, ECHOER};
 use rsrunc_e2e::daemon::processes;
 use rsrunc_e2e::vm::{node_test, run, CONTAINERD_SOCKET};
@@ -39,12 +41,6 @@ const GO_CRUN_HANDLER: &str = "runc-crun";
 const TASK_DIR: &str = "/run/containerd/io.containerd.runtime.v2.task";
 /// The parent slices systemd makes of a `kubepods-besteffort-pod<uid>.slice`.
 const BESTEFFORT: &str = "/sys/fs/cgroup/kubepods.slice/kubepods-besteffort.slice";
-
-/// Traps SIGTERM and exits 42; `wait` (unlike a foreground `sleep`) lets the trap run
-/// at once.
-const TRAPPER: &str = "trap 'exit 42' TERM; echo ready; while :; do sleep 1 & wait $!; done";
-/// Ignores SIGTERM: only SIGKILL stops it.
-const STUBBORN: &str = "trap '' TERM; echo ready; while :; do sleep 1; done";
 
 /// The memory limit UpdateContainerResources sets.
 const MEMORY_LIMIT: i64 = 96 << 20;
@@ -80,11 +76,8 @@ fn streams_log_rotation_and_containerd_restart() {
         };
         let mut config = cri::container_config("echoer", &["/bin/sh", "-c", ECHOER]);
         config.stdin = true;
-        let id = cri
-            .create_container(&pod, &config, &pod_config)
-            .unwrap_or_else(|e| panic!("{what}: CreateContainer: {e}\n{}", journal_tail()));
-        cri.start_container(&id)
-            .unwrap_or_else(|e| panic!("{what}: StartContainer: {e}\n{}", journal_tail()));
+        let ctx = |step: &str, e: &dyn Display| format!("{what}: {step}: {e}\n{}", journal_tail());
+        let id = cri_pod::run_container(&cri, &pod, &config, &pod_config, &ctx);
         let log = Path::new(&pod_config.log_directory).join(&config.log_path);
         check_streams_and_log(&cri, &id, &log, &what);
 
@@ -92,7 +85,7 @@ fn streams_log_rotation_and_containerd_restart() {
         let pid = task_pids().get(&id).copied();
         run("systemctl", &["restart", "containerd.service"]).ok();
         let cri = wait_for_cri();
-        let s = status(&cri, &id);
+        let s = cri.status_of(&id);
         assert_eq!(
             s.state,
             api::ContainerState::ContainerRunning as i32,
@@ -136,30 +129,16 @@ fn oom_kill_in_a_pod_is_oomkilled() {
                 pod: pod.clone(),
                 slice,
             };
-            let mut config = cri::container_config(
-                "hog",
-                &["/bin/sh", "-c", "x=0123456789; while true; do x=$x$x; done"],
+            let mut config = cri::container_config("hog", &["/bin/sh", "-c", HOG]);
+            cri_pod::limit_memory(&mut config, 32 << 20);
+            let ctx = |step: &str, e: &dyn Display| format!("{what}: {step}: {e}");
+            let id = cri_pod::run_container(&cri, &pod, &config, &pod_config, &ctx);
+            let s = cri.wait_exited(&id, Duration::from_secs(90));
+            assert_eq!(
+                s.state,
+                api::ContainerState::ContainerExited as i32,
+                "{what}: the hog did not exit: {s:?}"
             );
-            config.linux.get_or_insert_with(Default::default).resources =
-                Some(api::LinuxContainerResources {
-                    memory_limit_in_bytes: 32 << 20,
-                    memory_swap_limit_in_bytes: 32 << 20,
-                    ..Default::default()
-                });
-            let id = cri
-                .create_container(&pod, &config, &pod_config)
-                .unwrap_or_else(|e| panic!("{what}: CreateContainer: {e}"));
-            cri.start_container(&id)
-                .unwrap_or_else(|e| panic!("{what}: StartContainer: {e}"));
-            let mut last = None;
-            let exited = poll_until(Duration::from_secs(90), || {
-                let s = status(&cri, &id);
-                let done = s.state == api::ContainerState::ContainerExited as i32;
-                last = Some(s);
-                done
-            });
-            let s = last.unwrap();
-            assert!(exited, "{what}: the hog did not exit: {s:?}");
             assert_eq!(
                 (s.exit_code, s.reason.as_str()),
                 (137, "OOMKilled"),
@@ -276,13 +255,8 @@ fn node_cri() -> Client {
             ],
         )
         .ok();
-        let seen = poll_until(Duration::from_secs(30), || {
-            [PAUSE_IMAGE, BUSYBOX_IMAGE]
-                .iter()
-                .all(|i| matches!(cri.image_status(i), Ok(Some(_))))
-        });
         assert!(
-            seen,
+            cri.sees_images(Duration::from_secs(30)),
             "CRI does not see the imported images\n{}",
             journal_tail()
         );
@@ -292,31 +266,8 @@ fn node_cri() -> Client {
 
 /// Connects once CRI answers Version (its plugin comes up after containerd's socket).
 fn wait_for_cri() -> Client {
-    let mut client = None;
-    let mut last = String::new();
-    let up = poll_until(Duration::from_secs(90), || {
-        if client.is_none() {
-            match Client::connect(Path::new(CONTAINERD_SOCKET)) {
-                Ok(c) => client = Some(c),
-                Err(e) => {
-                    last = format!("connect: {e:?}");
-                    return false;
-                }
-            }
-        }
-        match client.as_ref().map(Client::version) {
-            Some(Ok(_)) => true,
-            Some(Err(e)) => {
-                last = format!("Version: {e}");
-                // A connection made before the restart stays broken: dial again.
-                client = None;
-                false
-            }
-            None => false,
-        }
-    });
-    assert!(up, "CRI did not come up ({last})\n{}", journal_tail());
-    client.unwrap()
+    cri::connect_when_up(Path::new(CONTAINERD_SOCKET), Duration::from_secs(90))
+        .unwrap_or_else(|last| panic!("CRI did not come up ({last})\n{}", journal_tail()))
 }
 
 /// The last lines of containerd's journal, for failure messages.
@@ -352,7 +303,7 @@ fn pod_on_node(oci: Oci) {
     let cri = node_cri();
     let handler = handler(oci);
     let what = format!("{} via handler {handler}", runtime_name());
-    let ctx = |step: &str, e: cri::Status| -> String {
+    let ctx = |step: &str, e: &dyn Display| -> String {
         format!("{what}: {step}: {e}\n{}", journal_tail())
     };
     let v = cri.version().unwrap();
@@ -379,44 +330,11 @@ fn pod_on_node(oci: Oci) {
         pod: pod.clone(),
         slice: slice.clone(),
     };
-    let mut ids = Vec::new();
-    for (name, script) in [("trapper", TRAPPER), ("stubborn", STUBBORN)] {
-        let config = cri::container_config(name, &["/bin/sh", "-c", script]);
-        let id = cri
-            .create_container(&pod, &config, &pod_config)
-            .unwrap_or_else(|e| panic!("{}", ctx(&format!("CreateContainer {name}"), e)));
-        cri.start_container(&id)
-            .unwrap_or_else(|e| panic!("{}", ctx(&format!("StartContainer {name}"), e)));
-        ids.push(id);
-    }
-    let (trapper, stubborn) = (ids[0].clone(), ids[1].clone());
+    let (trapper, stubborn) = cri_pod::run_trapper_and_stubborn(&cri, &pod, &pod_config, &ctx);
     let all = [pod.clone(), trapper.clone(), stubborn.clone()];
 
     // ExecSync: stdout, stderr and the exit code of the process run in the container.
-    let r = cri
-        .exec_sync(
-            &trapper,
-            &["/bin/sh", "-c", "echo out-$((6*7)); echo err >&2; exit 3"],
-            30,
-        )
-        .unwrap_or_else(|e| panic!("{}", ctx("ExecSync", e)));
-    assert_eq!(
-        (
-            String::from_utf8_lossy(&r.stdout).as_ref(),
-            String::from_utf8_lossy(&r.stderr).as_ref(),
-            r.exit_code
-        ),
-        ("out-42\n", "err\n", 3),
-        "{what}: ExecSync"
-    );
-    let r = cri
-        .exec_sync(&stubborn, &["/bin/cat", "/proc/1/cmdline"], 30)
-        .unwrap_or_else(|e| panic!("{}", ctx("ExecSync", e)));
-    assert_eq!(r.exit_code, 0, "{what}: ExecSync: {r:?}");
-    assert!(
-        String::from_utf8_lossy(&r.stdout).contains("trap '' TERM"),
-        "{what}: ExecSync ran in the wrong container: {r:?}"
-    );
+    cri_pod::check_exec_sync(&cri, &trapper, &stubborn, 30, &ctx);
 
     // CRI ran the handler's runtime type; what it recorded as the options.
     for id in [&trapper, &stubborn] {
@@ -503,7 +421,7 @@ fn pod_on_node(oci: Oci) {
     // ContainerStats: CPU and memory figures from the shim's metrics.
     let s = cri
         .container_stats(&trapper)
-        .unwrap_or_else(|e| panic!("{}", ctx("ContainerStats", e)));
+        .unwrap_or_else(|e| panic!("{}", ctx("ContainerStats", &e)));
     let value = |v: Option<api::UInt64Value>| v.map(|v| v.value);
     let cpu = s.cpu.and_then(|c| value(c.usage_core_nano_seconds));
     let memory = s.memory.and_then(|m| value(m.working_set_bytes));
@@ -530,7 +448,7 @@ fn pod_on_node(oci: Oci) {
             ..Default::default()
         },
     )
-    .unwrap_or_else(|e| panic!("{}", ctx("UpdateContainerResources", e)));
+    .unwrap_or_else(|e| panic!("{}", ctx("UpdateContainerResources", &e)));
     let unit = format!("cri-containerd-{trapper}.scope");
     let unit_max = run("systemctl", &["show", "-p", "MemoryMax", "--value", &unit]);
     println!(
@@ -551,32 +469,14 @@ fn pod_on_node(oci: Oci) {
     );
 
     // StopContainer with a grace period: the trapper exits with its own code at once.
-    let t = Instant::now();
-    cri.stop_container(&trapper, 30)
-        .unwrap_or_else(|e| panic!("{}", ctx("StopContainer trapper", e)));
-    let took = t.elapsed();
-    let s = status(&cri, &trapper);
-    assert_eq!(
-        (s.state, s.exit_code),
-        (api::ContainerState::ContainerExited as i32, 42),
-        "{what}: trapper after StopContainer: {s:?}"
-    );
+    let took = cri_pod::stop_expecting(&cri, "trapper", &trapper, 30, 42, &ctx);
     assert!(
         took < Duration::from_secs(15),
         "{what}: the trapper took {took:?} to stop"
     );
 
     // One that ignores SIGTERM is SIGKILLed after the timeout: 128 + 9.
-    let t = Instant::now();
-    cri.stop_container(&stubborn, 2)
-        .unwrap_or_else(|e| panic!("{}", ctx("StopContainer stubborn", e)));
-    let took_stubborn = t.elapsed();
-    let s = status(&cri, &stubborn);
-    assert_eq!(
-        (s.state, s.exit_code),
-        (api::ContainerState::ContainerExited as i32, 137),
-        "{what}: stubborn after StopContainer: {s:?}"
-    );
+    let took_stubborn = cri_pod::stop_expecting(&cri, "stubborn", &stubborn, 2, 137, &ctx);
     assert!(
         took_stubborn >= Duration::from_secs(2) && took_stubborn < Duration::from_secs(20),
         "{what}: StopContainer with a 2 s timeout took {took_stubborn:?}"
@@ -584,9 +484,9 @@ fn pod_on_node(oci: Oci) {
     println!("StopContainer: trapper 42 in {took:?}, stubborn 137 in {took_stubborn:?}");
 
     cri.stop_pod_sandbox(&pod)
-        .unwrap_or_else(|e| panic!("{}", ctx("StopPodSandbox", e)));
+        .unwrap_or_else(|e| panic!("{}", ctx("StopPodSandbox", &e)));
     cri.remove_pod_sandbox(&pod)
-        .unwrap_or_else(|e| panic!("{}", ctx("RemovePodSandbox", e)));
+        .unwrap_or_else(|e| panic!("{}", ctx("RemovePodSandbox", &e)));
     let pods = cri.list_pod_sandboxes().unwrap();
     assert!(
         pods.iter().all(|p| p.id != pod),
@@ -654,18 +554,8 @@ fn pod_on_node(oci: Oci) {
 
 /// The `info` JSON of a verbose ContainerStatus: runtime type and options, spec, pid.
 fn verbose_info(cri: &Client, id: &str) -> serde_json::Value {
-    let info = cri
-        .container_status(id, true)
+    cri.container_info(id)
         .unwrap_or_else(|e| panic!("ContainerStatus {id}: {e}"))
-        .info;
-    serde_json::from_str(info.get("info").map(String::as_str).unwrap_or("null")).unwrap()
-}
-
-fn status(cri: &Client, id: &str) -> api::ContainerStatus {
-    cri.container_status(id, false)
-        .unwrap_or_else(|e| panic!("ContainerStatus {id}: {e}"))
-        .status
-        .expect("ContainerStatus without a status")
 }
 
 /// The pid of every task in CRI's namespace, by id (`ctr task ls`).
@@ -698,10 +588,8 @@ fn shims_of(pod: &str) -> Vec<(i32, String)> {
     processes()
         .into_iter()
         .filter(|p| {
-            p.cmdline
-                .first()
-                .is_some_and(|a| a.contains("containerd-shim"))
-                && p.cmdline.windows(2).any(|w| w[0] == "-id" && w[1] == pod)
+            p.is_shim()
+                && p.has_arg("-id", pod)
                 && !p
                     .cmdline
                     .last()

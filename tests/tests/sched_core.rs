@@ -6,7 +6,7 @@
 //! shims never run on SMT siblings of one core at the same time. It needs a kernel built
 //! with CONFIG_SCHED_CORE.
 
-use rsrunc_e2e::daemon::{flavors, processes};
+use rsrunc_e2e::daemon::flavors;
 use rsrunc_e2e::{runtime_name, testing_ours, unique_id, Daemon, Oci};
 
 /// Every containerd version, each told to start shims with SCHED_CORE=1: `sched_core` of
@@ -123,24 +123,12 @@ fn kernel_release() -> String {
 
 /// The pid of the shim serving container `id`.
 fn shim_pid(d: &Daemon, id: &str) -> i32 {
-    let shims = d.shim_pids();
-    processes()
-        .into_iter()
-        .find(|p| {
-            shims.contains(&p.pid) && p.cmdline.windows(2).any(|w| w[0] == "-id" && w[1] == id)
-        })
-        .unwrap_or_else(|| panic!("no shim serving {id} among {shims:?}"))
-        .pid
+    d.shim_serving(id)
+        .unwrap_or_else(|| panic!("no shim serving {id} among {:?}", d.shim_pids()))
 }
 
 /// The init's pid, from `ctr task ls`.
 fn init_pid(d: &Daemon, id: &str) -> i32 {
-    let out = d.ctr(&["task", "ls"]).ok();
-    out.stdout
-        .lines()
-        .find_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (f.first() == Some(&id)).then(|| f[1].parse().unwrap())
-        })
-        .unwrap_or_else(|| panic!("{id} not in ctr task ls: {out:?}"))
+    d.task_pid(id)
+        .unwrap_or_else(|| panic!("{id} not in ctr task ls"))
 }

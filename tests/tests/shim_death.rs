@@ -72,7 +72,9 @@ fn a_shim_killed_before_it_saw_the_exit_reports_137() {
         let id = unique_id("unseen");
         d.run(Oci::Runc, &["-d"], &id, EXITS_7_ON_TERM).ok();
         d.wait_status(&id, "RUNNING");
-        let init = init_pid(&d, &id);
+        let init = d
+            .task_pid(&id)
+            .unwrap_or_else(|| panic!("{id} not in ctr task ls"));
         // The init's trap must be set before the signal: it is once sh started its sleep.
         let trapped = poll_until(Duration::from_secs(10), || {
             processes().iter().any(|p| p.ppid == init)
@@ -132,26 +134,9 @@ fn next_exit(d: &Daemon, ev: &Events, id: &str, n: usize) -> TaskExit {
 
 /// Sends `sig` to the shim serving container `id`; returns its pid.
 fn kill_shim(d: &Daemon, id: &str, sig: Signal) -> i32 {
-    let shims = d.shim_pids();
-    let shim = processes()
-        .into_iter()
-        .find(|p| {
-            shims.contains(&p.pid) && p.cmdline.windows(2).any(|w| w[0] == "-id" && w[1] == id)
-        })
-        .unwrap_or_else(|| panic!("no shim serving {id} among {shims:?}"))
-        .pid;
+    let shim = d
+        .shim_serving(id)
+        .unwrap_or_else(|| panic!("no shim serving {id} among {:?}", d.shim_pids()));
     kill(Pid::from_raw(shim), sig).unwrap();
     shim
-}
-
-/// The init's pid, from `ctr task ls`.
-fn init_pid(d: &Daemon, id: &str) -> i32 {
-    let out = d.ctr(&["task", "ls"]).ok();
-    out.stdout
-        .lines()
-        .find_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (f.first() == Some(&id)).then(|| f[1].parse().unwrap())
-        })
-        .unwrap_or_else(|| panic!("{id} not in ctr task ls: {out:?}"))
 }

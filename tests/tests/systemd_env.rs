@@ -8,6 +8,7 @@
 //! open terminals with such ids under runc, crun and youki, through ctr and through
 //! Docker, and check that containers see nothing of containerd's service manager.
 
+use rsrunc_e2e::daemon::task_exec;
 use rsrunc_e2e::docker::{Docker, IMAGE};
 use rsrunc_e2e::{long_id, Daemon, Oci};
 
@@ -57,16 +58,7 @@ fn run_exec_and_terminals_with_64_character_ids_under_every_runtime() {
         )
         .ok();
         d.wait_status(&id, "RUNNING");
-        let exec = d.ctr(&[
-            "task",
-            "exec",
-            "--exec-id",
-            "e1",
-            &id,
-            "/bin/sh",
-            "-c",
-            "env; exit 5",
-        ]);
+        let exec = d.ctr(&task_exec("e1", &id, &["/bin/sh", "-c", "env; exit 5"]));
         assert_eq!(exec.status, 5, "{oci:?} exec: {exec:?}");
         assert_no_supervisor_vars(&format!("{oci:?} exec"), &exec.stdout);
         let args: Vec<String> = [

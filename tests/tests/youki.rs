@@ -6,7 +6,8 @@
 //! youki (0.7) needs PATH in the container's environment even for an absolute command,
 //! and `ctr run --rootfs` sets none, so every run here passes one.
 
-use rsrunc_e2e::{ours_only, unique_id, Daemon, Oci};
+use rsrunc_e2e::daemon::task_exec;
+use rsrunc_e2e::{ours_only, unique_id, CtrOutput, Daemon, Oci};
 
 const ENV: [&str; 2] = ["--env", "PATH=/bin"];
 
@@ -34,16 +35,11 @@ fn youki_runs_execs_pauses_and_reports_failures() {
     )
     .ok();
     d.wait_status(&id, "RUNNING");
-    let exec = d.ctr(&[
-        "task",
-        "exec",
-        "--exec-id",
+    let exec = d.ctr(&task_exec(
         &unique_id("e"),
         &id,
-        "/bin/sh",
-        "-c",
-        "echo from-exec; exit 4",
-    ]);
+        &["/bin/sh", "-c", "echo from-exec; exit 4"],
+    ));
     assert_eq!(exec.status, 4, "{exec:?}");
     assert_eq!(exec.stdout.trim(), "from-exec");
     d.ctr(&["task", "pause", &id]).ok();
@@ -58,12 +54,7 @@ fn youki_runs_execs_pauses_and_reports_failures() {
     d.ctr(&["containers", "rm", &id]).ok();
 
     // A command that does not exist.
-    let bad = d.run(
-        Oci::Youki,
-        &[&ENV[..], &["--rm"]].concat(),
-        &unique_id("ykbad"),
-        &["/bin/no-such-command"],
-    );
+    let bad = run_a_missing_command(&d);
     assert_ne!(bad.status, 0);
 
     assert!(d.shims_left().is_empty(), "a shim outlived its containers");
@@ -79,16 +70,21 @@ fn youki_runs_execs_pauses_and_reports_failures() {
 fn youki_errors_reach_the_client() {
     ours_only();
     let d = Daemon::start();
-    let bad = d.run(
-        Oci::Youki,
-        &[&ENV[..], &["--rm"]].concat(),
-        &unique_id("ykbad"),
-        &["/bin/no-such-command"],
-    );
+    let bad = run_a_missing_command(&d);
     assert_ne!(bad.status, 0);
     assert!(
         bad.stderr.contains("no-such-command"),
         "the error does not name the command: {}",
         bad.stderr
     );
+}
+
+/// `ctr run --rm` under youki of a command that does not exist.
+fn run_a_missing_command(d: &Daemon) -> CtrOutput {
+    d.run(
+        Oci::Youki,
+        &[&ENV[..], &["--rm"]].concat(),
+        &unique_id("ykbad"),
+        &["/bin/no-such-command"],
+    )
 }

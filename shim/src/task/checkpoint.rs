@@ -156,14 +156,7 @@ impl Tasks {
         let id = spec.id.as_str();
         let init = Arc::new(Process::pending_init(id, spec.stdio.clone()));
         super::lock(&self.containers).insert(id.to_string(), container);
-        self.events.publish(TaskEvent::Create {
-            id: id.to_string(),
-            bundle: spec.bundle.clone(),
-            rootfs: spec.rootfs.clone(),
-            stdio: spec.stdio.clone(),
-            checkpoint: spec.checkpoint.clone(),
-            pid: 0,
-        });
+        self.events.publish(spec.create_event(0));
         log::info!(
             "created id={} from checkpoint {} runtime={}",
             spec.id,

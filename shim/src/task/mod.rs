@@ -55,6 +55,21 @@ pub struct CreateSpec {
     pub parent_checkpoint: String,
 }
 
+impl CreateSpec {
+    /// The TaskCreate event of this container, its init at `pid` (0 when restored: the
+    /// restored init's pid comes with its TaskStart).
+    fn create_event(&self, pid: i32) -> TaskEvent {
+        TaskEvent::Create {
+            id: self.id.to_string(),
+            bundle: self.bundle.clone(),
+            rootfs: self.rootfs.clone(),
+            stdio: self.stdio.clone(),
+            checkpoint: self.checkpoint.clone(),
+            pid,
+        }
+    }
+}
+
 /// A snapshot of one process for State.
 #[derive(Debug, Clone)]
 pub struct ProcessView {
@@ -238,14 +253,7 @@ impl Tasks {
         });
         crate::trace::mark(&mut t, "cgroups");
         lock(&self.containers).insert(id.to_string(), container);
-        self.events.publish(TaskEvent::Create {
-            id: id.to_string(),
-            bundle: spec.bundle.clone(),
-            rootfs: spec.rootfs.clone(),
-            stdio: spec.stdio.clone(),
-            checkpoint: spec.checkpoint.clone(),
-            pid,
-        });
+        self.events.publish(spec.create_event(pid));
         log::info!(
             "created id={} pid={pid} runtime={}",
             spec.id,
