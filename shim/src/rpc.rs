@@ -9,27 +9,40 @@
 //! a path nobody serves, and which stream got an answer without a request ever arriving
 //! (the crate read an oversize frame, discarded it and answered its stream), and gives
 //! those two answers Go's codes. Every other payload passes through untouched.
+//!
+//! The crate's server runs five threads for each connection, idle or not. The hook bounds
+//! what connections can cost: at most [`MAX_CONNECTIONS`] are served at once (containerd
+//! keeps one per shim, two across its own restart), and one over the limit is closed as
+//! it is accepted. A connection served is never ended to make room: containerd takes its
+//! connection closing for the shim's death.
 
 use std::collections::{HashMap, HashSet};
 use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use containerd_shim::protos::protobuf::{CodedInputStream, Message};
 use containerd_shim_protos::ttrpc::security_extension::{AcceptHook, HookError, HookOutput};
 use containerd_shim_protos::ttrpc::{Code, PayloadTransform, Response};
 
-/// Accepts connections from the socket owner's uid only (root: containerd), and gives
-/// each one a [`StatusCodes`] transform.
+/// The most connections served at once (see the module's documentation).
+pub const MAX_CONNECTIONS: usize = 8;
+
+/// Accepts connections from the socket owner's uid only (root: containerd), at most
+/// [`MAX_CONNECTIONS`] at a time, and gives each one a [`StatusCodes`] transform.
 #[derive(Debug)]
 pub struct ConnectionHook {
     /// The method paths the server serves, `/service/method`.
     served: Arc<HashSet<String>>,
+    /// The connections open, each counted until the crate lets go of its transform.
+    open: Arc<AtomicUsize>,
 }
 
 impl ConnectionHook {
     pub fn new(served: impl IntoIterator<Item = String>) -> ConnectionHook {
         ConnectionHook {
             served: Arc::new(served.into_iter().collect()),
+            open: Arc::default(),
         }
     }
 }
@@ -42,9 +55,22 @@ impl AcceptHook for ConnectionHook {
             log::warn!("refused a connection from uid {uid}");
             return Err(HookError::Rejected(format!("peer uid {uid} is not {own}")));
         }
+        let counted = self
+            .open
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < MAX_CONNECTIONS).then_some(n + 1)
+            });
+        if counted.is_err() {
+            log::warn!("refused a connection: {MAX_CONNECTIONS} are open");
+            return Err(HookError::Rejected(format!(
+                "{MAX_CONNECTIONS} connections are open"
+            )));
+        }
+        let mut codes = StatusCodes::new(Arc::clone(&self.served));
+        codes.open = Some(Arc::clone(&self.open));
         Ok(HookOutput {
             data: Default::default(),
-            payload_transform: Some(Box::new(StatusCodes::new(Arc::clone(&self.served)))),
+            payload_transform: Some(Box::new(codes)),
         })
     }
 }
@@ -56,6 +82,17 @@ pub struct StatusCodes {
     /// Stream id -> the path the request asked for, if nobody serves it. Entries are
     /// added as a request is read and taken when its response is written.
     in_flight: Mutex<HashMap<u32, Option<Unserved>>>,
+    /// Where the connection is counted: the crate drops the transform once the
+    /// connection's threads have ended.
+    open: Option<Arc<AtomicUsize>>,
+}
+
+impl Drop for StatusCodes {
+    fn drop(&mut self) {
+        if let Some(open) = &self.open {
+            open.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
 }
 
 /// A call to a path the server does not serve.
@@ -72,6 +109,7 @@ impl StatusCodes {
         StatusCodes {
             served,
             in_flight: Mutex::new(HashMap::new()),
+            open: None,
         }
     }
 

@@ -2,7 +2,7 @@
 //! allowed unsafe code (`main.rs`): each block says why it is sound.
 
 use std::fs::File;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::Path;
 
 use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
@@ -82,7 +82,7 @@ pub fn peer_uid_of_lent(fd: RawFd) -> std::io::Result<u32> {
 /// runc and crun hand over a terminal's master end (`--console-socket`).
 pub fn recv_fd(sock: &impl AsFd) -> std::io::Result<OwnedFd> {
     use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
-    use std::os::fd::{AsRawFd, FromRawFd};
+    use std::os::fd::FromRawFd;
     let mut buf = [0u8; 4096];
     let mut iov = [std::io::IoSliceMut::new(&mut buf)];
     let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
@@ -114,7 +114,6 @@ pub fn recv_fd(sock: &impl AsFd) -> std::io::Result<OwnedFd> {
 
 /// Sets a terminal's window size (ResizePty).
 pub fn set_winsize(fd: &impl AsFd, rows: u16, cols: u16) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
     let ws = libc::winsize {
         ws_row: rows,
         ws_col: cols,
@@ -128,6 +127,16 @@ pub fn set_winsize(fd: &impl AsFd, rows: u16, cols: u16) -> std::io::Result<()> 
         return Err(std::io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// Bytes written to a pipe or fifo and not read yet (FIONREAD).
+pub fn unread_bytes(fd: &impl AsFd) -> std::io::Result<usize> {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one c_int through the pointer, to a live local.
+    match unsafe { libc::ioctl(fd.as_fd().as_raw_fd(), libc::FIONREAD, &mut n) } {
+        -1 => Err(std::io::Error::last_os_error()),
+        _ => Ok(n.max(0) as usize),
+    }
 }
 
 /// Waits up to `timeout` for `fd` to become readable (or hung up).
@@ -166,8 +175,7 @@ pub fn wait_any() -> std::io::Result<Option<(i32, i32)>> {
     }
 }
 
-/// kill(2) with any signal number, the real-time ones included (nix's `Signal` has only
-/// the standard ones).
+/// kill(2) with any signal number, real-time ones included (nix's `Signal` has not).
 pub fn kill(pid: i32, signal: libc::c_int) -> std::io::Result<()> {
     if pid <= 0 {
         // 0 and negative pids name process groups: never meant here.
@@ -181,7 +189,6 @@ pub fn kill(pid: i32, signal: libc::c_int) -> std::io::Result<()> {
 }
 
 pub fn pidfd_send_signal(pidfd: &impl AsFd, signal: libc::c_int) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
     // SAFETY: the descriptor is borrowed and open for the call; the null siginfo asks the
     // kernel to fill it in as for kill(2); flags must be 0.
     let r = unsafe {
@@ -281,9 +288,7 @@ pub fn die_with_parent(cmd: &mut std::process::Command) {
 /// keeps its high-water mark otherwise: glibc trims only its top.
 pub fn release_free_memory() {
     // SAFETY: malloc_trim is thread-safe; it only returns pages that hold no allocation.
-    unsafe {
-        libc::malloc_trim(0);
-    }
+    unsafe { libc::malloc_trim(0) };
 }
 
 /// Loop devices (linux/loop.h): [`loop_device::loop_attach`] binds a file to a free one.

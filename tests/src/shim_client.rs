@@ -210,3 +210,34 @@ impl ShimConn {
         );
     }
 }
+
+/// Opens `n` connections to a shim's ttrpc socket and sends nothing on them, as a client
+/// that leaks its connections would.
+pub fn idle_connections(address: &str, n: usize) -> Vec<std::os::unix::net::UnixStream> {
+    let path = address
+        .trim()
+        .strip_prefix("unix://")
+        .unwrap_or(address.trim());
+    (0..n)
+        .map(|_| std::os::unix::net::UnixStream::connect(path).unwrap())
+        .collect()
+}
+
+/// Connections waiting in the backlog of the listening socket at `address` (`ss`'s
+/// Recv-Q), not yet accepted by the shim.
+pub fn accept_backlog(address: &str) -> usize {
+    let path = address
+        .trim()
+        .strip_prefix("unix://")
+        .unwrap_or(address.trim());
+    let out = std::process::Command::new("ss")
+        .args(["-xlnH"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find(|l| l.split_whitespace().any(|w| w == path))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .and_then(|q| q.parse().ok())
+        .unwrap_or(0)
+}

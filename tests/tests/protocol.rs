@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use containerd_shim_protos::types::introspection::RuntimeInfo;
 use protobuf::Message;
-use rsrunc_e2e::{ours_only, poll_until, unique_id, Daemon, Oci};
+use rsrunc_e2e::load::threads;
+use rsrunc_e2e::shim_client::{accept_backlog, idle_connections};
+use rsrunc_e2e::{ours_only, poll_until, testing_ours, unique_id, Daemon, Oci};
 
 #[test]
 fn containers_of_one_group_share_one_shim() {
@@ -182,4 +184,75 @@ fn unknown_services_and_oversize_frames_get_go_ttrpc_codes() {
         .unwrap_err();
     assert_eq!(code, Code::NOT_FOUND);
     conn.shutdown();
+}
+
+/// Threads a shim may add for connections, whatever a client opens: at most 8 served at
+/// once (shim/src/rpc.rs), each with the ttrpc crate's three threads and at most three
+/// idle workers.
+const CONNECTION_THREADS: usize = 8 * 6;
+
+/// 500 idle connections to a container's shim: ours never grows by more than a fixed
+/// number of threads while they are open, is back to its threads once they close, and
+/// still serves containerd (an exec runs). The Go shim's goroutines are not threads: its
+/// figures are printed, and only ours is held to the bound (strictness of ours only).
+#[test]
+fn five_hundred_idle_connections_cost_a_bounded_number_of_threads() {
+    let d = Daemon::start();
+    let id = unique_id("conns");
+    d.run(Oci::Runc, &["-d"], &id, &["/bin/sleep", "600"]).ok();
+    d.wait_status(&id, "RUNNING");
+    let address = std::fs::read_to_string(d.bundle(&id).join("address")).unwrap();
+    let shim = d.shim_pids()[0];
+    let before = threads(shim);
+    let conns = idle_connections(&address, 500);
+    // Every sample taken while the shim accepts them, and once it has accepted all.
+    let mut most = 0;
+    let accepted = poll_until(Duration::from_secs(30), || {
+        most = most.max(threads(shim));
+        accepted_all(&address)
+    });
+    assert!(accepted, "the shim did not accept 500 connections in 30 s");
+    for _ in 0..20 {
+        most = most.max(threads(shim));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    eprintln!("shim threads: {before} before, at most {most} with 500 connections open");
+    if testing_ours() {
+        assert!(
+            most <= before + CONNECTION_THREADS,
+            "{most} threads with 500 idle connections, {before} before"
+        );
+    }
+    drop(conns);
+    let mut after = 0;
+    let back = poll_until(Duration::from_secs(20), || {
+        after = threads(shim);
+        after <= before
+    });
+    eprintln!("shim threads: {after} once they closed");
+    if testing_ours() {
+        assert!(
+            back,
+            "{after} threads after the connections closed, {before} before"
+        );
+    }
+    let out = d.ctr(&[
+        "task",
+        "exec",
+        "--exec-id",
+        "after",
+        &id,
+        "/bin/echo",
+        "still-served",
+    ]);
+    assert_eq!(out.status, 0, "{out:?}");
+    assert_eq!(out.stdout, "still-served\n");
+    let _ = d.ctr(&["task", "kill", "-s", "SIGKILL", &id]);
+    d.wait_status(&id, "STOPPED");
+    d.ctr(&["task", "rm", &id]).ok();
+    d.ctr(&["containers", "rm", &id]).ok();
+}
+
+fn accepted_all(address: &str) -> bool {
+    accept_backlog(address) == 0
 }
