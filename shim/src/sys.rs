@@ -24,6 +24,13 @@ pub fn open_fifo(path: &Path, flags: OFlag) -> std::io::Result<File> {
     Ok(File::from(fd))
 }
 
+/// Opens again what `fd` names (an O_PATH descriptor, say), through /proc/self/fd: the
+/// same file even if its path was removed or reused meanwhile.
+pub fn reopen(fd: &impl AsFd, flags: OFlag) -> std::io::Result<File> {
+    let path = format!("/proc/self/fd/{}", fd.as_fd().as_raw_fd());
+    open_fifo(Path::new(&path), flags)
+}
+
 /// Lets `fd` survive exec, to hand a listening socket to the serving shim.
 pub fn clear_cloexec(fd: impl AsFd) -> std::io::Result<()> {
     fcntl(fd, FcntlArg::F_SETFD(FdFlag::empty()))?;

@@ -15,17 +15,26 @@ use crate::sys;
 /// How often [`drained`] looks: the kernel says nothing when a pipe empties.
 const DRAIN_POLL: Duration = Duration::from_millis(2);
 
-/// Waits until a fifo we write to holds nothing unread, or has no reader left to read it
-/// (nothing would), or `deadline` passes (false).
+/// Waits until `fifo` (an [`OutputFifo::close`] handle) holds nothing unread, or has no
+/// reader left to read it (nothing would), or `deadline` passes (false).
+///
+/// It looks through a writer of its own, opened through the handle for the time of the
+/// wait only: a client that reads until the end of the stream before it asks for Delete
+/// (Docker, containerd's CRI plugin) must see that end as soon as the process's output
+/// ends, so no writer of ours may stay open until Delete.
 pub(super) fn drained(fifo: &File, deadline: Instant) -> bool {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    // ENXIO: no reader is left.
+    let Ok(writer) = sys::reopen(fifo, OFlag::O_WRONLY | OFlag::O_NONBLOCK) else {
+        return true;
+    };
     loop {
-        match sys::unread_bytes(fifo) {
+        match sys::unread_bytes(&writer) {
             Ok(0) | Err(_) => return true,
             Ok(_) => {}
         }
         // A write end polls POLLERR once no reader is left.
-        let mut fds = [PollFd::new(fifo.as_fd(), PollFlags::empty())];
+        let mut fds = [PollFd::new(writer.as_fd(), PollFlags::empty())];
         let gone = poll(&mut fds, PollTimeout::ZERO).is_err()
             || fds[0]
                 .revents()
@@ -40,15 +49,44 @@ pub(super) fn drained(fifo: &File, deadline: Instant) -> bool {
     }
 }
 
+/// An output fifo as its copier holds it.
+pub(super) struct OutputFifo {
+    /// Where the copier writes.
+    pub writer: File,
+    /// A reader of our own (see [`open_output_fifo`]).
+    reader: File,
+    /// The fifo, named by a descriptor that opens neither end (O_PATH).
+    handle: File,
+}
+
+impl OutputFifo {
+    /// Closes both of our ends, once the process's output has ended: the client then
+    /// reads the end of the stream after what is left, as containerd's clients expect
+    /// ("the pipes should be closed on the shim's side"). Returns the handle, for
+    /// [`drained`].
+    pub fn close(self) -> File {
+        drop(self.writer);
+        drop(self.reader);
+        self.handle
+    }
+}
+
 /// Opens an output fifo for writing, with a reader of our own held beside it (opened
 /// first: then the write open cannot block or fail for want of a reader).
-pub(super) fn open_output_fifo(uri: &str, name: &str) -> Result<(File, File)> {
+pub(super) fn open_output_fifo(uri: &str, name: &str) -> Result<OutputFifo> {
     let path = fifo_path(uri, name)?;
-    let keep_reader = sys::open_fifo(&path, OFlag::O_RDONLY | OFlag::O_NONBLOCK)
-        .map_err(|e| Error::io_at(format!("open {name} fifo"), &path, e))?;
-    let fifo = sys::open_fifo(&path, OFlag::O_WRONLY)
-        .map_err(|e| Error::io_at(format!("open {name} fifo"), &path, e))?;
-    Ok((keep_reader, fifo))
+    let open = |flags: OFlag| {
+        sys::open_fifo(&path, flags)
+            .map_err(|e| Error::io_at(format!("open {name} fifo"), &path, e))
+    };
+    let reader = open(OFlag::O_RDONLY | OFlag::O_NONBLOCK)?;
+    let writer = open(OFlag::O_WRONLY)?;
+    let handle = open(OFlag::O_PATH)?;
+    Ok(OutputFifo {
+        writer,
+        reader,
+        handle,
+    })
 }
 
 /// pipe (or terminal) -> fifo until every writer of the pipe is gone, or the terminal's

@@ -19,7 +19,7 @@ mod console;
 mod copy;
 mod logger_binary;
 pub use console::ConsoleSocket;
-use copy::{copy_output, copy_stdin, drained, open_output_fifo};
+use copy::{copy_output, copy_stdin, drained, open_output_fifo, OutputFifo};
 use logger_binary::{BinaryLogger, LoggerCommand};
 
 /// Whose streams these are: the owner of the pipes, and what a logging binary is told.
@@ -79,8 +79,9 @@ pub struct ProcessIo {
     stdin_close: Mutex<Option<File>>,
     /// The stdin fifo, to wake a copier still waiting for a writer.
     stdin_fifo: Option<PathBuf>,
-    /// One message per output copier when it has reached the end of its stream: the
-    /// fifo it wrote to, if it was one, for [`ProcessIo::finish`] to see drained.
+    /// One message per output copier when it has reached the end of its stream and closed
+    /// what it wrote to: a handle on the fifo, if it was one, for [`ProcessIo::finish`] to
+    /// see drained.
     done: Receiver<Option<File>>,
     outputs: usize,
     /// A terminal's master end, for ResizePty; let go of when the process's output ends.
@@ -184,15 +185,14 @@ impl ProcessIo {
             let container_end = match Target::parse(uri, name)? {
                 Target::None => continue,
                 Target::Fifo(_) => {
-                    let (keep_reader, mut fifo) = open_output_fifo(uri, name)?;
+                    let mut fifo = open_output_fifo(uri, name)?;
                     let (r, w) =
                         sys::pipe().map_err(|e| Error::io(format!("create {name} pipe"), e))?;
                     let tx = done_tx.clone();
                     outputs += 1;
                     spawn(name, move || {
-                        copy_output(File::from(r), &mut fifo, name);
-                        drop(keep_reader);
-                        let _ = tx.send(Some(fifo));
+                        copy_output(File::from(r), &mut fifo.writer, name);
+                        let _ = tx.send(Some(fifo.close()));
                     })?;
                     w
                 }
@@ -270,11 +270,8 @@ impl ProcessIo {
         let mut logger = None;
         let output = match Target::parse(&paths.stdout, "stdout")? {
             Target::None => None,
-            Target::Fifo(_) => {
-                let (keep_reader, fifo) = open_output_fifo(&paths.stdout, "stdout")?;
-                Some((fifo, Some(keep_reader)))
-            }
-            Target::File(path) => Some((open_log_file(&path, "stdout")?, None)),
+            Target::Fifo(_) => Some(Output::Fifo(open_output_fifo(&paths.stdout, "stdout")?)),
+            Target::File(path) => Some(Output::Other(open_log_file(&path, "stdout")?)),
             Target::Binary(cmd) => {
                 let (r, w) = sys::pipe().map_err(|e| Error::io("create stdout pipe", e))?;
                 let (empty, _) = sys::pipe().map_err(|e| Error::io("create stderr pipe", e))?;
@@ -285,20 +282,24 @@ impl ProcessIo {
                     r,
                     empty,
                 )?);
-                Some((File::from(w), None))
+                Some(Output::Other(File::from(w)))
             }
         };
-        if let Some((mut to, keep_reader)) = output {
+        if let Some(mut to) = output {
             let console = Arc::clone(&console);
             outputs = 1;
             spawn("console", move || {
-                copy_output(master, &mut to, "terminal");
+                let writer = match &mut to {
+                    Output::Fifo(fifo) => &mut fifo.writer,
+                    Output::Other(file) => file,
+                };
+                copy_output(master, writer, "terminal");
                 // The process is gone with its end of the terminal: close ours.
                 lock(&console).take();
-                let fifo = keep_reader.map(|reader| {
-                    drop(reader);
-                    to
-                });
+                let fifo = match to {
+                    Output::Fifo(fifo) => Some(fifo.close()),
+                    Output::Other(_) => None,
+                };
                 let _ = done_tx.send(fifo);
             })?;
         }
@@ -343,6 +344,8 @@ impl ProcessIo {
     ///
     /// The second wait is what keeps output whole: a client such as ctr closes its fifos
     /// as soon as Delete returns, and whatever it had not read by then would be lost.
+    /// The copiers have closed their fifos already, when their streams ended: a client
+    /// that reads to the end before it asks for Delete (Docker) has its end by then.
     pub fn finish(self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         let mut fifos = Vec::new();
@@ -358,7 +361,7 @@ impl ProcessIo {
         }
         for fifo in &fifos {
             if !drained(fifo, deadline) {
-                log::warn!("the client read not all output within {timeout:?}; closing");
+                log::warn!("the client read not all output within {timeout:?}");
                 break;
             }
         }
@@ -385,6 +388,13 @@ fn open_log_file(path: &Path, name: &str) -> Result<File> {
 
 fn lock(m: &Mutex<Option<File>>) -> std::sync::MutexGuard<'_, Option<File>> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Where a terminal's output goes.
+enum Output {
+    Fifo(OutputFifo),
+    /// A log file, or a logging binary's pipe.
+    Other(File),
 }
 
 fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<()> {
@@ -519,6 +529,40 @@ mod tests {
         let mut s = String::new();
         out_reader.read_to_string(&mut s).unwrap();
         assert_eq!(s, "got hello\n");
+    }
+
+    /// Docker and containerd's CRI plugin read a process's output to its end before they
+    /// ask for Delete (which calls finish): the end comes when the process's output ends.
+    #[test]
+    fn the_client_reads_the_end_of_the_output_before_finish() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        nix::unistd::mkfifo(&out, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let mut reader = sys::open_fifo(&out, OFlag::O_RDONLY | OFlag::O_NONBLOCK).unwrap();
+        let paths = StdioPaths {
+            stdout: out.display().to_string(),
+            ..Default::default()
+        };
+        let (stdio, pio) = ProcessIo::open(&paths, OWNER).unwrap();
+        std::process::Command::new("echo")
+            .arg("bye")
+            .stdout(stdio.stdout.unwrap())
+            .status()
+            .unwrap();
+        sys::set_blocking(&reader).unwrap();
+        let client = std::thread::spawn(move || {
+            let mut s = String::new();
+            reader.read_to_string(&mut s).map(|_| s)
+        });
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !client.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let ended = client.is_finished();
+        // Lets go of the fifo, which ends the client's read if the copier did not.
+        pio.finish(Duration::ZERO);
+        assert!(ended, "the output's end reached the client only at finish");
+        assert_eq!(client.join().unwrap().unwrap(), "bye\n");
     }
 
     #[test]
