@@ -83,7 +83,8 @@ pub struct StatusCodes {
     /// added as a request is read and taken when its response is written.
     in_flight: Mutex<HashMap<u32, Option<Unserved>>>,
     /// Where the connection is counted: the crate drops the transform once the
-    /// connection's threads have ended.
+    /// connection's threads have ended, calls in flight included (a Wait ends when its
+    /// connection closes: Supervisor::wait).
     open: Option<Arc<AtomicUsize>>,
 }
 

@@ -253,6 +253,68 @@ fn five_hundred_idle_connections_cost_a_bounded_number_of_threads() {
     d.ctr(&["containers", "rm", &id]).ok();
 }
 
+/// Connections that closed, at once or with a Wait still waiting on a running process, no
+/// longer count against the shim's limit of connections served at once (8 for ours):
+/// after 30 of each, one after another, a new connection is still served. A Wait kept
+/// its connection counted until the process exited, so that a client reconnecting
+/// (containerd, after restarts) could be refused.
+#[test]
+fn connections_that_closed_are_not_counted_even_with_a_wait_in_flight() {
+    use containerd_shim_protos::api::{StateRequest, WaitRequest};
+    use rsrunc_e2e::shim_client::{read_status, request_frame, send_request};
+    use std::io::Write;
+    use ttrpc::Code;
+    let d = Daemon::start();
+    let id = unique_id("closed");
+    d.run(Oci::Runc, &["-d"], &id, &["/bin/sleep", "600"]).ok();
+    d.wait_status(&id, "RUNNING");
+    let address = std::fs::read_to_string(d.bundle(&id).join("address")).unwrap();
+    let state = StateRequest {
+        id: id.clone(),
+        ..Default::default()
+    };
+    for i in 0..30 {
+        let mut conn = send_request(&address, "State", &state);
+        assert_eq!(read_status(&mut conn), Some(Code::OK), "connection {i}");
+    }
+    let wait = WaitRequest {
+        id: id.clone(),
+        ..Default::default()
+    };
+    for i in 0..30 {
+        // The State behind the Wait is answered once the Wait is being served. A
+        // connection is refused while 8 are counted: those closed before must be let go.
+        let served = poll_until(Duration::from_secs(20), || {
+            let mut conn = send_request(&address, "Wait", &wait);
+            let _ = conn.write_all(&request_frame(3, "State", &state));
+            read_status(&mut conn) == Some(Code::OK)
+        });
+        assert!(
+            served,
+            "connection {i} was not served after {i} closed with a Wait in flight"
+        );
+    }
+    // The container's own connection still serves containerd.
+    let out = d.ctr(&[
+        "task",
+        "exec",
+        "--exec-id",
+        "after",
+        &id,
+        "/bin/echo",
+        "served",
+    ]);
+    assert_eq!(
+        (out.status, out.stdout.as_str()),
+        (0, "served\n"),
+        "{out:?}"
+    );
+    let _ = d.ctr(&["task", "kill", "-s", "SIGKILL", &id]);
+    d.wait_status(&id, "STOPPED");
+    d.ctr(&["task", "rm", &id]).ok();
+    d.ctr(&["containers", "rm", &id]).ok();
+}
+
 fn accepted_all(address: &str) -> bool {
     accept_backlog(address) == 0
 }
