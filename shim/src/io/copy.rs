@@ -148,3 +148,36 @@ pub(super) fn copy_stdin(path: &Path, mut pipe: File, cancel: &File) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What Delete waits for: the client has read what was written, or has gone.
+    #[test]
+    fn drained_once_the_client_has_read_or_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out");
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let mut client = sys::open_fifo(&path, OFlag::O_RDONLY | OFlag::O_NONBLOCK).unwrap();
+        let mut fifo = open_output_fifo(&path.display().to_string(), "stdout").unwrap();
+        fifo.writer.write_all(b"abc").unwrap();
+        let handle = fifo.close();
+        // Unread, and the client is there: not drained when the deadline has passed.
+        assert!(!drained(&handle, Instant::now()));
+        let mut buf = [0u8; 2];
+        client.read_exact(&mut buf).unwrap();
+        assert!(!drained(&handle, Instant::now()));
+        // The client goes away with a byte unread: nothing would read it.
+        drop(client);
+        assert!(drained(&handle, Instant::now()));
+        // Read to the end.
+        let mut client = sys::open_fifo(&path, OFlag::O_RDONLY | OFlag::O_NONBLOCK).unwrap();
+        let mut fifo = open_output_fifo(&path.display().to_string(), "stdout").unwrap();
+        fifo.writer.write_all(b"xy").unwrap();
+        let handle = fifo.close();
+        let mut buf = [0u8; 2];
+        client.read_exact(&mut buf).unwrap();
+        assert!(drained(&handle, Instant::now()));
+    }
+}
