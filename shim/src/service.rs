@@ -240,9 +240,13 @@ impl Task for Service {
         Ok(Empty::new())
     }
 
-    fn wait(&self, _: &TtrpcContext, req: WaitRequest) -> R<WaitResponse> {
+    fn wait(&self, ctx: &TtrpcContext, req: WaitRequest) -> R<WaitResponse> {
         log::debug!("Wait id={} exec_id={}", req.id, req.exec_id);
-        let exit = self.tasks.wait(&process(&req.id, &req.exec_id)?)?;
+        // The crate drops the connection's cancel sender once the connection has closed.
+        let hung_up = || ctx.cancel_rx.try_recv().is_err_and(|e| e.is_disconnected());
+        let exit = self
+            .tasks
+            .wait(&process(&req.id, &req.exec_id)?, &hung_up)?;
         Ok(WaitResponse {
             exit_status: exit.status.get(),
             exited_at: MessageField::some(timestamp(exit.at)),

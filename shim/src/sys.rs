@@ -2,7 +2,7 @@
 //! allowed unsafe code (`main.rs`): each block says why it is sound.
 
 use std::fs::File;
-use std::os::fd::{AsFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::path::Path;
 
 use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
@@ -24,6 +24,13 @@ pub fn open_fifo(path: &Path, flags: OFlag) -> std::io::Result<File> {
     Ok(File::from(fd))
 }
 
+/// Opens again what `fd` names (an O_PATH descriptor, say), through /proc/self/fd: the
+/// same file even if its path was removed or reused meanwhile.
+pub fn reopen(fd: &impl AsFd, flags: OFlag) -> std::io::Result<File> {
+    let path = format!("/proc/self/fd/{}", fd.as_fd().as_raw_fd());
+    open_fifo(Path::new(&path), flags)
+}
+
 /// Lets `fd` survive exec, to hand a listening socket to the serving shim.
 pub fn clear_cloexec(fd: impl AsFd) -> std::io::Result<()> {
     fcntl(fd, FcntlArg::F_SETFD(FdFlag::empty()))?;
@@ -36,24 +43,6 @@ pub fn set_blocking(fd: impl AsFd) -> std::io::Result<()> {
     let flags = OFlag::from_bits_truncate(fcntl(&fd, FcntlArg::F_GETFL)?);
     fcntl(&fd, FcntlArg::F_SETFL(flags - OFlag::O_NONBLOCK))?;
     Ok(())
-}
-
-/// Waits until `data` or `cancel` is readable (or hung up); says which.
-pub fn wait_readable(data: &impl AsFd, cancel: &impl AsFd) -> std::io::Result<(bool, bool)> {
-    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-    loop {
-        let mut fds = [
-            PollFd::new(data.as_fd(), PollFlags::POLLIN),
-            PollFd::new(cancel.as_fd(), PollFlags::POLLIN),
-        ];
-        match poll(&mut fds, PollTimeout::NONE) {
-            Ok(_) => {}
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Err(e.into()),
-        }
-        let ready = |f: &PollFd| f.revents().is_some_and(|r| !r.is_empty());
-        return Ok((ready(&fds[0]), ready(&fds[1])));
-    }
 }
 
 /// Sets O_NONBLOCK so reads return at once.
@@ -89,7 +78,7 @@ fn fcntl_getfd(fd: RawFd) -> std::io::Result<()> {
 /// runc and crun hand over a terminal's master end (`--console-socket`).
 pub fn recv_fd(sock: &impl AsFd) -> std::io::Result<OwnedFd> {
     use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
-    use std::os::fd::{AsRawFd, FromRawFd};
+    use std::os::fd::FromRawFd;
     let mut buf = [0u8; 4096];
     let mut iov = [std::io::IoSliceMut::new(&mut buf)];
     let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
@@ -121,7 +110,6 @@ pub fn recv_fd(sock: &impl AsFd) -> std::io::Result<OwnedFd> {
 
 /// Sets a terminal's window size (ResizePty).
 pub fn set_winsize(fd: &impl AsFd, rows: u16, cols: u16) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
     let ws = libc::winsize {
         ws_row: rows,
         ws_col: cols,
@@ -135,6 +123,16 @@ pub fn set_winsize(fd: &impl AsFd, rows: u16, cols: u16) -> std::io::Result<()> 
         return Err(std::io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// Bytes written to a pipe or fifo and not read yet (FIONREAD).
+pub fn unread_bytes(fd: &impl AsFd) -> std::io::Result<usize> {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one c_int through the pointer, to a live local.
+    match unsafe { libc::ioctl(fd.as_fd().as_raw_fd(), libc::FIONREAD, &mut n) } {
+        -1 => Err(std::io::Error::last_os_error()),
+        _ => Ok(n.max(0) as usize),
+    }
 }
 
 /// A pidfd for `pid`: it pins the process, so a signal sent through it can never reach a
@@ -164,8 +162,7 @@ pub fn wait_any() -> std::io::Result<Option<(i32, i32)>> {
     }
 }
 
-/// kill(2) with any signal number, the real-time ones included (nix's `Signal` has only
-/// the standard ones).
+/// kill(2) with any signal number, real-time ones included (nix's `Signal` has not).
 pub fn kill(pid: i32, signal: libc::c_int) -> std::io::Result<()> {
     if pid <= 0 {
         // 0 and negative pids name process groups: never meant here.
@@ -179,7 +176,6 @@ pub fn kill(pid: i32, signal: libc::c_int) -> std::io::Result<()> {
 }
 
 pub fn pidfd_send_signal(pidfd: &impl AsFd, signal: libc::c_int) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
     // SAFETY: the descriptor is borrowed and open for the call; the null siginfo asks the
     // kernel to fill it in as for kill(2); flags must be 0.
     let r = unsafe {
@@ -279,9 +275,7 @@ pub fn die_with_parent(cmd: &mut std::process::Command) {
 /// keeps its high-water mark otherwise: glibc trims only its top.
 pub fn release_free_memory() {
     // SAFETY: malloc_trim is thread-safe; it only returns pages that hold no allocation.
-    unsafe {
-        libc::malloc_trim(0);
-    }
+    unsafe { libc::malloc_trim(0) };
 }
 
 /// Loop devices (linux/loop.h): [`loop_device::loop_attach`] binds a file to a free one.

@@ -26,6 +26,7 @@ pub mod cri_stream;
 pub mod daemon;
 pub mod docker;
 pub mod image;
+pub mod load;
 pub mod rootfs;
 pub mod shim_client;
 pub mod vm;

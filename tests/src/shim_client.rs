@@ -148,19 +148,23 @@ impl ShimConn {
         )
     }
 
+    /// Waits for process `exec_id` of container `id` ("" for its init) to exit.
+    pub fn wait_process(&self, id: &str, exec_id: &str) -> WaitResponse {
+        self.call(
+            "Wait",
+            &WaitRequest {
+                id: id.into(),
+                exec_id: exec_id.into(),
+                ..Default::default()
+            },
+        )
+        .unwrap()
+    }
+
     /// Wait for, then Delete, process `exec_id` of container `id` ("" for its init): the
     /// exit status Wait and Delete reported.
     pub fn wait_and_delete(&self, id: &str, exec_id: &str) -> (u32, u32) {
-        let w: WaitResponse = self
-            .call(
-                "Wait",
-                &WaitRequest {
-                    id: id.into(),
-                    exec_id: exec_id.into(),
-                    ..Default::default()
-                },
-            )
-            .unwrap();
+        let w = self.wait_process(id, exec_id);
         let d: DeleteResponse = self
             .call(
                 "Delete",
@@ -273,4 +277,83 @@ impl ShimConn {
             "Shutdown", &req,
         );
     }
+}
+
+/// Opens `n` connections to a shim's ttrpc socket and sends nothing on them, as a client
+/// that leaks its connections would.
+pub fn idle_connections(address: &str, n: usize) -> Vec<std::os::unix::net::UnixStream> {
+    let path = address
+        .trim()
+        .strip_prefix("unix://")
+        .unwrap_or(address.trim());
+    (0..n)
+        .map(|_| std::os::unix::net::UnixStream::connect(path).unwrap())
+        .collect()
+}
+
+/// Connections waiting in the backlog of the listening socket at `address` (`ss`'s
+/// Recv-Q), not yet accepted by the shim.
+pub fn accept_backlog(address: &str) -> usize {
+    let path = address
+        .trim()
+        .strip_prefix("unix://")
+        .unwrap_or(address.trim());
+    let out = std::process::Command::new("ss")
+        .args(["-xlnH"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find(|l| l.split_whitespace().any(|w| w == path))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .and_then(|q| q.parse().ok())
+        .unwrap_or(0)
+}
+
+/// One Task request frame on `stream` (odd: a client's).
+pub fn request_frame<Req: Message>(stream: u32, method: &str, req: &Req) -> Vec<u8> {
+    let mut r = ttrpc::Request::new();
+    r.service = "containerd.task.v2.Task".into();
+    r.method = method.into();
+    r.payload = req.write_to_bytes().unwrap();
+    let body = r.write_to_bytes().unwrap();
+    let mut frame = Vec::with_capacity(10 + body.len());
+    frame.extend((body.len() as u32).to_be_bytes());
+    frame.extend(stream.to_be_bytes());
+    frame.extend([1u8, 0]); // a request, no flags
+    frame.extend(body);
+    frame
+}
+
+/// Sends one Task request (stream 1) on a connection of its own and returns the
+/// connection, to read the answer from ([`read_status`]) or to hang up on.
+pub fn send_request<Req: Message>(
+    address: &str,
+    method: &str,
+    req: &Req,
+) -> std::os::unix::net::UnixStream {
+    use std::io::Write;
+    let path = address
+        .trim()
+        .strip_prefix("unix://")
+        .unwrap_or(address.trim());
+    let mut sock = std::os::unix::net::UnixStream::connect(path).unwrap();
+    // A connection the shim refused is closed already: reading says so.
+    let _ = sock.write_all(&request_frame(1, method, req));
+    sock
+}
+
+/// The status code of the first answer on `sock` (OK for an answer without one),
+/// or None if the connection closed, or nothing came within 20 s.
+pub fn read_status(sock: &mut std::os::unix::net::UnixStream) -> Option<ttrpc::Code> {
+    use std::io::Read;
+    sock.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    let mut header = [0u8; 10];
+    sock.read_exact(&mut header).ok()?;
+    let len = u32::from_be_bytes(header[..4].try_into().unwrap());
+    let mut body = vec![0u8; len as usize];
+    sock.read_exact(&mut body).ok()?;
+    let resp = ttrpc::Response::parse_from_bytes(&body).ok()?;
+    Some(resp.status.into_option().unwrap_or_default().code())
 }

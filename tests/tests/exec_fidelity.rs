@@ -79,6 +79,11 @@ impl Fifo {
         }
     }
 
+    /// Whether the reader has read to the end of the stream (every writer is gone).
+    fn ended(&self) -> bool {
+        self.reader.as_ref().is_some_and(|r| r.is_finished())
+    }
+
     /// What was written, once every writer is gone. A reader still waiting to open the
     /// fifo (nobody wrote to it, or its thread has not got there yet) is ended by a writer
     /// of our own, opened until the reader has finished.
@@ -207,6 +212,62 @@ fn exec_requests_are_answered_as_the_go_shim_answers_them() {
         out.text();
         err.text();
 
+        d.ctr(&["task", "kill", "-s", "SIGKILL", &id]).ok();
+        d.wait_status(&id, "STOPPED");
+        d.ctr(&["task", "rm", &id]).ok();
+        d.ctr(&["containers", "rm", &id]).ok();
+    }
+}
+
+/// Docker and containerd's CRI plugin read a process's output fifos to their end before
+/// they ask for Delete (containerd's client waits for its copiers first), so the shim must
+/// close its ends of the fifos once the process's output has ended, not at Delete: when it
+/// did not, every `docker stop` and `docker kill` hung.
+#[test]
+fn output_fifos_end_when_the_process_exits_before_delete() {
+    let d = Daemon::start();
+    for oci in Oci::ALL {
+        let id = unique_id("fifoend");
+        d.run(oci, &["-d"], &id, &["/bin/sleep", "300"]).ok();
+        d.wait_status(&id, "RUNNING");
+        let (conn, base) = shim_of(&d, &id);
+        for terminal in [false, true] {
+            let exec_id = format!("end-{terminal}");
+            let out = Fifo::new(d.dir(), &format!("{id}-{exec_id}.out"));
+            let err = (!terminal).then(|| Fifo::new(d.dir(), &format!("{id}-{exec_id}.err")));
+            let process = with_args(&base, &["/bin/sh", "-c", "echo out; echo err >&2; exit 3"]);
+            let req = exec_request(&id, &exec_id, &process, terminal, &out, err.as_ref());
+            let _: Empty = conn.call("Exec", &req).unwrap();
+            conn.start_process(&id, &exec_id).unwrap();
+            let w = conn.wait_process(&id, &exec_id);
+            assert_eq!(w.exit_status, 3, "{oci:?} terminal {terminal}");
+            // The readers reach the end of their streams with no Delete asked for.
+            let ended = rsrunc_e2e::poll_until(std::time::Duration::from_secs(20), || {
+                out.ended() && err.as_ref().is_none_or(Fifo::ended)
+            });
+            let deleted: DeleteResponse = conn
+                .call(
+                    "Delete",
+                    &DeleteRequest {
+                        id: id.clone(),
+                        exec_id: exec_id.clone(),
+                        ..Default::default()
+                    },
+                )
+                .unwrap();
+            assert!(
+                ended,
+                "{oci:?} terminal {terminal}: the output fifos reached their end only at Delete"
+            );
+            assert_eq!(deleted.exit_status, 3);
+            let text = out.text();
+            assert!(text.contains("out"), "{oci:?}: {text:?}");
+            if let Some(err) = err {
+                assert_eq!(err.text(), "err\n", "{oci:?}");
+            } else {
+                assert!(text.contains("err"), "{oci:?}: {text:?}");
+            }
+        }
         d.ctr(&["task", "kill", "-s", "SIGKILL", &id]).ok();
         d.wait_status(&id, "STOPPED");
         d.ctr(&["task", "rm", &id]).ok();

@@ -9,11 +9,17 @@ use std::time::Duration;
 
 use containerd_shim_protos::api::{ConnectRequest, ConnectResponse};
 use oci_spec::runtime::Process;
+use rsrunc_e2e::load::ctr_exec_burst;
 use rsrunc_e2e::shim_client::ShimConn;
-use rsrunc_e2e::{bundle_spec, daemon, ours_only, poll_until, unique_id, Daemon, Oci};
+use rsrunc_e2e::{
+    bundle_spec, daemon, ours_only, poll_until, testing_ours, unique_id, Daemon, Oci,
+};
 
 const EXECS: usize = 1000;
 const PARALLEL: usize = 50;
+/// `ctr task exec` with output, per OCI runtime, and how many at a time.
+const CTR_EXECS: usize = 1000;
+const CTR_PARALLEL: usize = 100;
 
 fn rss_kib(pid: i32) -> u64 {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -47,6 +53,31 @@ fn a_thousand_execs_fifty_at_a_time() {
     });
     assert!(none, "zombies: {zombies:?}");
     remove(&d, &id);
+}
+
+/// 1,000 `ctr task exec`, 100 at a time, with runc and with crun: each exec's stdout and
+/// stderr reach ctr whole and its exit code is right. ctr closes its fifos as soon as
+/// Delete returns, so a shim must not answer Delete before ctr has read everything.
+/// containerd's Go shim has been seen losing about 1 in 1,000: under it the losses are
+/// reported, and only exit codes asserted (strictness of ours only).
+#[test]
+fn ctr_execs_lose_no_output() {
+    let d = Daemon::start();
+    for oci in [Oci::Runc, Oci::Crun] {
+        let id = unique_id("out");
+        d.run(oci, &["-d"], &id, &["/bin/sleep", "600"]).ok();
+        d.wait_status(&id, "RUNNING");
+        let b = ctr_exec_burst(&d, &id, CTR_EXECS, CTR_PARALLEL);
+        eprintln!(
+            "{oci:?}: {} execs, {} lost output, {} wrong exit codes",
+            b.execs, b.lost_output, b.wrong_exit
+        );
+        assert_eq!(b.wrong_exit, 0, "{oci:?}: execs with the wrong exit code");
+        if testing_ours() {
+            assert_eq!(b.lost_output, 0, "{oci:?}: execs whose output was lost");
+        }
+        remove(&d, &id);
+    }
 }
 
 /// The test's connections gone and the shim idle again, it holds no more descriptors and

@@ -242,6 +242,79 @@ fn an_exit_while_containerd_is_down_is_published_when_it_is_back() {
     }
 }
 
+/// Exit statuses are kept by the shim, not only sent as events: an exec and an init that
+/// exit while containerd is down, and containerd back (1.6, which keeps the tasks it
+/// finds at start), `ctr task ls` shows the task stopped, and deleting the exec and the
+/// task reports each one's own status (SIGTERM: 143, SIGKILL: 137).
+#[test]
+fn exit_statuses_of_an_init_and_an_exec_survive_a_containerd_restart() {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    let (version, flavor) = flavors()
+        .into_iter()
+        .find(|(v, _)| v.starts_with("1.6"))
+        .expect("scripts/setup-host.sh extracts containerd 1.6");
+    let mut d = Daemon::start_flavor(&runtime_name(), &flavor);
+    let gone = |pid: i32| {
+        poll_until(Duration::from_secs(20), || {
+            !std::path::Path::new(&format!("/proc/{pid}")).exists()
+        })
+    };
+    for oci in Oci::ALL {
+        let what = format!("containerd {version} {oci:?}");
+        let id = unique_id("kept");
+        d.run(oci, &["-d"], &id, &["/bin/sleep", "300"]).ok();
+        d.wait_status(&id, "RUNNING");
+        let init = task_pid(&d, &id);
+        let exec_args = ["/bin/sleep", "3517"];
+        let mut args = vec!["task", "exec", "--detach", "--exec-id", "e1", &id];
+        args.extend(exec_args);
+        d.ctr(&args).ok();
+        // The exec is the shim's child (its subreaper), as the init is.
+        let procs = rsrunc_e2e::daemon::processes();
+        let shim = procs.iter().find(|p| p.pid == init).unwrap().ppid;
+        let exec = procs
+            .iter()
+            .find(|p| p.ppid == shim && p.cmdline == exec_args)
+            .unwrap_or_else(|| panic!("{what}: no exec under shim {shim}"))
+            .pid;
+
+        d.stop_containerd();
+        // The exec first: the init's death would take it along.
+        kill(Pid::from_raw(exec), Signal::SIGTERM).unwrap();
+        assert!(gone(exec), "{what}: the exec was not reaped");
+        kill(Pid::from_raw(init), Signal::SIGKILL).unwrap();
+        assert!(gone(init), "{what}: the init was not reaped");
+        d.start_containerd();
+
+        assert_eq!(d.task_status(&id).as_deref(), Some("STOPPED"), "{what}");
+        let exec_deleted = d.ctr(&["task", "delete", "--exec-id", "e1", &id]);
+        assert_eq!(
+            reported_code(&exec_deleted),
+            143,
+            "{what}: {exec_deleted:?}"
+        );
+        let deleted = d.ctr(&["task", "delete", &id]);
+        assert_eq!(reported_code(&deleted), 137, "{what}: {deleted:?}");
+        d.ctr(&["containers", "rm", &id]).ok();
+    }
+}
+
+/// The exit status `ctr task delete` reports: its own exit status for an exec, a warning
+/// ("exit with non-zero exit code N") for a task.
+fn reported_code(out: &rsrunc_e2e::CtrOutput) -> i32 {
+    let warned = out
+        .stderr
+        .split("exit code ")
+        .nth(1)
+        .and_then(|t| t.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok());
+    match (out.status, warned) {
+        (0, Some(code)) => code,
+        (status, _) => status,
+    }
+}
+
 /// containerd 1.7 and 2.x delete a stopped task they find at start ("cleaning leaked shim
 /// process"), at once: the Go shim exits on that Delete with the exit event still waiting
 /// for its next retry, and containerd never gets it (seen here under both versions). rsrunc

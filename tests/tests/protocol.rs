@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use containerd_shim_protos::types::introspection::RuntimeInfo;
 use protobuf::Message;
+use rsrunc_e2e::load::threads;
+use rsrunc_e2e::shim_client::{accept_backlog, idle_connections};
 use rsrunc_e2e::{ours_only, poll_until, unique_id, Daemon, Oci};
 
 #[test]
@@ -182,4 +184,172 @@ fn unknown_services_and_oversize_frames_get_go_ttrpc_codes() {
         .unwrap_err();
     assert_eq!(code, Code::NOT_FOUND);
     conn.shutdown();
+}
+
+/// Threads our shim may add while every one of hundreds of connections makes a call at
+/// once: its pool's maximum of workers (shim/src/rpc/pool.rs) and a few of its own that
+/// come and go (the events connection's, say).
+const FLOOD_THREADS: usize = 128 + 8;
+
+/// 500 connections to a container's shim, as a misbehaving client could open them: idle,
+/// they cost no thread; all calling at once, a bounded number; closed, the shim is back
+/// to its threads and still serves containerd. Both shims are held to it (the Go shim's
+/// goroutines are not threads; the ttrpc crate's server, which ours used before, ran five
+/// threads per connection).
+#[test]
+fn five_hundred_connections_cost_a_bounded_number_of_threads() {
+    use containerd_shim_protos::api::StateRequest;
+    use rsrunc_e2e::shim_client::{read_status, request_frame};
+    use std::io::Write;
+    let d = Daemon::start();
+    let id = unique_id("conns");
+    d.run(Oci::Runc, &["-d"], &id, &["/bin/sleep", "600"]).ok();
+    d.wait_status(&id, "RUNNING");
+    let address = std::fs::read_to_string(d.bundle(&id).join("address")).unwrap();
+    let shim = d.shim_pids()[0];
+    let before = settled_threads(shim);
+    let mut conns = idle_connections(&address, 500);
+    let accepted = poll_until(Duration::from_secs(30), || accepted_all(&address));
+    assert!(accepted, "the shim did not accept 500 connections in 30 s");
+    let idle = settled_threads(shim);
+    eprintln!("shim threads: {before} before, {idle} with 500 idle connections");
+    assert!(
+        idle <= before + 8,
+        "500 idle connections took {} threads",
+        idle.saturating_sub(before)
+    );
+
+    // Every connection calls at once; the most threads seen meanwhile.
+    let state = StateRequest {
+        id: id.clone(),
+        ..Default::default()
+    };
+    let most = std::sync::atomic::AtomicUsize::new(0);
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                most.fetch_max(threads(shim), std::sync::atomic::Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        });
+        for c in &mut conns {
+            c.write_all(&request_frame(1, "State", &state)).unwrap();
+        }
+        for (i, c) in conns.iter_mut().enumerate() {
+            assert_eq!(read_status(c), Some(ttrpc::Code::OK), "connection {i}");
+        }
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    let most = most.into_inner();
+    eprintln!("shim threads: at most {most} while 500 connections called at once");
+    assert!(
+        most <= before + FLOOD_THREADS,
+        "500 calls at once took {} threads",
+        most.saturating_sub(before)
+    );
+
+    drop(conns);
+    // The workers that served them end once idle.
+    let mut after = 0;
+    let back = poll_until(Duration::from_secs(30), || {
+        after = threads(shim);
+        after <= before
+    });
+    eprintln!("shim threads: {after} once they closed");
+    assert!(
+        back,
+        "{after} threads after the connections closed, {before} before"
+    );
+    let out = d.ctr(&[
+        "task",
+        "exec",
+        "--exec-id",
+        "after",
+        &id,
+        "/bin/echo",
+        "still-served",
+    ]);
+    assert_eq!(out.status, 0, "{out:?}");
+    assert_eq!(out.stdout, "still-served\n");
+    let _ = d.ctr(&["task", "kill", "-s", "SIGKILL", &id]);
+    d.wait_status(&id, "STOPPED");
+    d.ctr(&["task", "rm", &id]).ok();
+    d.ctr(&["containers", "rm", &id]).ok();
+}
+
+/// The shim's thread count once it has held still for half a second.
+fn settled_threads(pid: i32) -> usize {
+    let mut n = threads(pid);
+    poll_until(Duration::from_secs(20), || {
+        let before = threads(pid);
+        std::thread::sleep(Duration::from_millis(500));
+        n = threads(pid);
+        n == before
+    });
+    n
+}
+
+/// Connections that closed, at once or with a Wait still waiting on a running process, do
+/// not hold the shim: a Wait whose connection closed ends (CANCELLED) within a second and
+/// lets go of its worker, and after 30 of each, one after another, a new connection is
+/// still served at once.
+#[test]
+fn connections_that_closed_with_a_wait_in_flight_do_not_hold_the_shim() {
+    use containerd_shim_protos::api::{StateRequest, WaitRequest};
+    use rsrunc_e2e::shim_client::{read_status, request_frame, send_request};
+    use std::io::Write;
+    use ttrpc::Code;
+    let d = Daemon::start();
+    let id = unique_id("closed");
+    d.run(Oci::Runc, &["-d"], &id, &["/bin/sleep", "600"]).ok();
+    d.wait_status(&id, "RUNNING");
+    let address = std::fs::read_to_string(d.bundle(&id).join("address")).unwrap();
+    let state = StateRequest {
+        id: id.clone(),
+        ..Default::default()
+    };
+    for i in 0..30 {
+        let mut conn = send_request(&address, "State", &state);
+        assert_eq!(read_status(&mut conn), Some(Code::OK), "connection {i}");
+    }
+    let wait = WaitRequest {
+        id: id.clone(),
+        ..Default::default()
+    };
+    for i in 0..30 {
+        // The State behind the Wait is answered once the Wait is being served.
+        let served = poll_until(Duration::from_secs(20), || {
+            let mut conn = send_request(&address, "Wait", &wait);
+            let _ = conn.write_all(&request_frame(3, "State", &state));
+            read_status(&mut conn) == Some(Code::OK)
+        });
+        assert!(
+            served,
+            "connection {i} was not served after {i} closed with a Wait in flight"
+        );
+    }
+    // The container's own connection still serves containerd.
+    let out = d.ctr(&[
+        "task",
+        "exec",
+        "--exec-id",
+        "after",
+        &id,
+        "/bin/echo",
+        "served",
+    ]);
+    assert_eq!(
+        (out.status, out.stdout.as_str()),
+        (0, "served\n"),
+        "{out:?}"
+    );
+    let _ = d.ctr(&["task", "kill", "-s", "SIGKILL", &id]);
+    d.wait_status(&id, "STOPPED");
+    d.ctr(&["task", "rm", &id]).ok();
+    d.ctr(&["containers", "rm", &id]).ok();
+}
+
+fn accepted_all(address: &str) -> bool {
+    accept_backlog(address) == 0
 }

@@ -5,7 +5,7 @@
 //! own, so the container never gets SIGPIPE while containerd is away (restarting).
 
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{channel, Receiver};
@@ -16,8 +16,10 @@ use nix::fcntl::OFlag;
 use runc_driver::Stdio;
 
 mod console;
+mod copy;
 mod logger_binary;
 pub use console::ConsoleSocket;
+use copy::{copy_output, copy_stdin, drained, open_output_fifo, OutputFifo};
 use logger_binary::{BinaryLogger, LoggerCommand};
 
 /// Whose streams these are: the owner of the pipes, and what a logging binary is told.
@@ -77,8 +79,10 @@ pub struct ProcessIo {
     stdin_close: Mutex<Option<File>>,
     /// The stdin fifo, to wake a copier still waiting for a writer.
     stdin_fifo: Option<PathBuf>,
-    /// One message per output copier when it has finished.
-    done: Receiver<()>,
+    /// One message per output copier when it has reached the end of its stream and closed
+    /// what it wrote to: a handle on the fifo, if it was one, for [`ProcessIo::finish`] to
+    /// see drained.
+    done: Receiver<Option<File>>,
     outputs: usize,
     /// A terminal's master end, for ResizePty; let go of when the process's output ends.
     console: Arc<Mutex<Option<File>>>,
@@ -181,15 +185,14 @@ impl ProcessIo {
             let container_end = match Target::parse(uri, name)? {
                 Target::None => continue,
                 Target::Fifo(_) => {
-                    let (keep_reader, fifo) = open_output_fifo(uri, name)?;
+                    let mut fifo = open_output_fifo(uri, name)?;
                     let (r, w) =
                         sys::pipe().map_err(|e| Error::io(format!("create {name} pipe"), e))?;
                     let tx = done_tx.clone();
                     outputs += 1;
                     spawn(name, move || {
-                        copy_output(File::from(r), fifo, name);
-                        drop(keep_reader);
-                        let _ = tx.send(());
+                        copy_output(File::from(r), &mut fifo.writer, name);
+                        let _ = tx.send(Some(fifo.close()));
                     })?;
                     w
                 }
@@ -267,11 +270,8 @@ impl ProcessIo {
         let mut logger = None;
         let output = match Target::parse(&paths.stdout, "stdout")? {
             Target::None => None,
-            Target::Fifo(_) => {
-                let (keep_reader, fifo) = open_output_fifo(&paths.stdout, "stdout")?;
-                Some((fifo, Some(keep_reader)))
-            }
-            Target::File(path) => Some((open_log_file(&path, "stdout")?, None)),
+            Target::Fifo(_) => Some(Output::Fifo(open_output_fifo(&paths.stdout, "stdout")?)),
+            Target::File(path) => Some(Output::Other(open_log_file(&path, "stdout")?)),
             Target::Binary(cmd) => {
                 let (r, w) = sys::pipe().map_err(|e| Error::io("create stdout pipe", e))?;
                 let (empty, _) = sys::pipe().map_err(|e| Error::io("create stderr pipe", e))?;
@@ -282,18 +282,25 @@ impl ProcessIo {
                     r,
                     empty,
                 )?);
-                Some((File::from(w), None))
+                Some(Output::Other(File::from(w)))
             }
         };
-        if let Some((to, keep_reader)) = output {
+        if let Some(mut to) = output {
             let console = Arc::clone(&console);
             outputs = 1;
             spawn("console", move || {
-                copy_output(master, to, "terminal");
-                drop(keep_reader);
+                let writer = match &mut to {
+                    Output::Fifo(fifo) => &mut fifo.writer,
+                    Output::Other(file) => file,
+                };
+                copy_output(master, writer, "terminal");
                 // The process is gone with its end of the terminal: close ours.
                 lock(&console).take();
-                let _ = done_tx.send(());
+                let fifo = match to {
+                    Output::Fifo(fifo) => Some(fifo.close()),
+                    Output::Other(_) => None,
+                };
+                let _ = done_tx.send(fifo);
             })?;
         }
         Ok(ProcessIo {
@@ -332,16 +339,33 @@ impl ProcessIo {
     }
 
     /// Waits up to `timeout` for the output copiers to reach the end of their streams
-    /// (all writers gone), then lets go of stdin.
+    /// (all writers gone) and for the client to read what they wrote to its fifos, then
+    /// lets go of stdin.
+    ///
+    /// The second wait is what keeps output whole: a client such as ctr closes its fifos
+    /// as soon as Delete returns, and whatever it had not read by then would be lost.
+    /// The copiers have closed their fifos already, when their streams ended: a client
+    /// that reads to the end before it asks for Delete (Docker) has its end by then.
     pub fn finish(self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
+        let mut fifos = Vec::new();
         for _ in 0..self.outputs {
             let left = deadline.saturating_duration_since(Instant::now());
-            if self.done.recv_timeout(left).is_err() {
-                log::warn!("output still open after {timeout:?}; leaving its copier behind");
+            match self.done.recv_timeout(left) {
+                Ok(fifo) => fifos.extend(fifo),
+                Err(_) => {
+                    log::warn!("output still open after {timeout:?}; leaving its copier behind");
+                    break;
+                }
+            }
+        }
+        for fifo in &fifos {
+            if !drained(fifo, deadline) {
+                log::warn!("the client read not all output within {timeout:?}");
                 break;
             }
         }
+        drop(fifos);
         self.close_stdin();
         if let Some(logger) = &self.logger {
             logger.stop();
@@ -366,15 +390,11 @@ fn lock(m: &Mutex<Option<File>>) -> std::sync::MutexGuard<'_, Option<File>> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Opens an output fifo for writing, with a reader of our own held beside it (opened
-/// first: then the write open cannot block or fail for want of a reader).
-fn open_output_fifo(uri: &str, name: &str) -> Result<(File, File)> {
-    let path = fifo_path(uri, name)?;
-    let keep_reader = sys::open_fifo(&path, OFlag::O_RDONLY | OFlag::O_NONBLOCK)
-        .map_err(|e| Error::io_at(format!("open {name} fifo"), &path, e))?;
-    let fifo = sys::open_fifo(&path, OFlag::O_WRONLY)
-        .map_err(|e| Error::io_at(format!("open {name} fifo"), &path, e))?;
-    Ok((keep_reader, fifo))
+/// Where a terminal's output goes.
+enum Output {
+    Fifo(OutputFifo),
+    /// A log file, or a logging binary's pipe.
+    Other(File),
 }
 
 fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<()> {
@@ -426,70 +446,11 @@ fn chown(fd: &OwnedFd, uid: u32, gid: u32) -> Result<()> {
     })
 }
 
-/// pipe (or terminal) -> fifo until every writer of the pipe is gone, or the terminal's
-/// other end is closed (EIO). std's copy splices between fds where it can.
-fn copy_output(mut from: File, mut to: File, name: &str) {
-    if let Err(e) = std::io::copy(&mut from, &mut to) {
-        if e.raw_os_error() == Some(libc::EIO) {
-            return;
-        }
-        // The reader went away for good (EPIPE cannot happen: we hold a reader), or the
-        // fifo was removed. Keep draining so the process never blocks on a full pipe.
-        log::warn!("copy {name}: {e}; discarding the rest");
-        let _ = std::io::copy(&mut from, &mut std::io::sink());
-    }
-}
-
-/// fifo -> stdin pipe, until a byte on `cancel` (CloseIO) closes the process's stdin,
-/// after what is already in the fifo is forwarded.
-fn copy_stdin(path: &Path, mut pipe: File, cancel: &File) {
-    // Read and write: the shim is a writer of the fifo itself, so the process's stdin
-    // ends only at CloseIO (or its exit), never because the client's side went away, as
-    // when containerd restarts under a container that keeps its stdin open (`stdin: true`
-    // in a pod, `docker run -i`). containerd's Go shim holds a writer for the same reason.
-    let mut fifo = match sys::open_fifo(path, OFlag::O_RDWR) {
-        Ok(f) => f,
-        Err(e) => {
-            log::warn!("open stdin fifo {}: {e}", path.display());
-            return;
-        }
-    };
-    let mut buf = vec![0u8; 32 * 1024];
-    loop {
-        let (data, cancelled) = match sys::wait_readable(&fifo, cancel) {
-            Ok(r) => r,
-            Err(e) => {
-                log::warn!("wait for stdin: {e}");
-                return;
-            }
-        };
-        if cancelled && !data {
-            break;
-        }
-        let n = match fifo.read(&mut buf) {
-            Ok(0) => return,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(_) => return,
-        };
-        if pipe.write_all(&buf[..n]).is_err() {
-            return;
-        }
-    }
-    // Cancelled: forward whatever the client wrote before it asked, without waiting.
-    if sys::set_nonblocking(&fifo).is_ok() {
-        while let Ok(n) = fifo.read(&mut buf) {
-            if n == 0 || pipe.write_all(&buf[..n]).is_err() {
-                break;
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use containerd_shim_protos::ttrpc::Code;
+    use std::io::Read;
 
     const OWNER: IoOwner<'static> = IoOwner {
         uid: 0,
@@ -568,6 +529,40 @@ mod tests {
         let mut s = String::new();
         out_reader.read_to_string(&mut s).unwrap();
         assert_eq!(s, "got hello\n");
+    }
+
+    /// Docker and containerd's CRI plugin read a process's output to its end before they
+    /// ask for Delete (which calls finish): the end comes when the process's output ends.
+    #[test]
+    fn the_client_reads_the_end_of_the_output_before_finish() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        nix::unistd::mkfifo(&out, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let mut reader = sys::open_fifo(&out, OFlag::O_RDONLY | OFlag::O_NONBLOCK).unwrap();
+        let paths = StdioPaths {
+            stdout: out.display().to_string(),
+            ..Default::default()
+        };
+        let (stdio, pio) = ProcessIo::open(&paths, OWNER).unwrap();
+        std::process::Command::new("echo")
+            .arg("bye")
+            .stdout(stdio.stdout.unwrap())
+            .status()
+            .unwrap();
+        sys::set_blocking(&reader).unwrap();
+        let client = std::thread::spawn(move || {
+            let mut s = String::new();
+            reader.read_to_string(&mut s).map(|_| s)
+        });
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !client.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let ended = client.is_finished();
+        // Lets go of the fifo, which ends the client's read if the copier did not.
+        pio.finish(Duration::ZERO);
+        assert!(ended, "the output's end reached the client only at finish");
+        assert_eq!(client.join().unwrap().unwrap(), "bye\n");
     }
 
     #[test]

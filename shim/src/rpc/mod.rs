@@ -70,7 +70,9 @@ struct Server {
     epoll: Epoll,
     methods: Arc<Methods>,
     pool: Arc<Pool>,
-    conns: HashMap<u64, (Arc<Conn>, Decoder)>,
+    /// Each connection, its frames so far, and the sender whose drop tells its calls
+    /// that it closed.
+    conns: HashMap<u64, (Arc<Conn>, Decoder, crossbeam_channel::Sender<()>)>,
     next: u64,
 }
 
@@ -79,6 +81,9 @@ struct Conn {
     stream: UnixStream,
     /// One response written at a time.
     writing: Mutex<()>,
+    /// Disconnected once the connection has closed (its sender is the server's): a Wait
+    /// in progress on it sees that and lets go of its worker.
+    closed: crossbeam_channel::Receiver<()>,
 }
 
 impl Server {
@@ -136,18 +141,20 @@ impl Server {
                 log::warn!("watch a connection: {e}");
                 continue;
             }
+            let (open, closed) = crossbeam_channel::bounded(0);
             let conn = Arc::new(Conn {
                 stream,
                 writing: Mutex::new(()),
+                closed,
             });
-            self.conns.insert(token, (conn, Decoder::default()));
+            self.conns.insert(token, (conn, Decoder::default(), open));
         }
     }
 
     /// One read from connection `token`; its complete requests go to the workers. The
     /// socket is blocking, but a read after readiness returns what is there.
     fn read(&mut self, token: u64, buf: &mut [u8]) {
-        let Some((conn, decoder)) = self.conns.get_mut(&token) else {
+        let Some((conn, decoder, _)) = self.conns.get_mut(&token) else {
             return;
         };
         let n = match (&conn.stream).read(buf) {
@@ -168,9 +175,11 @@ impl Server {
         }
     }
 
-    /// Stops watching `token`; calls still running on it keep the socket until they end.
+    /// Stops watching `token`; calls still running on it keep the socket until they end (a
+    /// Wait ends within a second, seeing the connection closed).
     fn close(&mut self, token: u64) {
-        if let Some((conn, _)) = self.conns.remove(&token) {
+        // Dropping the sender tells the calls in progress.
+        if let Some((conn, _, _)) = self.conns.remove(&token) {
             let _ = self.epoll.delete(conn.stream.as_fd());
         }
     }
@@ -199,7 +208,7 @@ fn answer(conn: &Conn, methods: &Methods, frame: Frame) {
     let (tx, rx) = std::sync::mpsc::channel();
     let ctx = TtrpcContext {
         fd: conn.stream.as_raw_fd(),
-        cancel_rx: crossbeam_channel::never(),
+        cancel_rx: conn.closed.clone(),
         mh: MessageHeader {
             length: payload.len() as u32,
             stream_id: stream,

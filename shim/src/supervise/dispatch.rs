@@ -26,6 +26,11 @@ use super::table::{lock, Entry, ExitCell, Family, Key, Parked, Stopped, Table};
 use crate::error::{Error, Result};
 use crate::events::{EventSink, TaskEvent};
 
+/// How often a Wait asks whether its caller is still there: a Wait on a connection that
+/// closed ends within this, and with it the call's thread and the connection's count
+/// (shim/src/rpc.rs).
+const HUNG_UP_POLL: Duration = Duration::from_secs(1);
+
 /// Called with a container id and its init's exit when that exit is routed, before its
 /// TaskExit is published or held (the status is recorded in the bundle, TaskOOM goes out
 /// first, a shared pid namespace is emptied).
@@ -199,15 +204,28 @@ impl<P> Supervisor<P> {
         t.family(id)?.entry(&key)?.transition(op, &key)
     }
 
-    /// Blocks until the process has exited.
-    pub fn wait(&self, id: &str, exec_id: &str) -> Result<Exit> {
+    /// Blocks until the process has exited, or until `hung_up` says whoever asked has
+    /// gone (None), which it is asked every [`HUNG_UP_POLL`].
+    pub fn wait(
+        &self,
+        id: &str,
+        exec_id: &str,
+        hung_up: &dyn Fn() -> bool,
+    ) -> Result<Option<Exit>> {
         let cell = self.exit_cell(id, exec_id)?;
         let mut exit = lock(&cell.exit);
         loop {
             if let Some(e) = *exit {
-                return Ok(e);
+                return Ok(Some(e));
             }
-            exit = cell.set.wait(exit).unwrap_or_else(|e| e.into_inner());
+            if hung_up() {
+                return Ok(None);
+            }
+            exit = cell
+                .set
+                .wait_timeout(exit, HUNG_UP_POLL)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
     }
 

@@ -143,9 +143,18 @@ impl Tasks {
         })
     }
 
-    pub fn wait(&self, p: &ProcessId) -> Result<Exit> {
+    /// The process's exit, once it has exited; Cancelled once `hung_up` says the caller
+    /// went away (its connection closed), which ends the call and lets go of its thread.
+    pub fn wait(&self, p: &ProcessId, hung_up: &dyn Fn() -> bool) -> Result<Exit> {
         self.container(p.id())?;
-        self.sup.wait(p.id(), p.exec_id())
+        self.sup
+            .wait(p.id(), p.exec_id(), hung_up)?
+            .ok_or_else(|| Error::Cancelled {
+                op: match p.exec_id() {
+                    "" => format!("wait for container {}", p.id()),
+                    e => format!("wait for exec {e} in container {}", p.id()),
+                },
+            })
     }
 
     /// Every pid in the container, with the exec id of those that belong to an exec.

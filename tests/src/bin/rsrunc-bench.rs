@@ -23,12 +23,12 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rsrunc_e2e::cri::{self, CriDaemon, GO_HANDLER, OUR_HANDLER};
 use rsrunc_e2e::daemon::Flavor;
 use rsrunc_e2e::image::{import_busybox, IMAGE};
+use rsrunc_e2e::load::{ctr_exec_burst, threads};
 use rsrunc_e2e::shim_client::ShimConn;
 use rsrunc_e2e::{bundle_spec, daemon, rootfs, Daemon, Oci, GO_SHIM, RSRUNC};
 
@@ -181,7 +181,7 @@ fn main() {
         b.churn(cfg.churn, 4);
         b.pods(cfg.pods, 4);
     }
-    b.exec_soak(cfg.soak_execs, 4);
+    b.exec_soak(cfg.soak_execs, 100);
     b.load.push(check_load());
     b.report(&cfg, started.elapsed());
 }
@@ -208,7 +208,7 @@ fn parse_args() -> Config {
             "--quick" => {
                 cfg.quick = true;
                 cfg.rounds = 3;
-                cfg.soak_execs = 400;
+                cfg.soak_execs = 200;
                 cfg.churn = 20;
                 cfg.pods = 12;
             }
@@ -695,87 +695,70 @@ impl Bench {
     /// `execs` execs of `sh -c 'exit K'` straight over ttrpc, `parallel` at a time, into
     /// one container per shim (runc): wrong exit codes, the shim's RSS and open fds before
     /// and after, zombies, and whether the shim exits after delete.
+    /// The soak: `execs` `ctr task exec` with output in one container, `parallel` at a
+    /// time, for each shim and OCI runtime: lost outputs, wrong exit codes, zombies and
+    /// orphaned runtime processes counted, the shim's threads, RSS and descriptors before
+    /// and after.
     fn exec_soak(&mut self, execs: usize, parallel: usize) {
-        eprintln!("bench: {execs} execs per shim");
-        for peer in [SHIMS[0], SHIMS[1]] {
+        eprintln!(
+            "bench: {execs} ctr execs with output per shim and OCI runtime, {parallel} at a time"
+        );
+        for peer in SHIMS {
             let id = self.id("soak");
             self.ctr_run(peer, &["-d"], &id, true, &["/bin/sleep", "100000"])
                 .ok();
-            let bundle = self.d.bundle(&id);
-            let address = std::fs::read_to_string(bundle.join("address")).unwrap();
-            let process = bundle_spec(&bundle).process().clone().unwrap();
             let shim = self.d.shim_pids()[0];
             let (rss0, _) = smaps_rollup(shim);
-            let fds0 = fd_count(shim);
-            let wrong = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let (fds0, threads0) = (fd_count(shim), threads(shim));
             let t = Instant::now();
-            std::thread::scope(|s| {
-                for worker in 0..parallel {
-                    let (address, process, id, wrong) = (
-                        address.trim().to_string(),
-                        process.clone(),
-                        id.clone(),
-                        Arc::clone(&wrong),
-                    );
-                    s.spawn(move || {
-                        let conn = ShimConn::connect(&address);
-                        for i in (worker..execs).step_by(parallel) {
-                            let code = (i % 250) as u32;
-                            let (status, _) = conn.exec_and_wait(
-                                &id,
-                                &format!("soak-{i}"),
-                                &process,
-                                &["/bin/sh", "-c", &format!("exit {code}")],
-                            );
-                            if status != code {
-                                wrong.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            }
-                        }
-                    });
-                }
-            });
+            let burst = ctr_exec_burst(&self.d, &id, execs, parallel);
             let elapsed = t.elapsed().as_secs_f64();
             std::thread::sleep(Duration::from_millis(300));
             let (rss1, _) = smaps_rollup(shim);
-            let fds1 = fd_count(shim);
-            let zombies = daemon::processes()
+            let (fds1, threads1) = (fd_count(shim), threads(shim));
+            let procs = daemon::processes();
+            let zombies = procs
                 .iter()
                 .filter(|p| p.ppid == shim && p.state == 'Z')
                 .count();
+            // Runtime processes the shim left running: reparented to PID 1, or still its
+            // children with nothing in flight.
+            let orphans = procs
+                .iter()
+                .filter(|p| p.ppid == 1 || p.ppid == shim)
+                .filter(|p| {
+                    p.cmdline.first().is_some_and(|c| {
+                        let name = Path::new(c).file_name().and_then(|n| n.to_str());
+                        matches!(name, Some("runc" | "crun"))
+                    })
+                })
+                .count();
             self.remove(&id);
             let leaked = self.wait_no_shims();
-            self.record(&format!("{execs} execs: wall time (s)"), peer, elapsed);
-            self.record(
-                &format!("{execs} execs: shim RSS before (KiB)"),
-                peer,
-                rss0 as f64,
+            eprintln!(
+                "bench: soak {}: {} lost outputs, {} wrong exit codes, {zombies} zombies, {orphans} orphans, threads {threads0} -> {threads1}, RSS {rss0} -> {rss1} KiB",
+                peer.name(),
+                burst.lost_output,
+                burst.wrong_exit
             );
-            self.record(
-                &format!("{execs} execs: shim RSS after (KiB)"),
-                peer,
-                rss1 as f64,
-            );
-            self.record(
-                &format!("{execs} execs: shim open fds before"),
-                peer,
-                fds0 as f64,
-            );
-            self.record(
-                &format!("{execs} execs: shim open fds after"),
-                peer,
-                fds1 as f64,
-            );
-            self.record(
-                &format!("{execs} execs: wrong exit codes"),
-                peer,
-                wrong.load(std::sync::atomic::Ordering::Relaxed) as f64,
-            );
-            self.record(&format!("{execs} execs: zombies"), peer, zombies as f64);
-            self.record(
-                &format!("{execs} execs: shims left after delete"),
-                peer,
-                leaked as f64,
-            );
+            let m = |what: &str| format!("soak, {execs} ctr execs: {what}");
+            let figures = [
+                ("wall time (s)", elapsed),
+                ("lost outputs", burst.lost_output as f64),
+                ("wrong exit codes", burst.wrong_exit as f64),
+                ("zombies", zombies as f64),
+                ("orphaned runtime processes", orphans as f64),
+                ("shim threads before", threads0 as f64),
+                ("shim threads after", threads1 as f64),
+                ("shim RSS before (KiB)", rss0 as f64),
+                ("shim RSS after (KiB)", rss1 as f64),
+                ("shim open fds before", fds0 as f64),
+                ("shim open fds after", fds1 as f64),
+                ("shims left after delete", leaked as f64),
+            ];
+            for (what, value) in figures {
+                self.record(&m(what), peer, value);
+            }
         }
     }
 

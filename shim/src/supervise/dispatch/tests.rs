@@ -97,7 +97,10 @@ fn an_init_exit_before_its_pid_is_recorded_is_routed_at_create() {
     assert!(sink.take().is_empty());
     sup.add_init("c", 10, Arc::new(()), expect);
     assert_eq!(sink.take(), [hook(), exited("", 10, 3)]);
-    assert_eq!(sup.wait("c", "").unwrap().status.get(), 3);
+    assert_eq!(
+        sup.wait("c", "", &|| false).unwrap().unwrap().status.get(),
+        3
+    );
     assert!(nothing_in_flight(&sup));
 }
 
@@ -113,7 +116,10 @@ fn an_exec_exit_before_its_pid_is_recorded_comes_after_its_start() {
         sink.take(),
         [start("", 10), start("e", 11), exited("e", 11, 4)]
     );
-    assert_eq!(sup.wait("c", "e").unwrap().status.get(), 4);
+    assert_eq!(
+        sup.wait("c", "e", &|| false).unwrap().unwrap().status.get(),
+        4
+    );
     assert!(nothing_in_flight(&sup));
 }
 
@@ -494,7 +500,7 @@ fn interleaving(seed: u64) {
         assert!(at(&init_start_ev) < at(&init_exit), "{}", ctx());
     }
     assert_eq!(
-        sup.wait("c", "").unwrap().status.get(),
+        sup.wait("c", "", &|| false).unwrap().unwrap().status.get(),
         INIT_STATUS as u32,
         "{}",
         ctx()
