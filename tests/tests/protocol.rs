@@ -9,7 +9,7 @@ use containerd_shim_protos::types::introspection::RuntimeInfo;
 use protobuf::Message;
 use rsrunc_e2e::load::threads;
 use rsrunc_e2e::shim_client::{accept_backlog, idle_connections};
-use rsrunc_e2e::{ours_only, poll_until, unique_id, Daemon, Oci};
+use rsrunc_e2e::{ours_only, poll_until, testing_ours, unique_id, Daemon, Oci};
 
 #[test]
 fn containers_of_one_group_share_one_shim() {
@@ -250,11 +250,13 @@ fn five_hundred_connections_cost_a_bounded_number_of_threads() {
     );
 
     drop(conns);
-    // The workers that served them end once idle.
+    // Our workers that served them end once idle. Go's runtime keeps the OS threads it
+    // started (parked, for its scheduler): a couple more are the Go shim's normal.
+    let kept = if testing_ours() { 0 } else { 2 };
     let mut after = 0;
     let back = poll_until(Duration::from_secs(30), || {
         after = threads(shim);
-        after <= before
+        after <= before + kept
     });
     eprintln!("shim threads: {after} once they closed");
     assert!(
