@@ -78,7 +78,9 @@ impl Pool {
         loop {
             if let Some(job) = st.queue.pop_front() {
                 drop(st);
-                job();
+                // A call that panicked (a bug, logged by the panic hook) goes unanswered;
+                // its worker carries on.
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
                 st = self.lock();
                 continue;
             }

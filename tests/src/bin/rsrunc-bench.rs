@@ -40,6 +40,10 @@ use rsrunc_e2e::{bundle_spec, daemon, rootfs, Daemon, Oci, GO_SHIM, RSRUNC};
 /// here).
 const PACE: Duration = Duration::from_millis(100);
 
+/// How long after the last call a shim is measured at rest: our shim's idle timers (2 s:
+/// workers beyond one end, the events connection closes) have run by then.
+const STEADY: Duration = Duration::from_millis(2500);
+
 /// containerd 2.x for the pods, as `scripts/setup-host.sh` extracts it.
 const CONTAINERD_2: &str = "/opt/rsrunc-test/containerd-2.1.9/usr/bin";
 
@@ -564,7 +568,7 @@ impl Bench {
                 self.ctr_run(peer, &["-d"], id, true, &["/bin/sleep", "100000"])
                     .ok();
             }
-            std::thread::sleep(Duration::from_millis(300));
+            std::thread::sleep(STEADY);
             let shims = self.d.shim_pids();
             let (rss, pss) = shims
                 .iter()
@@ -670,7 +674,7 @@ impl Bench {
             for ms in latencies.into_inner().unwrap() {
                 self.record(&per_pod, peer, ms);
             }
-            std::thread::sleep(Duration::from_millis(300));
+            std::thread::sleep(STEADY);
             let shims = c.daemon.shim_pids();
             assert_eq!(shims.len(), total, "{handler}: one shim per pod");
             let pss: u64 = shims.iter().map(|p| smaps_rollup(*p).1).sum();
@@ -713,7 +717,11 @@ impl Bench {
             let t = Instant::now();
             let burst = ctr_exec_burst(&self.d, &id, execs, parallel);
             let elapsed = t.elapsed().as_secs_f64();
-            std::thread::sleep(Duration::from_millis(300));
+            let threads_end = threads(shim);
+            // "After" is the shim settled: its idle workers and events connection end on
+            // their own timers (2 s; the Go shim keeps its threads).
+            rsrunc_e2e::poll_until(Duration::from_secs(10), || threads(shim) <= threads0);
+            std::thread::sleep(STEADY);
             let (rss1, _) = smaps_rollup(shim);
             let (fds1, threads1) = (fd_count(shim), threads(shim));
             let procs = daemon::processes();
@@ -736,7 +744,7 @@ impl Bench {
             self.remove(&id);
             let leaked = self.wait_no_shims();
             eprintln!(
-                "bench: soak {}: {} lost outputs, {} wrong exit codes, {zombies} zombies, {orphans} orphans, threads {threads0} -> {threads1}, RSS {rss0} -> {rss1} KiB",
+                "bench: soak {}: {} lost outputs, {} wrong exit codes, {zombies} zombies, {orphans} orphans, threads {threads0} -> {threads_end} at the end -> {threads1} settled, RSS {rss0} -> {rss1} KiB",
                 peer.name(),
                 burst.lost_output,
                 burst.wrong_exit
@@ -749,7 +757,8 @@ impl Bench {
                 ("zombies", zombies as f64),
                 ("orphaned runtime processes", orphans as f64),
                 ("shim threads before", threads0 as f64),
-                ("shim threads after", threads1 as f64),
+                ("shim threads at the end of the burst", threads_end as f64),
+                ("shim threads after, settled", threads1 as f64),
                 ("shim RSS before (KiB)", rss0 as f64),
                 ("shim RSS after (KiB)", rss1 as f64),
                 ("shim open fds before", fds0 as f64),
