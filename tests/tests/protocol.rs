@@ -202,10 +202,7 @@ fn five_hundred_connections_cost_a_bounded_number_of_threads() {
     use rsrunc_e2e::shim_client::{read_status, request_frame};
     use std::io::Write;
     let d = Daemon::start();
-    let id = unique_id("conns");
-    d.run(Oci::Runc, &["-d"], &id, &["/bin/sleep", "600"]).ok();
-    d.wait_status(&id, "RUNNING");
-    let address = std::fs::read_to_string(d.bundle(&id).join("address")).unwrap();
+    let (id, address) = sleeper(&d, "conns");
     let shim = d.shim_pids()[0];
     let before = settled_threads(shim);
     let mut conns = idle_connections(&address, 500);
@@ -263,21 +260,7 @@ fn five_hundred_connections_cost_a_bounded_number_of_threads() {
         back,
         "{after} threads after the connections closed, {before} before"
     );
-    let out = d.ctr(&[
-        "task",
-        "exec",
-        "--exec-id",
-        "after",
-        &id,
-        "/bin/echo",
-        "still-served",
-    ]);
-    assert_eq!(out.status, 0, "{out:?}");
-    assert_eq!(out.stdout, "still-served\n");
-    let _ = d.ctr(&["task", "kill", "-s", "SIGKILL", &id]);
-    d.wait_status(&id, "STOPPED");
-    d.ctr(&["task", "rm", &id]).ok();
-    d.ctr(&["containers", "rm", &id]).ok();
+    served_then_removed(&d, &id);
 }
 
 /// The shim's thread count once it has held still for half a second.
@@ -303,10 +286,7 @@ fn connections_that_closed_with_a_wait_in_flight_do_not_hold_the_shim() {
     use std::io::Write;
     use ttrpc::Code;
     let d = Daemon::start();
-    let id = unique_id("closed");
-    d.run(Oci::Runc, &["-d"], &id, &["/bin/sleep", "600"]).ok();
-    d.wait_status(&id, "RUNNING");
-    let address = std::fs::read_to_string(d.bundle(&id).join("address")).unwrap();
+    let (id, address) = sleeper(&d, "closed");
     let state = StateRequest {
         id: id.clone(),
         ..Default::default()
@@ -331,13 +311,26 @@ fn connections_that_closed_with_a_wait_in_flight_do_not_hold_the_shim() {
             "connection {i} was not served after {i} closed with a Wait in flight"
         );
     }
-    // The container's own connection still serves containerd.
+    served_then_removed(&d, &id);
+}
+
+/// A running container for the connection tests: its id and its shim's address.
+fn sleeper(d: &Daemon, prefix: &str) -> (String, String) {
+    let id = unique_id(prefix);
+    d.run(Oci::Runc, &["-d"], &id, &["/bin/sleep", "600"]).ok();
+    d.wait_status(&id, "RUNNING");
+    let address = std::fs::read_to_string(d.bundle(&id).join("address")).unwrap();
+    (id, address)
+}
+
+/// containerd's own connection still serves it (an exec runs); then the container goes.
+fn served_then_removed(d: &Daemon, id: &str) {
     let out = d.ctr(&[
         "task",
         "exec",
         "--exec-id",
         "after",
-        &id,
+        id,
         "/bin/echo",
         "served",
     ]);
@@ -346,10 +339,10 @@ fn connections_that_closed_with_a_wait_in_flight_do_not_hold_the_shim() {
         (0, "served\n"),
         "{out:?}"
     );
-    let _ = d.ctr(&["task", "kill", "-s", "SIGKILL", &id]);
-    d.wait_status(&id, "STOPPED");
-    d.ctr(&["task", "rm", &id]).ok();
-    d.ctr(&["containers", "rm", &id]).ok();
+    let _ = d.ctr(&["task", "kill", "-s", "SIGKILL", id]);
+    d.wait_status(id, "STOPPED");
+    d.ctr(&["task", "rm", id]).ok();
+    d.ctr(&["containers", "rm", id]).ok();
 }
 
 fn accepted_all(address: &str) -> bool {
