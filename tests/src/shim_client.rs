@@ -221,37 +221,18 @@ impl ShimConn {
         let _: Empty = self.call("Exec", &req).unwrap();
         let exec = t.elapsed();
         let t = Instant::now();
-        let (id, exec_id) = (id.to_string(), exec_id.to_string());
-        let _: StartResponse = self
-            .call(
-                "Start",
-                &StartRequest {
-                    id: id.clone(),
-                    exec_id: exec_id.clone(),
-                    ..Default::default()
-                },
-            )
-            .unwrap();
+        self.start_process(id, exec_id).unwrap();
         let start = t.elapsed();
         let t = Instant::now();
-        let w: WaitResponse = self
-            .call(
-                "Wait",
-                &WaitRequest {
-                    id: id.clone(),
-                    exec_id: exec_id.clone(),
-                    ..Default::default()
-                },
-            )
-            .unwrap();
+        let w = self.wait_process(id, exec_id);
         let wait = t.elapsed();
         let t = Instant::now();
         let d: DeleteResponse = self
             .call(
                 "Delete",
                 &DeleteRequest {
-                    id,
-                    exec_id,
+                    id: id.into(),
+                    exec_id: exec_id.into(),
                     ..Default::default()
                 },
             )
