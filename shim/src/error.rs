@@ -49,8 +49,6 @@ pub enum Error {
     DeadlineExceeded { op: String, after: Duration },
     /// `what` is not implemented by rsrunc.
     Unimplemented { what: String },
-    /// `op` was given up: whoever asked for it has gone (its connection closed).
-    Cancelled { op: String },
     /// The shim failed on its own (the message says doing what).
     Internal(String),
 }
@@ -187,7 +185,6 @@ impl Error {
             Error::Invalid(_) => Code::INVALID_ARGUMENT,
             Error::Unimplemented { .. } => Code::UNIMPLEMENTED,
             Error::DeadlineExceeded { .. } => Code::DEADLINE_EXCEEDED,
-            Error::Cancelled { .. } => Code::CANCELLED,
             // containerd shows UNKNOWN's message as it is, as for the Go shim's failures.
             Error::Internal(_) => Code::UNKNOWN,
             Error::Io { source, .. } => match source.kind() {
@@ -244,7 +241,6 @@ impl fmt::Display for Error {
                 write!(f, "{op}: no answer within {} s", after.as_secs_f64())
             }
             Error::Unimplemented { what } => f.write_str(what),
-            Error::Cancelled { op } => write!(f, "{op}: cancelled, the connection closed"),
         }
     }
 }

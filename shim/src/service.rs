@@ -1,7 +1,9 @@
 //! The Task service: each method parses the request into typed ids and signals
 //! ([`crate::request`]), calls one [`Tasks`] method and builds the protobuf response;
-//! errors become ttrpc statuses by their variant ([`Error::code`]). Registered under both `containerd.task.v2.Task` (containerd 1.x, and
-//! 2.x for shims that answered version 2) and `containerd.task.v3.Task`.
+//! errors become ttrpc statuses by their variant ([`Error::code`]). Registered under both
+//! `containerd.task.v2.Task` (containerd 1.x, and 2.x for shims that answered version 2)
+//! and `containerd.task.v3.Task`. Wait is deferred ([`crate::rpc::Deferred`]): it is
+//! answered when the exit is routed, with no thread waiting meanwhile.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,7 +14,7 @@ use containerd_shim_protos::api::{
     WaitResponse,
 };
 use containerd_shim_protos::protobuf::well_known_types::any::Any;
-use containerd_shim_protos::protobuf::{EnumOrUnknown, MessageField};
+use containerd_shim_protos::protobuf::{EnumOrUnknown, Message, MessageField};
 use containerd_shim_protos::shim::shim::{
     CheckpointTaskRequest, CloseIORequest, ExecProcessRequest, KillRequest, PauseRequest,
     ResizePtyRequest, ResumeRequest, ShutdownRequest, StartRequest, StartResponse, StatsRequest,
@@ -26,7 +28,8 @@ use crate::error::Error;
 use crate::events::timestamp;
 use crate::io::StdioPaths;
 use crate::request::{ContainerId, ExecId, ProcessId, Signal};
-use crate::supervise::Status;
+use crate::rpc::{Deferred, Reply, Routes};
+use crate::supervise::{Exit, ExitWaiter, Status};
 use crate::task::{CheckpointSpec, CreateSpec, ExecSpec, Tasks};
 
 pub struct Service {
@@ -43,9 +46,54 @@ impl Service {
         Service { tasks }
     }
 
-    /// The method table for both Task API versions.
-    pub fn methods(self) -> Methods {
-        both_versions(Arc::new(self))
+    /// Every method of both Task API versions.
+    pub fn routes(self) -> Routes {
+        let tasks = Arc::clone(&self.tasks);
+        let mut deferred = Deferred::new();
+        for version in [V2, V3] {
+            let tasks = Arc::clone(&tasks);
+            deferred.insert(
+                format!("{version}Wait"),
+                Box::new(move |payload: &[u8], reply: Reply| wait(&tasks, payload, reply)),
+            );
+        }
+        Routes {
+            methods: both_versions(Arc::new(self)),
+            deferred,
+        }
+    }
+}
+
+/// Wait: the process's exit, sent once it is final (at once if it is already).
+fn wait(tasks: &Tasks, payload: &[u8], reply: Reply) {
+    let req = match WaitRequest::parse_from_bytes(payload) {
+        Ok(r) => r,
+        Err(e) => {
+            let msg = format!("the Wait request does not decode: {e}");
+            return reply.send::<WaitResponse>(Err(Error::Invalid(msg).into()));
+        }
+    };
+    log::debug!("Wait id={} exec_id={}", req.id, req.exec_id);
+    match process(&req.id, &req.exec_id).and_then(|p| tasks.watch(&p)) {
+        Ok(watch) => watch.notify(Box::new(WaitAnswer(reply))),
+        Err(e) => reply.send::<WaitResponse>(Err(e.into())),
+    }
+}
+
+/// A Wait in progress.
+struct WaitAnswer(Reply);
+
+impl ExitWaiter for WaitAnswer {
+    fn gone(&self) -> bool {
+        self.0.gone()
+    }
+
+    fn exited(self: Box<Self>, exit: Exit) {
+        self.0.send(Ok(WaitResponse {
+            exit_status: exit.status.get(),
+            exited_at: MessageField::some(timestamp(exit.at)),
+            ..Default::default()
+        }));
     }
 }
 
@@ -238,20 +286,6 @@ impl Task for Service {
         self.tasks
             .update(&ContainerId::parse(&req.id)?, resources)?;
         Ok(Empty::new())
-    }
-
-    fn wait(&self, ctx: &TtrpcContext, req: WaitRequest) -> R<WaitResponse> {
-        log::debug!("Wait id={} exec_id={}", req.id, req.exec_id);
-        // The crate drops the connection's cancel sender once the connection has closed.
-        let hung_up = || ctx.cancel_rx.try_recv().is_err_and(|e| e.is_disconnected());
-        let exit = self
-            .tasks
-            .wait(&process(&req.id, &req.exec_id)?, &hung_up)?;
-        Ok(WaitResponse {
-            exit_status: exit.status.get(),
-            exited_at: MessageField::some(timestamp(exit.at)),
-            ..Default::default()
-        })
     }
 
     fn stats(&self, _: &TtrpcContext, req: StatsRequest) -> R<StatsResponse> {

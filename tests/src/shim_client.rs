@@ -327,14 +327,24 @@ pub fn send_request<Req: Message>(
 /// The status code of the first answer on `sock` (OK for an answer without one),
 /// or None if the connection closed, or nothing came within 20 s.
 pub fn read_status(sock: &mut std::os::unix::net::UnixStream) -> Option<ttrpc::Code> {
+    read_answer(sock).map(|(_, code, _)| code)
+}
+
+/// The next answer on `sock`: its stream, status code (OK for an answer without one) and
+/// payload; None if the connection closed, or nothing came within 20 s.
+pub fn read_answer(
+    sock: &mut std::os::unix::net::UnixStream,
+) -> Option<(u32, ttrpc::Code, Vec<u8>)> {
     use std::io::Read;
     sock.set_read_timeout(Some(std::time::Duration::from_secs(20)))
         .unwrap();
     let mut header = [0u8; 10];
     sock.read_exact(&mut header).ok()?;
     let len = u32::from_be_bytes(header[..4].try_into().unwrap());
+    let stream = u32::from_be_bytes(header[4..8].try_into().unwrap());
     let mut body = vec![0u8; len as usize];
     sock.read_exact(&mut body).ok()?;
     let resp = ttrpc::Response::parse_from_bytes(&body).ok()?;
-    Some(resp.status.into_option().unwrap_or_default().code())
+    let code = resp.status.into_option().unwrap_or_default().code();
+    Some((stream, code, resp.payload))
 }

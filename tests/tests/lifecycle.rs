@@ -270,14 +270,19 @@ fn exit_statuses_of_an_init_and_an_exec_survive_a_containerd_restart() {
         let mut args = vec!["task", "exec", "--detach", "--exec-id", "e1", &id];
         args.extend(exec_args);
         d.ctr(&args).ok();
-        // The exec is the shim's child (its subreaper), as the init is.
+        // The exec is the shim's child (its subreaper), as the init is. The runtime may
+        // return before the exec's process has replaced itself with the command (crun).
         let procs = rsrunc_e2e::daemon::processes();
         let shim = procs.iter().find(|p| p.pid == init).unwrap().ppid;
-        let exec = procs
-            .iter()
-            .find(|p| p.ppid == shim && p.cmdline == exec_args)
-            .unwrap_or_else(|| panic!("{what}: no exec under shim {shim}"))
-            .pid;
+        let mut exec = None;
+        poll_until(Duration::from_secs(10), || {
+            exec = rsrunc_e2e::daemon::processes()
+                .into_iter()
+                .find(|p| p.ppid == shim && p.cmdline == exec_args)
+                .map(|p| p.pid);
+            exec.is_some()
+        });
+        let exec = exec.unwrap_or_else(|| panic!("{what}: no exec under shim {shim}"));
 
         d.stop_containerd();
         // The exec first: the init's death would take it along.

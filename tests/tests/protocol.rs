@@ -276,9 +276,8 @@ fn settled_threads(pid: i32) -> usize {
 }
 
 /// Connections that closed, at once or with a Wait still waiting on a running process, do
-/// not hold the shim: a Wait whose connection closed ends (CANCELLED) within a second and
-/// lets go of its worker, and after 30 of each, one after another, a new connection is
-/// still served at once.
+/// not hold the shim: after 30 of each, one after another, a new connection is still
+/// served at once.
 #[test]
 fn connections_that_closed_with_a_wait_in_flight_do_not_hold_the_shim() {
     use containerd_shim_protos::api::{StateRequest, WaitRequest};
@@ -312,6 +311,58 @@ fn connections_that_closed_with_a_wait_in_flight_do_not_hold_the_shim() {
         );
     }
     served_then_removed(&d, &id);
+}
+
+/// Waits in progress, more than a shim has threads for calls, do not hold up other
+/// calls (a State behind 300 Waits on one connection is answered while they wait), and
+/// each of them is answered with the exit once the container is killed.
+#[test]
+fn three_hundred_waits_in_flight_hold_up_no_other_call() {
+    use containerd_shim_protos::api::{StateRequest, WaitRequest, WaitResponse};
+    use rsrunc_e2e::shim_client::{read_answer, request_frame, send_request};
+    use std::io::Write;
+    use ttrpc::Code;
+    const WAITS: u32 = 300;
+    let d = Daemon::start();
+    let (id, address) = sleeper(&d, "waits");
+    let wait = WaitRequest {
+        id: id.clone(),
+        ..Default::default()
+    };
+    let mut conn = send_request(&address, "Wait", &wait);
+    let mut frames = Vec::new();
+    for i in 1..WAITS {
+        frames.extend(request_frame(2 * i + 1, "Wait", &wait));
+    }
+    let state = StateRequest {
+        id: id.clone(),
+        ..Default::default()
+    };
+    let state_stream = 2 * WAITS + 1;
+    frames.extend(request_frame(state_stream, "State", &state));
+    conn.write_all(&frames).unwrap();
+    let first = read_answer(&mut conn).map(|(stream, code, _)| (stream, code));
+    assert_eq!(
+        first,
+        Some((state_stream, Code::OK)),
+        "the State behind {WAITS} Waits was not answered first"
+    );
+    d.ctr(&["task", "kill", "-s", "SIGKILL", &id]).ok();
+    let mut answered = Vec::new();
+    for _ in 0..WAITS {
+        let (stream, code, payload) = read_answer(&mut conn)
+            .unwrap_or_else(|| panic!("{} of {WAITS} Waits answered", answered.len()));
+        assert_eq!(code, Code::OK, "Wait on stream {stream}");
+        let w = WaitResponse::parse_from_bytes(&payload).unwrap();
+        assert_eq!(w.exit_status, 137, "Wait on stream {stream}");
+        answered.push(stream);
+    }
+    answered.sort_unstable();
+    let want: Vec<u32> = (0..WAITS).map(|i| 2 * i + 1).collect();
+    assert_eq!(answered, want, "every Wait answered once");
+    d.wait_status(&id, "STOPPED");
+    d.ctr(&["task", "rm", &id]).ok();
+    d.ctr(&["containers", "rm", &id]).ok();
 }
 
 /// A running container for the connection tests: its id and its shim's address.

@@ -72,10 +72,10 @@ pub fn run(flags: &Flags) -> Result<()> {
         .map_err(|e| Error::io("start the exit router", e))?;
 
     crate::trace::mark(&mut span, "defaults_tasks");
-    let methods = Service::methods(Service::new(Arc::clone(&tasks)));
+    let routes = Service::new(Arc::clone(&tasks)).routes();
     let listener = crate::sys::inherited_listener(fd)
         .map_err(|e| Error::io(format!("take the listening socket at fd {fd}"), e))?;
-    crate::rpc::serve(listener, methods).map_err(|e| Error::io("start the ttrpc server", e))?;
+    crate::rpc::serve(listener, routes).map_err(|e| Error::io("start the ttrpc server", e))?;
     log::info!("serving on {} pid={}", flags.socket, std::process::id());
     crate::trace::mark(&mut span, "server");
     drop(span);

@@ -6,9 +6,11 @@
 //! connection. One thread ([`serve`]'s, "rpc") waits on the listening socket and every
 //! connection at once (epoll), accepts, and reads whatever arrives into each connection's
 //! [`wire::Decoder`]; each request it completes runs on a worker of a [`pool::Pool`] that
-//! grows with the calls in progress (a Wait holds its worker until the exit) up to
-//! [`pool::MAX_WORKERS`], whatever the number of connections, and shrinks back when idle.
-//! The worker writes the response itself (one writer at a time per connection).
+//! grows with the calls in progress up to [`pool::MAX_WORKERS`], whatever the number of
+//! connections, and shrinks back when idle. The worker writes the response itself (one
+//! writer at a time per connection). A method that waits for an event (Wait, for a
+//! process's exit) is [`Deferred`]: its worker hands a [`Reply`] to whoever will know the
+//! answer and moves on, so calls in progress that wait hold no thread.
 //!
 //! It answers as containerd's Go ttrpc does where the crate does not: a call to a service
 //! or method the shim does not serve is Unimplemented (containerd reads "not implemented"
@@ -23,7 +25,8 @@ use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use containerd_shim_protos::protobuf::Message;
 use containerd_shim_protos::ttrpc::{
@@ -38,14 +41,32 @@ use self::wire::{Decoder, Frame, MAX_PAYLOAD};
 /// The generated services' handlers by method path, `/service/method`.
 pub type Methods = HashMap<String, Box<dyn MethodHandler + Send + Sync>>;
 
+/// Methods answered later, by method path: each gets the request's payload and a
+/// [`Reply`] to send the answer with when it is known.
+pub type Deferred = HashMap<String, Box<dyn Fn(&[u8], Reply) + Send + Sync>>;
+
+/// Every method served.
+pub struct Routes {
+    pub methods: Methods,
+    pub deferred: Deferred,
+}
+
+/// Where a deferred call's answer goes: its connection (if it is still open then) and
+/// its stream. Sending queues the write on a worker, so it never blocks the sender.
+pub struct Reply {
+    conn: Weak<Conn>,
+    stream: u32,
+    pool: Arc<Pool>,
+}
+
 /// The listener's epoll token; connections count from 1.
 const LISTENER: u64 = 0;
 /// The most read at once from one connection.
 const READ_SIZE: usize = 64 * 1024;
 
-/// Serves `methods` on `listener` from a thread of its own, for as long as the process
+/// Serves `routes` on `listener` from a thread of its own, for as long as the process
 /// lives.
-pub fn serve(listener: UnixListener, methods: Methods) -> io::Result<()> {
+pub fn serve(listener: UnixListener, routes: Routes) -> io::Result<()> {
     listener.set_nonblocking(true)?;
     let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(io::Error::from)?;
     epoll
@@ -54,7 +75,7 @@ pub fn serve(listener: UnixListener, methods: Methods) -> io::Result<()> {
     let server = Server {
         listener,
         epoll,
-        methods: Arc::new(methods),
+        routes: Arc::new(routes),
         pool: Pool::new(),
         conns: HashMap::new(),
         next: LISTENER + 1,
@@ -68,11 +89,10 @@ pub fn serve(listener: UnixListener, methods: Methods) -> io::Result<()> {
 struct Server {
     listener: UnixListener,
     epoll: Epoll,
-    methods: Arc<Methods>,
+    routes: Arc<Routes>,
     pool: Arc<Pool>,
-    /// Each connection, its frames so far, and the sender whose drop tells its calls
-    /// that it closed.
-    conns: HashMap<u64, (Arc<Conn>, Decoder, crossbeam_channel::Sender<()>)>,
+    /// Each connection and its frames so far.
+    conns: HashMap<u64, (Arc<Conn>, Decoder)>,
     next: u64,
 }
 
@@ -81,9 +101,8 @@ struct Conn {
     stream: UnixStream,
     /// One response written at a time.
     writing: Mutex<()>,
-    /// Disconnected once the connection has closed (its sender is the server's): a Wait
-    /// in progress on it sees that and lets go of its worker.
-    closed: crossbeam_channel::Receiver<()>,
+    /// Set once the client has closed it: a deferred call's waiter is then let go of.
+    closed: AtomicBool,
 }
 
 impl Server {
@@ -141,20 +160,19 @@ impl Server {
                 log::warn!("watch a connection: {e}");
                 continue;
             }
-            let (open, closed) = crossbeam_channel::bounded(0);
             let conn = Arc::new(Conn {
                 stream,
                 writing: Mutex::new(()),
-                closed,
+                closed: AtomicBool::new(false),
             });
-            self.conns.insert(token, (conn, Decoder::default(), open));
+            self.conns.insert(token, (conn, Decoder::default()));
         }
     }
 
     /// One read from connection `token`; its complete requests go to the workers. The
     /// socket is blocking, but a read after readiness returns what is there.
     fn read(&mut self, token: u64, buf: &mut [u8]) {
-        let Some((conn, decoder, _)) = self.conns.get_mut(&token) else {
+        let Some((conn, decoder)) = self.conns.get_mut(&token) else {
             return;
         };
         let n = match (&conn.stream).read(buf) {
@@ -169,24 +187,28 @@ impl Server {
         let mut frames = Vec::new();
         decoder.push(&buf[..n], &mut frames);
         for frame in frames {
-            let (conn, methods) = (Arc::clone(conn), Arc::clone(&self.methods));
+            let (conn, routes, pool) = (
+                Arc::clone(conn),
+                Arc::clone(&self.routes),
+                Arc::clone(&self.pool),
+            );
             self.pool
-                .submit(Box::new(move || answer(&conn, &methods, frame)));
+                .submit(Box::new(move || answer(&conn, &routes, &pool, frame)));
         }
     }
 
-    /// Stops watching `token`; calls still running on it keep the socket until they end (a
-    /// Wait ends within a second, seeing the connection closed).
+    /// Stops watching `token`; calls running on it keep the socket until they end. A
+    /// deferred call's [`Reply`] does not keep it.
     fn close(&mut self, token: u64) {
-        // Dropping the sender tells the calls in progress.
-        if let Some((conn, _, _)) = self.conns.remove(&token) {
+        if let Some((conn, _)) = self.conns.remove(&token) {
+            conn.closed.store(true, Ordering::Release);
             let _ = self.epoll.delete(conn.stream.as_fd());
         }
     }
 }
 
-/// Runs one request and writes its response.
-fn answer(conn: &Conn, methods: &Methods, frame: Frame) {
+/// Runs one request and writes its response, or hands a deferred one its [`Reply`].
+fn answer(conn: &Arc<Conn>, routes: &Routes, pool: &Arc<Pool>, frame: Frame) {
     let (stream, payload) = match frame {
         Frame::Request { stream, payload } => (stream, payload),
         Frame::Oversize { stream, len } => {
@@ -202,13 +224,21 @@ fn answer(conn: &Conn, methods: &Methods, frame: Frame) {
         }
     };
     let path = format!("/{}/{}", req.service, req.method);
-    let Some(handler) = methods.get(&path) else {
-        return conn.respond(stream, &unserved(methods, &req.service, &req.method));
+    if let Some(deferred) = routes.deferred.get(&path) {
+        let reply = Reply {
+            conn: Arc::downgrade(conn),
+            stream,
+            pool: Arc::clone(pool),
+        };
+        return deferred(&req.payload, reply);
+    }
+    let Some(handler) = routes.methods.get(&path) else {
+        return conn.respond(stream, &unserved(routes, &req.service, &req.method));
     };
     let (tx, rx) = std::sync::mpsc::channel();
     let ctx = TtrpcContext {
         fd: conn.stream.as_raw_fd(),
-        cancel_rx: conn.closed.clone(),
+        cancel_rx: never_cancelled(),
         mh: MessageHeader {
             length: payload.len() as u32,
             stream_id: stream,
@@ -271,10 +301,46 @@ fn peer_uid(sock: &UnixStream) -> io::Result<u32> {
     Ok(cred.uid())
 }
 
+impl Reply {
+    /// Whether the client has closed the connection: nobody would read the answer.
+    pub fn gone(&self) -> bool {
+        self.conn
+            .upgrade()
+            .is_none_or(|c| c.closed.load(Ordering::Acquire))
+    }
+
+    /// Sends the answer (a message, or an error's status) from any thread, without
+    /// blocking it.
+    pub fn send<M: Message>(self, result: containerd_shim_protos::ttrpc::Result<M>) {
+        use containerd_shim_protos::ttrpc::Error as RpcError;
+        let response = match result.map(|m| m.write_to_bytes()) {
+            Ok(Ok(payload)) => {
+                let mut r = status(Code::OK, String::new());
+                r.payload = payload;
+                r
+            }
+            Ok(Err(e)) => status(Code::INTERNAL, format!("encode a response: {e}")),
+            Err(RpcError::RpcStatus(s)) => {
+                let mut r = Response::new();
+                r.status = Some(s).into();
+                r
+            }
+            Err(e) => status(Code::UNKNOWN, format!("{e:?}")),
+        };
+        let Some(conn) = self.conn.upgrade() else {
+            return;
+        };
+        let stream = self.stream;
+        self.pool
+            .submit(Box::new(move || conn.respond(stream, &response)));
+    }
+}
+
 /// The answer to a call nobody serves, in the words of Go's ttrpc.
-fn unserved(methods: &Methods, service: &str, method: &str) -> Response {
+fn unserved(routes: &Routes, service: &str, method: &str) -> Response {
     let prefix = format!("/{service}/");
-    let msg = if methods.keys().any(|p| p.starts_with(&prefix)) {
+    let mut paths = routes.methods.keys().chain(routes.deferred.keys());
+    let msg = if paths.any(|p| p.starts_with(&prefix)) {
         format!("method {method} of service {service} is not implemented")
     } else {
         format!("service {service} is not served by this shim")
@@ -286,6 +352,19 @@ fn status(code: Code, message: String) -> Response {
     let mut r = Response::new();
     r.status = Some(get_status(code, message)).into();
     r
+}
+
+/// The cancel channel a synchronous handler's context needs: no such handler waits (the
+/// ones that would are [`Deferred`]), so it is never cancelled.
+fn never_cancelled() -> crossbeam_channel::Receiver<()> {
+    static NEVER: OnceLock<(
+        crossbeam_channel::Sender<()>,
+        crossbeam_channel::Receiver<()>,
+    )> = OnceLock::new();
+    NEVER
+        .get_or_init(|| crossbeam_channel::bounded(0))
+        .1
+        .clone()
 }
 
 /// The context of a connection without the crate's security extension (no transform).

@@ -1,6 +1,7 @@
-//! The workers that run requests: as many as there are calls in progress (a Wait holds
-//! one until its process exits), at most [`MAX_WORKERS`]; past that, calls wait their
-//! turn. A worker with nothing to do for [`IDLE_EXIT`] ends, down to [`KEEP_IDLE`].
+//! The workers that run requests: as many as there are calls running (a Wait is not one
+//! once it is registered: see [`super::Deferred`]), at most [`MAX_WORKERS`]; past that,
+//! calls wait their turn. A worker with nothing to do for [`IDLE_EXIT`] ends, down to
+//! [`KEEP_IDLE`].
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};

@@ -17,19 +17,15 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use runc_driver::ExitStatus;
 
 use super::state::{Exit, Op, Status};
-use super::table::{lock, Entry, ExitCell, Family, Key, Parked, Stopped, Table};
+use super::table::{lock, Entry, Family, Key, Parked, Stopped, Table};
+use super::watch::{ExitCell, ExitWatch};
 use crate::error::{Error, Result};
 use crate::events::{EventSink, TaskEvent};
-
-/// How often a Wait asks whether its caller is still there: a Wait on a connection that
-/// closed ends within this, and with it the call's thread and the connection's count
-/// (shim/src/rpc.rs).
-const HUNG_UP_POLL: Duration = Duration::from_secs(1);
 
 /// Called with a container id and its init's exit when that exit is routed, before its
 /// TaskExit is published or held (the status is recorded in the bundle, TaskOOM goes out
@@ -204,49 +200,15 @@ impl<P> Supervisor<P> {
         t.family(id)?.entry(&key)?.transition(op, &key)
     }
 
-    /// Blocks until the process has exited, or until `hung_up` says whoever asked has
-    /// gone (None), which it is asked every [`HUNG_UP_POLL`].
-    pub fn wait(
-        &self,
-        id: &str,
-        exec_id: &str,
-        hung_up: &dyn Fn() -> bool,
-    ) -> Result<Option<Exit>> {
-        let cell = self.exit_cell(id, exec_id)?;
-        let mut exit = lock(&cell.exit);
-        loop {
-            if let Some(e) = *exit {
-                return Ok(Some(e));
-            }
-            if hung_up() {
-                return Ok(None);
-            }
-            exit = cell
-                .set
-                .wait_timeout(exit, HUNG_UP_POLL)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
+    /// The process's exit to come, for a Wait: [`ExitWatch::notify`] tells a waiter once
+    /// it is final, without a thread waiting meanwhile.
+    pub fn watch(&self, id: &str, exec_id: &str) -> Result<ExitWatch> {
+        Ok(ExitWatch(self.exit_cell(id, exec_id)?))
     }
 
-    /// Like [`Supervisor::wait`], None after `timeout`.
+    /// Blocks until the process has exited; None after `timeout`.
     pub fn wait_timeout(&self, id: &str, exec_id: &str, timeout: Duration) -> Result<Option<Exit>> {
-        let cell = self.exit_cell(id, exec_id)?;
-        let deadline = Instant::now() + timeout;
-        let mut exit = lock(&cell.exit);
-        loop {
-            if let Some(e) = *exit {
-                return Ok(Some(e));
-            }
-            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
-                return Ok(None);
-            };
-            exit = cell
-                .set
-                .wait_timeout(exit, left)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
+        Ok(self.exit_cell(id, exec_id)?.wait_timeout(timeout))
     }
 
     /// The container's execs that have a pid, by pid.
@@ -291,14 +253,39 @@ impl<P> Supervisor<P> {
         Ok(removed)
     }
 
-    /// Forgets a deleted container and all its processes.
+    /// Forgets a deleted container and all its processes. Whoever still waits for one of
+    /// them is answered as if it was killed (an exec that never ran: status 0, as
+    /// [`Supervisor::remove_exec`] answers): no Wait outlives its container.
     pub fn remove_container(&self, id: &str) {
-        let mut t = self.lock();
-        let Some(f) = t.containers.remove(id) else {
-            return;
+        let f = {
+            let mut t = self.lock();
+            let Some(f) = t.containers.remove(id) else {
+                return;
+            };
+            for pid in std::iter::once(f.init.pid).chain(f.execs.values().map(|e| e.pid)) {
+                t.by_pid.remove(&pid);
+            }
+            f
         };
-        for pid in std::iter::once(f.init.pid).chain(f.execs.values().map(|e| e.pid)) {
-            t.by_pid.remove(&pid);
+        let now = SystemTime::now();
+        let killed = ExitStatus::killed(libc::SIGKILL);
+        for (e, status) in std::iter::once((&f.init, killed)).chain(f.execs.values().map(|e| {
+            let never_ran = e.pid <= 0;
+            (
+                e,
+                if never_ran {
+                    ExitStatus::exited(0)
+                } else {
+                    killed
+                },
+            )
+        })) {
+            // Kept if the process's own exit was recorded.
+            e.exited.set(Exit {
+                pid: e.pid,
+                status,
+                at: now,
+            });
         }
     }
 

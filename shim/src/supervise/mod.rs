@@ -7,12 +7,15 @@
 //!   published before TaskExit.
 //! - [`table`]: every process's pid and status, the pid index and the parked exits.
 //! - [`state`]: a process's status and its legal transitions.
+//! - [`watch`]: a process's exit for those who wait for it (Wait).
 
 pub mod dispatch;
 pub mod reaper;
 pub mod state;
 pub mod table;
+pub mod watch;
 
 pub use dispatch::{Expect, Supervisor};
 pub use reaper::{InFlight, Reaper, ReaperMonitor};
 pub use state::{Exit, Op, Status};
+pub use watch::{ExitWaiter, ExitWatch};

@@ -3,10 +3,11 @@
 //! dispatcher's lock ([`super::dispatch`]): no events, no runtime, no waiting.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use super::state::{Exit, Op, Status};
+use super::watch::ExitCell;
 use crate::error::{Error, Result};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -36,14 +37,6 @@ pub(super) struct Entry<P> {
     pub(super) pid: i32,
     pub(super) status: Status,
     pub(super) exited: Arc<ExitCell>,
-}
-
-/// A process's exit for those who wait for it, without the table lock.
-#[derive(Default)]
-pub(super) struct ExitCell {
-    /// Guards the exit, set once.
-    pub(super) exit: Mutex<Option<Exit>>,
-    pub(super) set: Condvar,
 }
 
 /// Exits that came before the process they belong to could take them.
@@ -201,16 +194,6 @@ impl<P> Entry<P> {
             pid: self.pid,
             exit,
         })
-    }
-}
-
-impl ExitCell {
-    pub(super) fn set(&self, exit: Exit) {
-        let mut e = lock(&self.exit);
-        if e.is_none() {
-            *e = Some(exit);
-        }
-        self.set.notify_all();
     }
 }
 

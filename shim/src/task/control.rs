@@ -6,7 +6,7 @@ use super::{Container, ProcessView, Tasks};
 use crate::error::{Error, Missing, Result};
 use crate::events::TaskEvent;
 use crate::request::{ContainerId, ProcessId, Signal};
-use crate::supervise::{Exit, Op, Status};
+use crate::supervise::{ExitWatch, Op, Status};
 
 impl Tasks {
     pub fn resize_pty(&self, p: &ProcessId, width: u32, height: u32) -> Result<()> {
@@ -143,18 +143,11 @@ impl Tasks {
         })
     }
 
-    /// The process's exit, once it has exited; Cancelled once `hung_up` says the caller
-    /// went away (its connection closed), which ends the call and lets go of its thread.
-    pub fn wait(&self, p: &ProcessId, hung_up: &dyn Fn() -> bool) -> Result<Exit> {
+    /// The process's exit to come, for a Wait (answered from the exit's routing, with no
+    /// thread held meanwhile).
+    pub fn watch(&self, p: &ProcessId) -> Result<ExitWatch> {
         self.container(p.id())?;
-        self.sup
-            .wait(p.id(), p.exec_id(), hung_up)?
-            .ok_or_else(|| Error::Cancelled {
-                op: match p.exec_id() {
-                    "" => format!("wait for container {}", p.id()),
-                    e => format!("wait for exec {e} in container {}", p.id()),
-                },
-            })
+        self.sup.watch(p.id(), p.exec_id())
     }
 
     /// Every pid in the container, with the exec id of those that belong to an exec.

@@ -98,7 +98,11 @@ fn an_init_exit_before_its_pid_is_recorded_is_routed_at_create() {
     sup.add_init("c", 10, Arc::new(()), expect);
     assert_eq!(sink.take(), [hook(), exited("", 10, 3)]);
     assert_eq!(
-        sup.wait("c", "", &|| false).unwrap().unwrap().status.get(),
+        sup.wait_timeout("c", "", Duration::from_secs(10))
+            .unwrap()
+            .unwrap()
+            .status
+            .get(),
         3
     );
     assert!(nothing_in_flight(&sup));
@@ -117,7 +121,11 @@ fn an_exec_exit_before_its_pid_is_recorded_comes_after_its_start() {
         [start("", 10), start("e", 11), exited("e", 11, 4)]
     );
     assert_eq!(
-        sup.wait("c", "e", &|| false).unwrap().unwrap().status.get(),
+        sup.wait_timeout("c", "e", Duration::from_secs(10))
+            .unwrap()
+            .unwrap()
+            .status
+            .get(),
         4
     );
     assert!(nothing_in_flight(&sup));
@@ -500,7 +508,11 @@ fn interleaving(seed: u64) {
         assert!(at(&init_start_ev) < at(&init_exit), "{}", ctx());
     }
     assert_eq!(
-        sup.wait("c", "", &|| false).unwrap().unwrap().status.get(),
+        sup.wait_timeout("c", "", Duration::from_secs(10))
+            .unwrap()
+            .unwrap()
+            .status
+            .get(),
         INIT_STATUS as u32,
         "{}",
         ctx()
@@ -528,4 +540,40 @@ fn ten_thousand_random_interleavings_keep_every_rule() {
     for seed in 0..10_000 {
         interleaving(seed);
     }
+}
+
+/// A Wait's waiter, reporting the status it was told.
+struct Told(std::sync::mpsc::Sender<u32>);
+
+impl crate::supervise::ExitWaiter for Told {
+    fn gone(&self) -> bool {
+        false
+    }
+    fn exited(self: Box<Self>, exit: Exit) {
+        let _ = self.0.send(exit.status.get());
+    }
+}
+
+#[test]
+fn waiters_hear_the_exit_and_a_removed_container_answers_the_rest() {
+    let (_sink, sup) = supervisor();
+    running(&sup, 10);
+    running_exec(&sup, "e", 11);
+    sup.add_exec("c", "never", Arc::new(())).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    for exec_id in ["e", "never", ""] {
+        sup.watch("c", exec_id)
+            .unwrap()
+            .notify(Box::new(Told(tx.clone())));
+    }
+    assert!(sup.watch("c", "nope").is_err());
+    assert!(rx.try_recv().is_err(), "nobody told before an exit");
+    sup.exited(exit(11, 5));
+    assert_eq!(rx.try_iter().collect::<Vec<_>>(), [5]);
+    // The init is still running when its container goes (a forced delete that could
+    // not wait for its exit): its waiter hears SIGKILL's status, the exec that never ran 0.
+    sup.remove_container("c");
+    let mut rest: Vec<u32> = rx.try_iter().collect();
+    rest.sort_unstable();
+    assert_eq!(rest, [0, 137]);
 }
