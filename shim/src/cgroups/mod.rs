@@ -7,8 +7,8 @@
 //! - [`v1`], [`v2`]: the statistics, read as containerd's cgroups library reads them and
 //!   written as its Metrics messages (through `rsrunc_protos::metrics`).
 //! - [`oom`]: OOM notifications and which of them are news.
-//! - [`teardown`]: killing what is in a container's cgroups when the runtime that should
-//!   have could not.
+//! - [`teardown`]: killing what is in a container's cgroups and removing them, when the
+//!   runtime that should have could not.
 
 mod discover;
 mod files;

@@ -1,5 +1,6 @@
-//! Emptying a container's cgroups without the runtime, for when the runtime hangs: SIGKILL
-//! to every process in them.
+//! Emptying and removing a container's cgroups without the runtime, for when the runtime
+//! hangs: SIGKILL to every process in them, then each directory removed with the cgroups
+//! below it, deepest first, once the kernel has let go of the killed processes.
 //!
 //! A directory that holds the shim itself is never the container's own (a hierarchy in
 //! which the runtime left the container where the shim is, or the hierarchy's root): it
@@ -7,8 +8,12 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use super::{files, Cgroups};
+
+/// The longest pause between two tries at removing the cgroups.
+const RETRY_MAX: Duration = Duration::from_millis(100);
 
 impl Cgroups {
     /// SIGKILL to every process in the cgroup, without the runtime: v2's `cgroup.kill`
@@ -18,6 +23,15 @@ impl Cgroups {
     /// as one).
     pub fn kill_all(&self) -> io::Result<usize> {
         kill_all(self, &shim_dirs())
+    }
+
+    /// Removes the container's cgroup directories (v1: one per hierarchy, with the
+    /// unified one of a hybrid host; v2: its one) and every cgroup below them. Processes
+    /// just killed may keep a cgroup busy for a moment: tries again for up to `within`.
+    /// Returns the directories removed (those already gone are not); the error names
+    /// each one left, why, and how many processes it still holds.
+    pub fn remove(&self, within: Duration) -> io::Result<Vec<PathBuf>> {
+        remove_dirs(&own_dirs(self, &shim_dirs()), within)
     }
 }
 
@@ -115,6 +129,69 @@ fn own_dirs(cg: &Cgroups, shim: &[PathBuf]) -> Vec<PathBuf> {
         .collect()
 }
 
+/// Removes each of `dirs` with its subtree, trying again until `within` has passed while
+/// the kernel says one is busy.
+fn remove_dirs(dirs: &[PathBuf], within: Duration) -> io::Result<Vec<PathBuf>> {
+    let present: Vec<PathBuf> = dirs.iter().filter(|d| d.is_dir()).cloned().collect();
+    let until = Instant::now() + within;
+    let mut pause = Duration::from_millis(5);
+    loop {
+        let left: Vec<(PathBuf, io::Error)> = present
+            .iter()
+            .filter_map(|d| remove_tree(d).err())
+            .collect();
+        let now = Instant::now();
+        if left.is_empty() {
+            return Ok(present);
+        }
+        if now >= until {
+            let kind = left[0].1.kind();
+            let what: Vec<String> = left
+                .iter()
+                .map(|(d, e)| format!("{}: {e}{}", d.display(), holds(d)))
+                .collect();
+            return Err(io::Error::new(
+                kind,
+                format!("remove cgroup {}", what.join("; ")),
+            ));
+        }
+        std::thread::sleep(pause.min(until - now));
+        pause = (pause * 2).min(RETRY_MAX);
+    }
+}
+
+/// `dir`, after every directory below it (a cgroup with children cannot be removed); one
+/// already gone is fine. Symlinks are not followed. A failure names the directory that
+/// could not be read or removed.
+fn remove_tree(dir: &Path) -> Result<(), (PathBuf, io::Error)> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err((dir.to_path_buf(), e)),
+    };
+    for entry in entries.flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            remove_tree(&entry.path())?;
+        }
+    }
+    match std::fs::remove_dir(dir) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err((dir.to_path_buf(), e)),
+        _ => Ok(()),
+    }
+}
+
+/// " (N processes in it)" when the cgroup at `dir` still lists processes.
+fn holds(dir: &Path) -> String {
+    let n = files::read(dir, "cgroup.procs")
+        .ok()
+        .flatten()
+        .map_or(0, |p| p.lines().filter(|l| !l.trim().is_empty()).count());
+    match n {
+        0 => String::new(),
+        n => format!(" ({n} process(es) still in it)"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -191,5 +268,43 @@ mod tests {
         assert_eq!(kill_all(&cg, &[]).unwrap(), 0);
         let state = std::fs::read_to_string(freezer.join("freezer.state")).unwrap();
         assert_eq!(state, "THAWED");
+    }
+
+    #[test]
+    fn remove_takes_each_tree_deepest_first() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        for d in ["pids/ns/c1/sub/leaf", "cpu/ns/c1", "unified/ns/c1/init"] {
+            std::fs::create_dir_all(r.join(d)).unwrap();
+        }
+        let cg = Cgroups::V1(BTreeMap::from([
+            ("pids".to_string(), r.join("pids/ns/c1")),
+            ("cpu".to_string(), r.join("cpu/ns/c1")),
+            (String::new(), r.join("unified/ns/c1")),
+            ("memory".to_string(), r.join("memory/ns/c1")),
+        ]));
+        let removed = remove_dirs(&own_dirs(&cg, &[]), Duration::ZERO).unwrap();
+        assert_eq!(removed.len(), 3, "{removed:?}");
+        for h in ["pids", "cpu", "unified"] {
+            assert!(!r.join(h).join("ns/c1").exists(), "{h} left");
+            assert!(r.join(h).join("ns").is_dir(), "{h}: the parent went too");
+        }
+        // Gone already: nothing to do.
+        let again = remove_dirs(&own_dirs(&cg, &[]), Duration::ZERO).unwrap();
+        assert!(again.is_empty(), "{again:?}");
+    }
+
+    #[test]
+    fn a_cgroup_that_stays_busy_is_named_with_its_processes() {
+        let root = tempfile::tempdir().unwrap();
+        // On a plain filesystem a file keeps the directory from going, as a process
+        // keeps a cgroup.
+        let busy = root.path().join("pids/ns/c1");
+        files::tests::write(&busy, &[("cgroup.procs", "41\n42\n")]);
+        let e = remove_dirs(std::slice::from_ref(&busy), Duration::from_millis(30)).unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains(busy.to_str().unwrap()), "{msg}");
+        assert!(msg.contains("2 process(es) still in it"), "{msg}");
+        assert!(busy.is_dir());
     }
 }
