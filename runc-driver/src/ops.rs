@@ -130,6 +130,10 @@ impl Runtime {
         &self.global
     }
 
+    pub(crate) fn binary(&self) -> &Path {
+        &self.binary
+    }
+
     /// Where the driver puts the files it hands the runtime.
     pub(crate) fn temp_dir(&self) -> &Path {
         &self.temp_dir

@@ -447,6 +447,157 @@ fn a_forced_delete_finishes_while_the_runtime_kill_hangs() {
     assert_nothing_left(&d, &id);
 }
 
+/// A runtime whose `delete` never answers: `ctr task rm -f` still finishes. At the delete
+/// deadline the shim finishes the delete itself: it kills what is left in the container's
+/// cgroups, waits for the init's exit, removes the cgroups and the runtime's state
+/// directory, says so in its log, and the task is deleted with nothing left.
+#[test]
+#[cfg_attr(
+    go_shim,
+    ignore = "rsrunc only: the Go shim has no deadline, ctr task rm -f hangs as long as the runtime's delete"
+)]
+fn a_forced_delete_finishes_while_the_runtime_delete_hangs() {
+    rsrunc_e2e::ours_only();
+    let d = Daemon::start();
+    let id = unique_id("fpdelhang");
+    let mut flags = vec!["-d".to_string()];
+    flags.extend(fp_flags_with(
+        &d,
+        "delete",
+        "hang",
+        "DeleteTimeout = \"3s\"\n",
+    ));
+    run(
+        &d,
+        &flags,
+        &id,
+        &["/bin/sh", "-c", "sleep 3027 & exec sleep 3028"],
+    )
+    .ok();
+    d.wait_status(&id, "RUNNING");
+    let init = d.task_pid(&id).expect("the task's pid");
+    delete_with_a_hung_runtime(&d, &["task", "rm", "-f", &id], &id, init);
+    assert!(
+        !processes()
+            .iter()
+            .any(|p| p.cmdline.get(1).is_some_and(|a| a == "3027" || a == "3028")),
+        "the container's processes are alive"
+    );
+}
+
+/// The same for a container that was created and never started (its runtime's `start`
+/// failed).
+#[test]
+#[cfg_attr(
+    go_shim,
+    ignore = "rsrunc only: the Go shim has no deadline, ctr task rm -f hangs as long as the runtime's delete"
+)]
+fn a_forced_delete_of_a_created_container_finishes_while_the_runtime_delete_hangs() {
+    rsrunc_e2e::ours_only();
+    let d = Daemon::start();
+    let id = unique_id("fpdelcreated");
+    let mut flags = fp_flags_with(&d, "delete", "hang", "DeleteTimeout = \"3s\"\n");
+    flags.extend(["--annotation".into(), "rsrunc.failpoint.start=fail".into()]);
+    let out = run(&d, &flags, &id, &["/bin/sleep", "300"]);
+    assert!(
+        out.stderr.contains("rsrunc-fp: injected start failure"),
+        "{out:?}"
+    );
+    assert_eq!(d.task_status(&id).as_deref(), Some("CREATED"));
+    let init = d.task_pid(&id).expect("the created task's pid");
+    delete_with_a_hung_runtime(&d, &["task", "rm", "-f", &id], &id, init);
+}
+
+/// A container in the host's pid namespace whose init died while the runtime's `kill
+/// --all` failed leaves a process in its cgroup; its runtime's `delete` hangs: at the
+/// delete deadline the shim kills that process itself, and `ctr task rm` finishes with
+/// nothing left.
+#[test]
+#[cfg_attr(
+    go_shim,
+    ignore = "rsrunc only: the Go shim has no deadline, ctr task rm hangs as long as the runtime's delete"
+)]
+fn a_delete_while_the_runtime_hangs_kills_what_is_left_in_the_cgroup() {
+    rsrunc_e2e::ours_only();
+    let d = Daemon::start();
+    let id = unique_id("fpdelleft");
+    // The host's pid namespace, through this test's own (pid 1's may not be open to it).
+    let host_pid_ns = format!("pid:/proc/{}/ns/pid", std::process::id());
+    let mut flags = vec!["-d".to_string(), "--with-ns".into(), host_pid_ns];
+    flags.extend(fp_flags_with(
+        &d,
+        "delete",
+        "hang",
+        "DeleteTimeout = \"3s\"\n",
+    ));
+    flags.extend(["--annotation".into(), "rsrunc.failpoint.kill=fail".into()]);
+    run(
+        &d,
+        &flags,
+        &id,
+        &["/bin/sh", "-c", "sleep 3037 & exec sleep 3038"],
+    )
+    .ok();
+    d.wait_status(&id, "RUNNING");
+    let init = d.task_pid(&id).expect("the task's pid");
+    let left = || {
+        processes()
+            .into_iter()
+            .find(|p| p.cmdline.get(1).is_some_and(|a| a == "3037"))
+            .map(|p| p.pid)
+    };
+    assert!(
+        poll_until(Duration::from_secs(10), || left().is_some()),
+        "no sleep 3037 in {id}"
+    );
+    // The runtime cannot kill: the init dies from outside, its child stays.
+    kill(Pid::from_raw(init), Signal::SIGKILL).unwrap();
+    d.wait_status(&id, "STOPPED");
+    let child = left().expect("the init's child died with it");
+    delete_with_a_hung_runtime(&d, &["task", "rm", &id], &id, init);
+    assert!(
+        !alive(child),
+        "the process left in the cgroup ({child}) is alive"
+    );
+}
+
+/// `ctr task rm` (`rm`, its arguments) of container `id` (init `init`), whose runtime
+/// hangs in `delete`: it succeeds once the delete deadline has passed, and leaves no task,
+/// init, runtime process, runtime state or cgroup; the shim's log says what it did;
+/// `ctr c rm` then leaves nothing at all.
+fn delete_with_a_hung_runtime(d: &Daemon, rm: &[&str], id: &str, init: i32) {
+    assert!(runc_state(d, id).is_dir(), "no runc state for {id}");
+    assert!(!cgroups_left(d, id).is_empty(), "no cgroup found for {id}");
+    let ctr = d.ctr_spawn(rm);
+    assert!(
+        poll_until(Duration::from_secs(20), || !fp_processes(id).is_empty()),
+        "the runtime's delete never started"
+    );
+    let (code, err) =
+        finish(ctr, Duration::from_secs(60)).expect("ctr task rm still hangs after 60 s");
+    assert_eq!(code, 0, "ctr {rm:?}: {err}");
+    assert_eq!(d.task_status(id), None, "the task is still there");
+    assert!(!alive(init), "the init {init} is alive");
+    assert!(fp_processes(id).is_empty(), "the hung runtime is left");
+    assert!(
+        !runc_state(d, id).exists(),
+        "runc state {} is left",
+        runc_state(d, id).display()
+    );
+    // Removed by the shim before it answered: nothing to wait for.
+    assert_eq!(cgroups_left(d, id), Vec::<PathBuf>::new(), "cgroups left");
+    let log = d.log();
+    let said = format!("finished the delete of {id} itself");
+    let line = log.lines().find(|l| l.contains(&said));
+    eprintln!("the shim's log: {line:?}");
+    assert!(
+        line.is_some(),
+        "the shim's log does not say it finished the delete:\n{log}"
+    );
+    remove(d, id);
+    assert_nothing_left(d, id);
+}
+
 /// A create the runtime never finishes (runc created the container, then the runtime
 /// hangs): at the create deadline the runtime is killed, Create fails with
 /// DeadlineExceeded, and nothing of the container is left.

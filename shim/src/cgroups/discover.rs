@@ -26,7 +26,8 @@ impl Cgroups {
 
     /// The cgroups named in `proc_cgroup` (the text of /proc/PID/cgroup), located through
     /// the mounts in `mountinfo`. A hybrid host (v1 controllers and a "0::" line) counts as
-    /// v1, as containerd does; `unified` says the host has only cgroup v2.
+    /// v1, as containerd does, with the unified directory beside the controllers' (where
+    /// runc and crun put a container too); `unified` says the host has only cgroup v2.
     pub fn parse(proc_cgroup: &str, mountinfo: &str, unified: bool) -> io::Result<Cgroups> {
         let mounts: Vec<MountInfo> = crate::mountinfo::parse(mountinfo).collect();
         // (hierarchy id, controllers, path) per line, e.g. ("4", "memory", "/docker/abc").
@@ -41,6 +42,19 @@ impl Cgroups {
             .iter()
             .filter(|(id, ctrls, _)| *id != "0" && !ctrls.is_empty())
             .collect();
+        let v2_line = lines
+            .iter()
+            .find(|(id, ctrls, _)| *id == "0" && ctrls.is_empty())
+            .map(|(_, _, p)| *p);
+        // The mount at /sys/fs/cgroup first, then any other.
+        let v2_mounts: Vec<&MountInfo> = mounts.iter().filter(|m| m.fs_type == "cgroup2").collect();
+        let v2_dir = |path: &str| {
+            v2_mounts
+                .iter()
+                .filter(|m| m.mount_point == Path::new(super::UNIFIED_MOUNT))
+                .chain(&v2_mounts)
+                .find_map(|m| dir_of(m, path))
+        };
         if !unified && !v1_lines.is_empty() {
             let mut dirs = BTreeMap::new();
             for (_, ctrls, path) in v1_lines {
@@ -68,31 +82,23 @@ impl Cgroups {
                     "find cgroup v1 directories: no cgroup mount holds the process's controllers",
                 ));
             }
+            if let Some(dir) = v2_line.and_then(v2_dir) {
+                dirs.insert(super::HYBRID_UNIFIED.to_string(), dir);
+            }
             return Ok(Cgroups::V1(dirs));
         }
-        let path = lines
-            .iter()
-            .find(|(id, ctrls, _)| *id == "0" && ctrls.is_empty())
-            .map(|(_, _, p)| *p)
-            .ok_or_else(|| {
-                io::Error::new(
-                    io::ErrorKind::NotFound,
-                    "find cgroup v2 directory: no \"0::\" line for the process",
-                )
-            })?;
-        // The mount at /sys/fs/cgroup first, then any other.
-        let v2_mounts: Vec<&MountInfo> = mounts.iter().filter(|m| m.fs_type == "cgroup2").collect();
-        let dir = v2_mounts
-            .iter()
-            .filter(|m| m.mount_point == Path::new(super::UNIFIED_MOUNT))
-            .chain(&v2_mounts)
-            .find_map(|m| dir_of(m, path))
-            .ok_or_else(|| {
-                io::Error::new(
-                    io::ErrorKind::NotFound,
-                    format!("find cgroup v2 directory: no cgroup2 mount holds {path}"),
-                )
-            })?;
+        let path = v2_line.ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                "find cgroup v2 directory: no \"0::\" line for the process",
+            )
+        })?;
+        let dir = v2_dir(path).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("find cgroup v2 directory: no cgroup2 mount holds {path}"),
+            )
+        })?;
         Ok(Cgroups::V2(dir))
     }
 }
@@ -167,7 +173,12 @@ mod tests {
             "/sys/fs/cgroup/net_cls,net_prio/docker/abc"
         );
         assert_eq!(dir("name=systemd"), "/sys/fs/cgroup/systemd/docker/abc");
-        assert_eq!(dirs.len(), 9, "{dirs:?}");
+        // The unified hierarchy beside them.
+        assert_eq!(
+            dir(super::super::HYBRID_UNIFIED),
+            "/sys/fs/cgroup/unified/system.slice/containerd.service"
+        );
+        assert_eq!(dirs.len(), 10, "{dirs:?}");
     }
 
     #[test]

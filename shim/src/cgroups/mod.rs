@@ -7,11 +7,14 @@
 //! - [`v1`], [`v2`]: the statistics, read as containerd's cgroups library reads them and
 //!   written as its Metrics messages (through `rsrunc_protos::metrics`).
 //! - [`oom`]: OOM notifications and which of them are news.
+//! - [`teardown`]: killing what is in a container's cgroups and removing them, when the
+//!   runtime that should have could not.
 
 mod discover;
 mod files;
 mod join;
 mod oom;
+mod teardown;
 mod v1;
 mod v2;
 
@@ -29,11 +32,15 @@ pub use self::oom::{OomCount, OomKills, OomWatcher, Verdict};
 /// [`Cgroups::of_pid`] takes for v2).
 const UNIFIED_MOUNT: &str = "/sys/fs/cgroup";
 
+/// In [`Cgroups::V1`], the key of the directory in the unified hierarchy of a hybrid host
+/// (where runc and crun put a container too), as runc keys it.
+const HYBRID_UNIFIED: &str = "";
+
 /// Where a process's cgroups are.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Cgroups {
     /// Controller name ("memory", "cpu", "cpuacct", "name=systemd", ...) to its absolute
-    /// directory.
+    /// directory; on a hybrid host, `HYBRID_UNIFIED` to the unified one.
     V1(BTreeMap<String, PathBuf>),
     /// The one directory in the unified hierarchy.
     V2(PathBuf),
@@ -63,53 +70,6 @@ impl Cgroups {
             Cgroups::V1(_) => Ok(()),
             Cgroups::V2(dir) => v2::enable_controllers(Path::new(UNIFIED_MOUNT), dir),
         }
-    }
-
-    /// SIGKILL to every process in the cgroup, without the runtime: v2's `cgroup.kill`
-    /// where the kernel has it (5.14), else each pid of `cgroup.procs` (on v1, of the
-    /// first hierarchy that has the file). Returns how many processes were signalled
-    /// (`cgroup.kill` counts as one).
-    pub fn kill_all(&self) -> io::Result<usize> {
-        let dir = match self {
-            Cgroups::V2(dir) => {
-                // Never created: a kernel before 5.14 has no such file.
-                let kill = std::fs::OpenOptions::new()
-                    .write(true)
-                    .open(dir.join("cgroup.kill"))
-                    .and_then(|mut f| std::io::Write::write_all(&mut f, b"1"));
-                match kill {
-                    Ok(()) => return Ok(1),
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(e) => {
-                        return Err(io::Error::new(
-                            e.kind(),
-                            format!("write {}/cgroup.kill: {e}", dir.display()),
-                        ))
-                    }
-                }
-                dir.as_path()
-            }
-            Cgroups::V1(dirs) => {
-                // pids and freezer are where runtimes always put a container; any will do.
-                let first = ["pids", "freezer", "memory", "cpu"]
-                    .iter()
-                    .filter_map(|c| dirs.get(*c))
-                    .chain(dirs.values())
-                    .find(|d| d.join("cgroup.procs").exists());
-                match first {
-                    Some(d) => d.as_path(),
-                    None => return Ok(0),
-                }
-            }
-        };
-        let procs = files::read(dir, "cgroup.procs")?.unwrap_or_default();
-        let mut n = 0;
-        for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
-            if crate::sys::kill(pid, libc::SIGKILL).is_ok() {
-                n += 1;
-            }
-        }
-        Ok(n)
     }
 
     /// The memory controller's directory, and whether it is cgroup v2.
@@ -151,38 +111,6 @@ mod tests {
     use containerd_shim_protos::cgroups::metrics as pb1;
     use containerd_shim_protos::cgroups_v2::metrics as pb2;
     use containerd_shim_protos::protobuf::Message;
-
-    #[test]
-    fn kill_all_reaches_every_process_listed() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut children: Vec<std::process::Child> = (0..2)
-            .map(|_| {
-                std::process::Command::new("sleep")
-                    .arg("100")
-                    .spawn()
-                    .unwrap()
-            })
-            .collect();
-        let procs: String = children.iter().map(|c| format!("{}\n", c.id())).collect();
-        std::fs::write(dir.path().join("cgroup.procs"), procs).unwrap();
-        // v2 without cgroup.kill (before 5.14), and v1 through its pids hierarchy.
-        let v2 = Cgroups::V2(dir.path().to_path_buf());
-        assert_eq!(v2.kill_all().unwrap(), 2);
-        assert!(
-            !dir.path().join("cgroup.kill").exists(),
-            "created cgroup.kill"
-        );
-        for c in &mut children {
-            use std::os::unix::process::ExitStatusExt;
-            assert_eq!(c.wait().unwrap().signal(), Some(libc::SIGKILL));
-        }
-        let v1 = Cgroups::V1(BTreeMap::from([(
-            "pids".to_string(),
-            dir.path().to_path_buf(),
-        )]));
-        std::fs::write(dir.path().join("cgroup.procs"), "").unwrap();
-        assert_eq!(v1.kill_all().unwrap(), 0);
-    }
 
     #[test]
     fn oom_kills_on_both_versions() {

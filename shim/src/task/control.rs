@@ -62,7 +62,7 @@ impl Tasks {
     /// SIGKILL without the runtime: to the init, and with `all` (or when the container
     /// shares the host's pid namespace, where the init's death takes nothing with it) to
     /// every process in its cgroup. How many processes were signalled.
-    fn kill_directly(&self, c: &Container, id: &str, all: bool) -> Result<usize> {
+    pub(super) fn kill_directly(&self, c: &Container, id: &str, all: bool) -> Result<usize> {
         let mut n = 0;
         let init = self.sup.view(id, "")?;
         if !matches!(init.status, Status::Stopped(_)) && init.pid > 0 {

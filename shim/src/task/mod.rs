@@ -12,6 +12,7 @@ mod control;
 mod exec;
 mod process;
 mod serial;
+mod teardown;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -337,10 +338,14 @@ impl Tasks {
         let mut t = crate::trace::span("delete", id);
         let op = c.serial.lock();
         let init = self.sup.check(id, "", Op::Delete)?;
-        if let Err(e) = c.runtime.delete(id, true) {
-            if !e.is_not_found() {
-                return Err(Error::runtime(e));
+        match c.runtime.delete(id, true) {
+            Ok(()) => {}
+            Err(e) if e.is_not_found() => {}
+            // A hung runtime must not keep a forced delete from finishing.
+            Err(e @ runc_driver::Error::DeadlineExceeded { .. }) => {
+                self.delete_without_runtime(&c, Error::runtime(e))?
             }
+            Err(e) => return Err(Error::runtime(e)),
         }
         crate::trace::mark(&mut t, "runtime_delete");
         drop(op);
