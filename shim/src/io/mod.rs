@@ -17,10 +17,12 @@ use runc_driver::Stdio;
 
 mod console;
 mod copy;
+mod flush;
 mod logger_binary;
 mod target;
 pub use console::ConsoleSocket;
 use copy::{copy_output, copy_stdin, drained, open_output_fifo, OutputFifo};
+pub use flush::{Flush, Then};
 use logger_binary::BinaryLogger;
 use target::{chown, fifo_path, open_log_file, Target};
 
@@ -57,6 +59,9 @@ pub struct ProcessIo {
     /// see drained.
     done: Receiver<Option<File>>,
     outputs: usize,
+    /// The flush of the output copiers that write to fifos, when the process exits; None
+    /// without any.
+    flush: Option<Arc<Flush>>,
     /// A terminal's master end, for ResizePty; let go of when the process's output ends.
     console: Arc<Mutex<Option<File>>>,
     /// The `binary://` logging program, stopped at Delete.
@@ -134,6 +139,7 @@ impl ProcessIo {
         let mut outputs = 0;
         let mut stdin_close = None;
         let mut stdin_fifo = None;
+        let mut flush = None;
 
         if !paths.stdin.is_empty() {
             let path = fifo_path(&paths.stdin, "stdin")?;
@@ -163,8 +169,13 @@ impl ProcessIo {
                         sys::pipe().map_err(|e| Error::io(format!("create {name} pipe"), e))?;
                     let tx = done_tx.clone();
                     outputs += 1;
+                    let f = match &flush {
+                        Some(f) => Arc::clone(f),
+                        None => Arc::clone(flush.insert(Flush::new()?)),
+                    };
+                    f.register();
                     spawn(name, move || {
-                        copy_output(File::from(r), &mut fifo.writer, name);
+                        copy_output(File::from(r), &mut fifo.writer, name, Some(&f), true);
                         let _ = tx.send(Some(fifo.close()));
                     })?;
                     w
@@ -212,6 +223,7 @@ impl ProcessIo {
                 stdin_fifo,
                 done,
                 outputs,
+                flush,
                 console: Arc::new(Mutex::new(None)),
                 logger,
             },
@@ -258,15 +270,24 @@ impl ProcessIo {
                 Some(Output::Other(File::from(w)))
             }
         };
+        let mut flush = None;
         if let Some(mut to) = output {
             let console = Arc::clone(&console);
             outputs = 1;
+            // Only output to a fifo holds the exit back.
+            if let Output::Fifo(_) = to {
+                flush = Some(Flush::new()?);
+            }
+            let f = flush.clone();
+            if let Some(f) = &f {
+                f.register();
+            }
             spawn("console", move || {
                 let writer = match &mut to {
                     Output::Fifo(fifo) => &mut fifo.writer,
                     Output::Other(file) => file,
                 };
-                copy_output(master, writer, "terminal");
+                copy_output(master, writer, "terminal", f.as_deref(), false);
                 // The process is gone with its end of the terminal: close ours.
                 lock(&console).take();
                 let fifo = match to {
@@ -281,9 +302,16 @@ impl ProcessIo {
             stdin_fifo,
             done,
             outputs,
+            flush,
             console,
             logger,
         })
+    }
+
+    /// What flushes the output copiers that write to fifos when the process exits
+    /// ([`Flush::request`]); None without any, when nothing holds the exit back.
+    pub fn flusher(&self) -> Option<Arc<Flush>> {
+        self.flush.clone()
     }
 
     /// ResizePty.
