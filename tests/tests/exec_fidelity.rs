@@ -438,3 +438,68 @@ fn an_exec_output_is_all_in_its_fifo_when_its_exit_is_known() {
         d.ctr(&["containers", "rm", &id]).ok();
     }
 }
+
+/// A client that reads nothing until the exec has exited (its fifo full, the rest of the
+/// output waiting in the shim's pipe) still gets Wait's answer, and then all the output
+/// when it reads: the exit waits for the output only a bounded time, and the output is
+/// not dropped when it stops waiting.
+#[test]
+fn an_exec_whose_client_reads_nothing_still_exits_and_keeps_its_output() {
+    use std::os::unix::fs::OpenOptionsExt;
+    const SIZE: usize = 100 * 1024;
+    let d = Daemon::start();
+    for oci in Oci::ALL {
+        let id = unique_id("noread");
+        d.run_detached(oci, &id, &["/bin/sleep", "300"]);
+        let (conn, base) = shim_of(&d, &id);
+        let path = d.dir().join(format!("{id}.out"));
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        // Opened, not read: the fifo fills up.
+        let mut client = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+            .open(&path)
+            .unwrap();
+        let err = Fifo::new(d.dir(), &format!("{id}.err"));
+        let out = Fifo {
+            path: path.clone(),
+            reader: None,
+        };
+        let process = with_args(&base, &["/bin/sh", "-c", "head -c 102400 /dev/zero"]);
+        let req = exec_request(&id, "quiet", &process, false, &out, Some(&err));
+        let _: Empty = conn.call("Exec", &req).unwrap();
+        conn.start_process(&id, "quiet").unwrap();
+        assert_eq!(conn.wait_process(&id, "quiet").exit_status, 0, "{oci:?}");
+        // Now the client reads, with Delete (which waits for it to have read) alongside.
+        let reader = std::thread::spawn(move || {
+            let mut all = Vec::new();
+            let mut buf = vec![0u8; 64 * 1024];
+            let done = rsrunc_e2e::poll_until(std::time::Duration::from_secs(20), || {
+                while let Ok(n @ 1..) = client.read(&mut buf) {
+                    all.extend_from_slice(&buf[..n]);
+                }
+                all.len() >= SIZE
+            });
+            (done, all.len())
+        });
+        let deleted: DeleteResponse = conn
+            .call(
+                "Delete",
+                &DeleteRequest {
+                    id: id.clone(),
+                    exec_id: "quiet".into(),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        assert_eq!(deleted.exit_status, 0, "{oci:?}");
+        let (done, got) = reader.join().unwrap();
+        assert!(done, "{oci:?}: {got} of {SIZE} bytes arrived");
+        assert_eq!(got, SIZE, "{oci:?}");
+        err.text();
+        d.ctr(&["task", "kill", "-s", "SIGKILL", &id]).ok();
+        d.wait_status(&id, "STOPPED");
+        d.ctr(&["task", "rm", &id]).ok();
+        d.ctr(&["containers", "rm", &id]).ok();
+    }
+}

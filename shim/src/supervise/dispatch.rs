@@ -247,8 +247,9 @@ impl<P: Send + Sync + 'static> Supervisor<P> {
 
     /// Waits up to `timeout` for the exit of an exiting process to be made final (its
     /// output flushed), then makes it final anyway; returns at once for any other, and
-    /// for an init whose execs are live (its exit waits for theirs). Its TaskExit is
-    /// published when this returns: a Delete after it publishes TaskDelete after it.
+    /// for an init whose execs are live (its exit waits for theirs). Every exit made final
+    /// is published when this returns: a Delete after it publishes TaskDelete after the
+    /// TaskExit.
     pub fn settle(&self, id: &str, exec_id: &str, timeout: Duration) -> Result<()> {
         let key = Key::new(id, exec_id);
         let exiting = {
