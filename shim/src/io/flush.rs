@@ -290,6 +290,16 @@ mod tests {
     /// request has answered already.
     #[test]
     fn a_flush_with_nothing_to_wait_for_ends_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("out.log");
+        let paths = StdioPaths {
+            stdout: format!("file://{}", log.display()),
+            ..Default::default()
+        };
+        let (_stdio, io) = ProcessIo::open(&paths, OWNER).unwrap();
+        assert!(io.flusher().is_none(), "a file:// output has no copier");
+        let (_stdio, io) = ProcessIo::open(&StdioPaths::default(), OWNER).unwrap();
+        assert!(io.flusher().is_none(), "no output at all");
         let f = Flush::new().unwrap();
         let (tx, rx) = channel();
         f.request(
