@@ -326,7 +326,9 @@ fn pb_status(s: Status) -> PbStatus {
     match s {
         // Starting is ours: containerd's Go shim stays created until start returns.
         Status::Created | Status::Starting => PbStatus::CREATED,
-        Status::Running => PbStatus::RUNNING,
+        // Reaped, its exit not final yet (its output on its way to its fifos): as for
+        // Wait and TaskExit, it has not exited until it is.
+        Status::Running | Status::Exiting(_) => PbStatus::RUNNING,
         Status::Paused => PbStatus::PAUSED,
         Status::Stopped(_) => PbStatus::STOPPED,
     }

@@ -2,13 +2,15 @@
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use nix::fcntl::OFlag;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use super::fifo_path;
+use super::flush::Flush;
 use crate::error::{Error, Result};
 use crate::sys;
 
@@ -23,7 +25,6 @@ const DRAIN_POLL: Duration = Duration::from_millis(2);
 /// (Docker, containerd's CRI plugin) must see that end as soon as the process's output
 /// ends, so no writer of ours may stay open until Delete.
 pub(super) fn drained(fifo: &File, deadline: Instant) -> bool {
-    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     // ENXIO: no reader is left.
     let Ok(writer) = sys::reopen(fifo, OFlag::O_WRONLY | OFlag::O_NONBLOCK) else {
         return true;
@@ -89,17 +90,229 @@ pub(super) fn open_output_fifo(uri: &str, name: &str) -> Result<OutputFifo> {
     })
 }
 
-/// pipe (or terminal) -> fifo until every writer of the pipe is gone, or the terminal's
-/// other end is closed (EIO). std's copy splices between fds where it can.
-pub(super) fn copy_output(mut from: File, to: &mut File, name: &str) {
-    if let Err(e) = std::io::copy(&mut from, to) {
-        if e.raw_os_error() == Some(libc::EIO) {
-            return;
+/// pipe (or terminal) -> where the output goes, until every writer of the pipe is gone or
+/// the terminal's other end is closed (EIO). With `flush`, the copier answers a flush
+/// request once it has read its source until it was empty and written all it read (or at
+/// the request's deadline, if the destination takes nothing), or at its end.
+///
+/// The destination is made non-blocking, so that a full fifo never keeps the copier from
+/// seeing a request; `splice` moves pipe pages without copying them (a terminal is read
+/// through a buffer).
+pub(super) fn copy_output(
+    from: File,
+    to: &mut File,
+    name: &str,
+    flush: Option<&Flush>,
+    splice: bool,
+) {
+    if let Err(e) = sys::set_nonblocking(&*to) {
+        log::warn!("copy {name}: make the destination non-blocking: {e}");
+    }
+    let mut pump = Pump {
+        from,
+        to,
+        name,
+        mode: if splice { Mode::Splice } else { Mode::buffer() },
+    };
+    // The flush this copier still owes an answer to, and its deadline once asked.
+    let mut owes = flush;
+    let mut deadline = None;
+    loop {
+        if deadline.is_none() {
+            deadline = owes.and_then(Flush::asked);
         }
-        // The reader went away for good (EPIPE cannot happen: we hold a reader), or the
-        // fifo was removed. Keep draining so the process never blocks on a full pipe.
-        log::warn!("copy {name}: {e}; discarding the rest");
-        let _ = std::io::copy(&mut from, &mut std::io::sink());
+        let step = pump.step();
+        let overdue = deadline.is_some_and(|d| Instant::now() >= d);
+        let answer = match step {
+            Step::End => true,
+            // Empty after the request was seen: all that came before it is moved.
+            Step::Empty => deadline.is_some(),
+            Step::Moved | Step::Full => overdue,
+        };
+        if let Some(f) = owes.filter(|_| answer) {
+            if overdue && matches!(step, Step::Moved | Step::Full) {
+                log::warn!(
+                    "copy {name}: output not all in the fifo by its exit's deadline \
+                     (the client reads nothing, or a process left behind keeps writing)"
+                );
+            }
+            f.answer();
+            (owes, deadline) = (None, None);
+        }
+        // Wait for the source or the destination, and for a request not seen yet or the
+        // deadline of one that was.
+        let wake = owes.filter(|_| deadline.is_none()).map(Flush::wake);
+        let by = owes.and(deadline);
+        match step {
+            Step::End => return,
+            Step::Moved => {}
+            Step::Empty => wait(pump.from.as_fd(), PollFlags::POLLIN, wake, by),
+            Step::Full => wait(pump.to.as_fd(), PollFlags::POLLOUT, wake, by),
+        }
+    }
+}
+
+/// What one step of a [`Pump`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// Moved some bytes: look again.
+    Moved,
+    /// The source holds nothing now.
+    Empty,
+    /// The destination takes nothing now.
+    Full,
+    /// The source's end.
+    End,
+}
+
+/// Moves bytes from a process's output to where they go, without blocking.
+struct Pump<'a> {
+    from: File,
+    to: &'a mut File,
+    name: &'a str,
+    mode: Mode,
+}
+
+enum Mode {
+    /// Pipe pages moved by `splice`.
+    Splice,
+    /// Read, then written: `buf[start..end]` is read and not yet written.
+    Buffer {
+        buf: Vec<u8>,
+        start: usize,
+        end: usize,
+    },
+    /// The destination failed for good: read and dropped, so the process never blocks on
+    /// a full pipe.
+    Discard(Vec<u8>),
+}
+
+/// How much one step moves at most.
+const CHUNK: usize = 64 * 1024;
+/// The buffer of a copier that cannot splice (a terminal).
+const BUFFER: usize = 16 * 1024;
+
+impl Mode {
+    fn buffer() -> Mode {
+        Mode::Buffer {
+            buf: vec![0; BUFFER],
+            start: 0,
+            end: 0,
+        }
+    }
+}
+
+impl Pump<'_> {
+    fn step(&mut self) -> Step {
+        use nix::errno::Errno;
+        use nix::fcntl::SpliceFFlags;
+        match &mut self.mode {
+            Mode::Splice => {
+                let flags = SpliceFFlags::SPLICE_F_NONBLOCK | SpliceFFlags::SPLICE_F_MOVE;
+                match nix::fcntl::splice(&self.from, None, &*self.to, None, CHUNK, flags) {
+                    Ok(0) => Step::End,
+                    Ok(_) | Err(Errno::EINTR) => Step::Moved,
+                    // Either side: the source is empty, or the destination full.
+                    Err(Errno::EAGAIN) if readable(&self.from) => Step::Full,
+                    Err(Errno::EAGAIN) => Step::Empty,
+                    // Not two pipes after all, or a failing side: read and write instead,
+                    // which tells the sides apart.
+                    Err(e) => {
+                        log::debug!("copy {}: splice: {e}; copying through a buffer", self.name);
+                        self.mode = Mode::buffer();
+                        Step::Moved
+                    }
+                }
+            }
+            Mode::Buffer { buf, start, end } if *start < *end => {
+                match self.to.write(&buf[*start..*end]) {
+                    Ok(n) => {
+                        *start += n;
+                        Step::Moved
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Step::Full,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => Step::Moved,
+                    Err(e) => {
+                        // The fifo was removed or the logging program went away (EPIPE
+                        // cannot happen on a fifo: we hold a reader).
+                        log::warn!("copy {}: {e}; discarding the rest", self.name);
+                        self.mode = Mode::Discard(std::mem::take(buf));
+                        Step::Moved
+                    }
+                }
+            }
+            Mode::Buffer { buf, start, end } => match read_now(&self.from, self.name, buf) {
+                Ok(n) => {
+                    (*start, *end) = (0, n);
+                    Step::Moved
+                }
+                Err(step) => step,
+            },
+            Mode::Discard(buf) => read_now(&self.from, self.name, buf)
+                .err()
+                .unwrap_or(Step::Moved),
+        }
+    }
+}
+
+/// Reads what `from` holds now, without waiting: a count, or Empty or End.
+fn read_now(mut from: &File, name: &str, buf: &mut [u8]) -> std::result::Result<usize, Step> {
+    // A terminal is not made non-blocking (its master is shared with the stdin copier and
+    // the resizer): ask poll first, which a terminal answers after running the pending
+    // work that brings the other end's writes in.
+    if !readable(&from) {
+        return Err(Step::Empty);
+    }
+    match from.read(buf) {
+        Ok(0) => Err(Step::End),
+        Ok(n) => Ok(n),
+        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => Ok(0),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Err(Step::Empty),
+        // EIO: the terminal's other end is closed.
+        Err(e) if e.raw_os_error() == Some(libc::EIO) => Err(Step::End),
+        Err(e) => {
+            log::warn!("copy {name}: read: {e}");
+            Err(Step::End)
+        }
+    }
+}
+
+/// Whether `fd` polls readable, or hung up or failed (a read then tells which), now.
+fn readable(fd: &impl AsFd) -> bool {
+    let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+    match poll(&mut fds, PollTimeout::ZERO) {
+        Ok(_) => fds[0].revents().is_some_and(|r| !r.is_empty()),
+        // Let a read tell.
+        Err(_) => true,
+    }
+}
+
+/// Waits until `fd` polls `events` (or hangs up or fails), `wake` hangs up, or
+/// `deadline` passes.
+fn wait(
+    fd: BorrowedFd<'_>,
+    events: PollFlags,
+    wake: Option<BorrowedFd<'_>>,
+    deadline: Option<Instant>,
+) {
+    let timeout = match deadline {
+        None => PollTimeout::NONE,
+        Some(d) => {
+            // Rounded up: a deadline less than a millisecond away is not spun on.
+            let left = d.saturating_duration_since(Instant::now()) + Duration::from_micros(999);
+            PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX)
+        }
+    };
+    let mut fds = vec![PollFd::new(fd, events)];
+    if let Some(w) = wake {
+        fds.push(PollFd::new(w, PollFlags::POLLIN));
+    }
+    match poll(&mut fds, timeout) {
+        Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+        Err(e) => {
+            log::warn!("poll an output copier: {e}");
+            std::thread::sleep(DRAIN_POLL);
+        }
     }
 }
 
@@ -150,11 +363,7 @@ pub(super) fn copy_stdin(path: &Path, mut pipe: File, cancel: &File) {
 }
 
 /// Waits until `data` or `cancel` is readable (or hung up); says which.
-fn wait_readable(
-    data: &impl std::os::fd::AsFd,
-    cancel: &impl std::os::fd::AsFd,
-) -> std::io::Result<(bool, bool)> {
-    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+fn wait_readable(data: &impl AsFd, cancel: &impl AsFd) -> std::io::Result<(bool, bool)> {
     loop {
         let mut fds = [
             PollFd::new(data.as_fd(), PollFlags::POLLIN),

@@ -7,7 +7,7 @@
 use std::fs::File;
 use std::io::Write;
 use std::os::fd::OwnedFd;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::mpsc::{channel, Receiver};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -17,10 +17,14 @@ use runc_driver::Stdio;
 
 mod console;
 mod copy;
+mod flush;
 mod logger_binary;
+mod target;
 pub use console::ConsoleSocket;
 use copy::{copy_output, copy_stdin, drained, open_output_fifo, OutputFifo};
-use logger_binary::{BinaryLogger, LoggerCommand};
+pub use flush::{Flush, Then};
+use logger_binary::BinaryLogger;
+use target::{chown, fifo_path, open_log_file, Target};
 
 /// Whose streams these are: the owner of the pipes, and what a logging binary is told.
 #[derive(Debug, Clone, Copy)]
@@ -29,35 +33,6 @@ pub struct IoOwner<'a> {
     pub gid: u32,
     pub container_id: &'a str,
     pub namespace: &'a str,
-}
-
-/// Where one output stream goes, from its URI.
-#[derive(Debug, PartialEq, Eq)]
-enum Target {
-    None,
-    Fifo(PathBuf),
-    File(PathBuf),
-    Binary(LoggerCommand),
-}
-
-impl Target {
-    fn parse(uri: &str, stream: &str) -> Result<Target> {
-        if uri.is_empty() {
-            return Ok(Target::None);
-        }
-        if let Some(p) = uri.strip_prefix("file://") {
-            if !p.starts_with('/') {
-                return Err(Error::invalid(format!(
-                    "{stream} {uri:?}: a file:// URI needs an absolute path"
-                )));
-            }
-            return Ok(Target::File(PathBuf::from(p)));
-        }
-        if LoggerCommand::is_logger_uri(uri) {
-            return Ok(Target::Binary(LoggerCommand::parse(uri)?));
-        }
-        Ok(Target::Fifo(fifo_path(uri, stream)?))
-    }
 }
 
 use crate::error::{Error, Result};
@@ -84,6 +59,9 @@ pub struct ProcessIo {
     /// see drained.
     done: Receiver<Option<File>>,
     outputs: usize,
+    /// The flush of the output copiers that write to fifos, when the process exits; None
+    /// without any.
+    flush: Option<Arc<Flush>>,
     /// A terminal's master end, for ResizePty; let go of when the process's output ends.
     console: Arc<Mutex<Option<File>>>,
     /// The `binary://` logging program, stopped at Delete.
@@ -161,6 +139,7 @@ impl ProcessIo {
         let mut outputs = 0;
         let mut stdin_close = None;
         let mut stdin_fifo = None;
+        let mut flush = None;
 
         if !paths.stdin.is_empty() {
             let path = fifo_path(&paths.stdin, "stdin")?;
@@ -190,8 +169,13 @@ impl ProcessIo {
                         sys::pipe().map_err(|e| Error::io(format!("create {name} pipe"), e))?;
                     let tx = done_tx.clone();
                     outputs += 1;
+                    let f = match &flush {
+                        Some(f) => Arc::clone(f),
+                        None => Arc::clone(flush.insert(Flush::new()?)),
+                    };
+                    f.register();
                     spawn(name, move || {
-                        copy_output(File::from(r), &mut fifo.writer, name);
+                        copy_output(File::from(r), &mut fifo.writer, name, Some(&f), true);
                         let _ = tx.send(Some(fifo.close()));
                     })?;
                     w
@@ -239,6 +223,7 @@ impl ProcessIo {
                 stdin_fifo,
                 done,
                 outputs,
+                flush,
                 console: Arc::new(Mutex::new(None)),
                 logger,
             },
@@ -285,15 +270,24 @@ impl ProcessIo {
                 Some(Output::Other(File::from(w)))
             }
         };
+        let mut flush = None;
         if let Some(mut to) = output {
             let console = Arc::clone(&console);
             outputs = 1;
+            // Only output to a fifo holds the exit back.
+            if let Output::Fifo(_) = to {
+                flush = Some(Flush::new()?);
+            }
+            let f = flush.clone();
+            if let Some(f) = &f {
+                f.register();
+            }
             spawn("console", move || {
                 let writer = match &mut to {
                     Output::Fifo(fifo) => &mut fifo.writer,
                     Output::Other(file) => file,
                 };
-                copy_output(master, writer, "terminal");
+                copy_output(master, writer, "terminal", f.as_deref(), false);
                 // The process is gone with its end of the terminal: close ours.
                 lock(&console).take();
                 let fifo = match to {
@@ -308,9 +302,16 @@ impl ProcessIo {
             stdin_fifo,
             done,
             outputs,
+            flush,
             console,
             logger,
         })
+    }
+
+    /// What flushes the output copiers that write to fifos when the process exits
+    /// ([`Flush::request`]); None without any, when nothing holds the exit back.
+    pub fn flusher(&self) -> Option<Arc<Flush>> {
+        self.flush.clone()
     }
 
     /// ResizePty.
@@ -373,19 +374,6 @@ impl ProcessIo {
     }
 }
 
-/// `file://PATH`: appended to, created if missing (with its directory).
-fn open_log_file(path: &Path, name: &str) -> Result<File> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| Error::io_at(format!("create the directory of {name} log"), path, e))?;
-    }
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(|e| Error::io_at(format!("open {name} log file"), path, e))
-}
-
 fn lock(m: &Mutex<Option<File>>) -> std::sync::MutexGuard<'_, Option<File>> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -406,50 +394,9 @@ fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<()> {
         .map_err(|e| Error::io(format!("start {name} copier"), e))
 }
 
-/// A fifo path, plain or as `fifo://`. Any other scheme here is refused by name.
-fn fifo_path(uri: &str, stream: &str) -> Result<PathBuf> {
-    if let Some(p) = uri.strip_prefix("fifo://") {
-        return Ok(PathBuf::from(p));
-    }
-    if let Some((scheme, _)) = uri.split_once("://") {
-        let also = if stream == "stdin" {
-            ""
-        } else {
-            ", file://, binary:// or binary-v2://"
-        };
-        return Err(Error::invalid(format!(
-            "{stream} {uri:?}: unknown stdio scheme {scheme}://; use a fifo path{also}"
-        )));
-    }
-    if !Path::new(uri).is_absolute() {
-        return Err(Error::invalid(format!(
-            "{stream} {uri:?} is not an absolute fifo path"
-        )));
-    }
-    Ok(PathBuf::from(uri))
-}
-
-fn chown(fd: &OwnedFd, uid: u32, gid: u32) -> Result<()> {
-    if uid == 0 && gid == 0 {
-        return Ok(());
-    }
-    nix::unistd::fchown(
-        fd,
-        Some(nix::unistd::Uid::from_raw(uid)),
-        Some(nix::unistd::Gid::from_raw(gid)),
-    )
-    .map_err(|e| {
-        Error::io(
-            format!("chown stdio pipe to {uid}:{gid} (IoUid/IoGid)"),
-            e.into(),
-        )
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use containerd_shim_protos::ttrpc::Code;
     use std::io::Read;
 
     const OWNER: IoOwner<'static> = IoOwner {
@@ -458,44 +405,6 @@ mod tests {
         container_id: "c1",
         namespace: "ns",
     };
-
-    #[test]
-    fn fifo_uris() {
-        assert_eq!(
-            fifo_path("/run/x/stdout", "stdout").unwrap(),
-            Path::new("/run/x/stdout")
-        );
-        assert_eq!(
-            fifo_path("fifo:///run/x", "stdout").unwrap(),
-            Path::new("/run/x")
-        );
-        let e = fifo_path("syslog://host/x", "stdout").unwrap_err();
-        assert_eq!(e.code(), Code::INVALID_ARGUMENT);
-        assert!(e.to_string().contains("syslog://"), "{e}");
-        assert!(matches!(
-            Target::parse("file:///var/log/x", "stdout").unwrap(),
-            Target::File(_)
-        ));
-        assert!(matches!(
-            Target::parse("binary:///bin/cat", "stdout").unwrap(),
-            Target::Binary(LoggerCommand {
-                ready_byte: false,
-                ..
-            })
-        ));
-        assert!(matches!(
-            Target::parse("binary-v2:///bin/cat", "stdout").unwrap(),
-            Target::Binary(LoggerCommand {
-                ready_byte: true,
-                ..
-            })
-        ));
-        assert_eq!(Target::parse("", "stdout").unwrap(), Target::None);
-        assert_eq!(
-            fifo_path("relative/path", "stdin").unwrap_err().code(),
-            Code::INVALID_ARGUMENT
-        );
-    }
 
     #[test]
     fn output_and_stdin_flow_through_fifos() {

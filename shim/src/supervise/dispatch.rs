@@ -7,8 +7,14 @@
 //!   one mechanism for every exit that comes too early.
 //! - A process's TaskStart (TaskExecStarted) is published while it is still starting; its
 //!   TaskExit is published only once it has left that state, so always after.
+//! - A routed exit is not final at once: the process is exiting until everything it wrote
+//!   before it exited is in its fifos (the flush hook says so, from the copiers' threads,
+//!   so that no exit waits for another's output). Only then is Wait answered and TaskExit
+//!   published. Its pid is free meanwhile: it is never signalled by pid again.
 //! - An init's exit is held while any of its execs is live: every exec's TaskExit comes
 //!   before the init's.
+//! - Exits made final go through one outbox, published in the order they were made final
+//!   whichever thread made them so.
 //! - The table lock is never held across a runtime call, I/O or a publish.
 //!
 //! The table knows nothing of runtimes or of `waitpid`: the reaper's thread hands it exits
@@ -22,9 +28,9 @@ use std::time::{Duration, SystemTime};
 use runc_driver::ExitStatus;
 
 use super::state::{Exit, Op, Status};
-use super::table::{lock, Entry, Family, Key, Parked, Stopped, Table};
+use super::table::{lock, Entry, Family, Key, Parked, Table};
 use super::watch::{ExitCell, ExitWatch};
-use crate::error::{Error, Result};
+use crate::error::{Error, Missing, Result};
 use crate::events::{EventSink, TaskEvent};
 
 /// Called with a container id and its init's exit when that exit is routed, before its
@@ -32,13 +38,30 @@ use crate::events::{EventSink, TaskEvent};
 /// first, a shared pid namespace is emptied).
 pub type InitExitHook = Box<dyn Fn(&str, &Exit) + Send + Sync>;
 
+/// Called with a process that was reaped, and what to run once everything it wrote before
+/// it exited is in its fifos: at once if it has none, else from another thread, within a
+/// bound. It must not block: the reaper's exits wait behind it.
+pub type FlushHook<P> = Box<dyn Fn(&P, Flushed) + Send + Sync>;
+
+/// What a [`FlushHook`] runs once the process's output is flushed: its exit is made final.
+pub type Flushed = Box<dyn FnOnce() + Send>;
+
 /// The processes of every container in this shim. `P` is what the task layer keeps with
 /// each process (its stdio, its spec); the table hands it back on lookup.
-pub struct Supervisor<P> {
-    events: Arc<dyn EventSink>,
+pub struct Supervisor<P: Send + Sync + 'static> {
     on_init_exit: InitExitHook,
-    /// Guards every process's pid and status, the pid index and the parked exits.
+    flush: FlushHook<P>,
+    shared: Arc<Shared<P>>,
+}
+
+/// What a flush's continuation reaches, from whichever thread runs it.
+struct Shared<P> {
+    events: Arc<dyn EventSink>,
+    /// Guards every process's pid and status, the pid index, the parked exits and the
+    /// outbox.
     table: Mutex<Table<P>>,
+    /// Held while the outbox is emptied and published: one publisher at a time.
+    publishing: Mutex<()>,
 }
 
 /// One process as a lookup sees it.
@@ -50,7 +73,7 @@ pub struct View<P> {
 
 /// A create in flight: until it is dropped (or handed to [`Supervisor::add_init`]), an
 /// exit nobody claims may be its init's and is parked.
-pub struct Expect<'a, P> {
+pub struct Expect<'a, P: Send + Sync + 'static> {
     sup: &'a Supervisor<P>,
     /// Where the create began among parked exits ([`Parked::mark`]).
     since: u64,
@@ -58,7 +81,7 @@ pub struct Expect<'a, P> {
 
 /// A start in flight, from [`Supervisor::begin_start`]. [`Start::started`] when the
 /// runtime started the process; dropped otherwise, which returns it to created.
-pub struct Start<'a, P> {
+pub struct Start<'a, P: Send + Sync + 'static> {
     sup: &'a Supervisor<P>,
     key: Key,
     /// Where the start began among parked exits ([`Parked::mark`]).
@@ -66,15 +89,24 @@ pub struct Start<'a, P> {
     done: bool,
 }
 
-impl<P> Supervisor<P> {
-    pub fn new(events: Arc<dyn EventSink>, on_init_exit: InitExitHook) -> Self {
+impl<P: Send + Sync + 'static> Supervisor<P> {
+    pub fn new(
+        events: Arc<dyn EventSink>,
+        on_init_exit: InitExitHook,
+        flush: FlushHook<P>,
+    ) -> Self {
         Supervisor {
-            events,
             on_init_exit,
-            table: Mutex::new(Table {
-                containers: HashMap::new(),
-                by_pid: HashMap::new(),
-                parked: Parked::default(),
+            flush,
+            shared: Arc::new(Shared {
+                events,
+                table: Mutex::new(Table {
+                    containers: HashMap::new(),
+                    by_pid: HashMap::new(),
+                    parked: Parked::default(),
+                    outbox: Vec::new(),
+                }),
+                publishing: Mutex::new(()),
             }),
         }
     }
@@ -99,7 +131,7 @@ impl<P> Supervisor<P> {
                 Family {
                     init: Entry::new(process, pid),
                     execs: HashMap::new(),
-                    held_init_exit: None,
+                    init_held: false,
                 },
             );
             match t.parked.take(pid, expect.since) {
@@ -192,6 +224,47 @@ impl<P> Supervisor<P> {
         Ok(v)
     }
 
+    /// The pid to signal the process by: only while it runs (or is paused) and has not
+    /// been reaped, for a reaped pid may already be another process's. NotFound (exited)
+    /// once it was reaped, FailedPrecondition before it started.
+    pub fn signal_pid(&self, id: &str, exec_id: &str) -> Result<i32> {
+        let key = Key::new(id, exec_id);
+        let mut t = self.lock();
+        let e = t.family(id)?.entry(&key)?;
+        if e.status.reaped().is_some() {
+            return Err(Error::NotFound {
+                what: key.what(),
+                why: Missing::Exited,
+            });
+        }
+        e.status.after(Op::Signal, &key.what())?;
+        Ok(e.pid)
+    }
+
+    /// Waits up to `timeout` for the exit of an exiting process to be made final (its
+    /// output flushed), then makes it final anyway; returns at once for any other, and
+    /// for an init whose execs are live (its exit waits for theirs). Every exit made final
+    /// is published when this returns: a Delete after it publishes TaskDelete after the
+    /// TaskExit.
+    pub fn settle(&self, id: &str, exec_id: &str, timeout: Duration) -> Result<()> {
+        let key = Key::new(id, exec_id);
+        let exiting = {
+            let mut t = self.lock();
+            let f = t.family(id)?;
+            let held = key.is_init() && f.exec_live();
+            matches!(f.entry(&key)?.status, Status::Exiting(_)) && !held
+        };
+        if exiting && self.wait_timeout(id, exec_id, timeout)?.is_none() {
+            log::warn!(
+                "{}: output not flushed within {timeout:?}; its exit is made final",
+                key.what()
+            );
+            self.shared.flushed(&key);
+        }
+        self.shared.publish();
+        Ok(())
+    }
+
     /// Applies `op` (pause, resume) after the runtime did it; FailedPrecondition if the
     /// process moved on meanwhile (it exited).
     pub fn apply(&self, id: &str, exec_id: &str, op: Op) -> Result<Status> {
@@ -227,7 +300,7 @@ impl<P> Supervisor<P> {
     /// it was the last to hold back is published. Returns the exec and its exit.
     pub fn remove_exec(&self, id: &str, exec_id: &str) -> Result<(Arc<P>, Exit)> {
         let key = Key::new(id, exec_id);
-        let (removed, released) = {
+        let removed = {
             let mut t = self.lock();
             let f = t.family(id)?;
             f.entry(&key)?.status.after(Op::Delete, &key.what())?;
@@ -236,6 +309,7 @@ impl<P> Supervisor<P> {
             };
             f.execs.shrink_to(f.execs.len() * 2);
             let released = f.release_held(id);
+            t.outbox.extend(released);
             let exit = e.status.exit().unwrap_or(Exit {
                 pid: e.pid,
                 status: ExitStatus::exited(0),
@@ -247,9 +321,9 @@ impl<P> Supervisor<P> {
                 let n = t.by_pid.len() * 2;
                 t.by_pid.shrink_to(n);
             }
-            ((e.process, exit), released)
+            (e.process, exit)
         };
-        self.publish_exits(released);
+        self.shared.publish();
         Ok(removed)
     }
 
@@ -269,23 +343,19 @@ impl<P> Supervisor<P> {
         };
         let now = SystemTime::now();
         let killed = ExitStatus::killed(libc::SIGKILL);
-        for (e, status) in std::iter::once((&f.init, killed)).chain(f.execs.values().map(|e| {
-            let never_ran = e.pid <= 0;
-            (
-                e,
-                if never_ran {
+        let execs = f.execs.values().map(|e| (e, e.pid <= 0));
+        for (e, never_ran) in std::iter::once((&f.init, false)).chain(execs) {
+            // An exit reaped but not final yet (its output still flushing) is the one
+            // told; one already final is kept.
+            e.exited.set(e.status.reaped().unwrap_or(Exit {
+                pid: e.pid,
+                status: if never_ran {
                     ExitStatus::exited(0)
                 } else {
                     killed
                 },
-            )
-        })) {
-            // Kept if the process's own exit was recorded.
-            e.exited.set(Exit {
-                pid: e.pid,
-                status,
                 at: now,
-            });
+            }));
         }
     }
 
@@ -295,21 +365,25 @@ impl<P> Supervisor<P> {
         Ok(Arc::clone(&t.family(id)?.entry(&key)?.exited))
     }
 
-    /// Gives a routed exit to its process: an exec stops, and may release its init's held
-    /// exit; an init stops, or is held while an exec is live.
+    /// Gives a routed exit to its process, which is exiting from now on, and asks for its
+    /// output to be flushed: then its exit is made final ([`Shared::flushed`]). An init's
+    /// hook runs first (it may be what ends the output).
     fn deliver(&self, key: &Key, exit: Exit) {
         if key.is_init() {
             (self.on_init_exit)(&key.id, &exit);
         }
-        let stopped = {
+        let process = {
             let mut t = self.lock();
-            match t.containers.get_mut(&key.id) {
-                Some(f) => f.stop(key, exit),
-                // Deleted meanwhile (a created container's init killed by Delete).
-                None => Vec::new(),
-            }
+            // None if deleted meanwhile (a created container's init killed by Delete).
+            t.containers
+                .get_mut(&key.id)
+                .and_then(|f| f.reaped(key, exit))
         };
-        self.publish_exits(stopped);
+        if let Some(p) = process {
+            let shared = Arc::clone(&self.shared);
+            let key = key.clone();
+            (self.flush)(&p, Box::new(move || shared.flushed(&key)));
+        }
     }
 
     /// Records an exec's pid, known once the runtime returned: from now on its exit is
@@ -352,11 +426,10 @@ impl<P> Supervisor<P> {
     /// A start the runtime failed: back to created. An init that died meanwhile stops;
     /// an exec no longer holds back its init's exit.
     fn fail_start(&self, key: &Key, since: u64) {
-        let (early, released) = {
+        let early = {
             let mut t = self.lock();
             let t = &mut *t;
             let mut early = None;
-            let mut released = Vec::new();
             if let Some(f) = t.containers.get_mut(&key.id) {
                 if let Some(e) = f.get_mut(key) {
                     if let Err(err) = e.transition(Op::StartFailed, key) {
@@ -369,12 +442,12 @@ impl<P> Supervisor<P> {
                         }
                     }
                 }
-                released = f.release_held(&key.id);
+                t.outbox.extend(f.release_held(&key.id));
             }
             t.parked.done();
-            (early, released)
+            early
         };
-        self.publish_exits(released);
+        self.shared.publish();
         if let Some(exit) = early {
             self.deliver(key, exit);
         }
@@ -382,13 +455,13 @@ impl<P> Supervisor<P> {
 
     fn publish_start(&self, key: &Key, pid: i32) {
         if key.is_init() {
-            self.events.publish(TaskEvent::Start {
+            self.shared.events.publish(TaskEvent::Start {
                 id: key.id.clone(),
                 pid,
             });
             log::info!("started id={} pid={pid}", key.id);
         } else {
-            self.events.publish(TaskEvent::ExecStarted {
+            self.shared.events.publish(TaskEvent::ExecStarted {
                 id: key.id.clone(),
                 exec_id: key.exec_id.clone(),
                 pid,
@@ -401,7 +474,30 @@ impl<P> Supervisor<P> {
         }
     }
 
-    fn publish_exits(&self, stopped: Vec<Stopped>) {
+    fn lock(&self) -> MutexGuard<'_, Table<P>> {
+        self.shared.lock()
+    }
+}
+
+impl<P> Shared<P> {
+    /// The output of exiting `key` is flushed: its exit is made final and published, and
+    /// an exec's may release its init's. Nothing if it was made final already, or is gone.
+    fn flushed(&self, key: &Key) {
+        {
+            let mut t = self.lock();
+            let t = &mut *t;
+            if let Some(f) = t.containers.get_mut(&key.id) {
+                t.outbox.extend(f.settle(key));
+            }
+        }
+        self.publish();
+    }
+
+    /// Publishes the exits in the outbox, in order. Whoever made one final publishes it
+    /// and whatever came before; one publisher at a time keeps the order between threads.
+    fn publish(&self) {
+        let _order = lock(&self.publishing);
+        let stopped = std::mem::take(&mut self.lock().outbox);
         for s in stopped {
             log::info!(
                 "exited id={} exec_id={} pid={} status={}",
@@ -425,7 +521,7 @@ impl<P> Supervisor<P> {
     }
 }
 
-impl<P> Start<'_, P> {
+impl<P: Send + Sync + 'static> Start<'_, P> {
     /// The runtime started the process; `pid` is an exec's, known only now (an init's was
     /// recorded at create). Publishes its TaskStart, then an exit that came meanwhile.
     /// Returns its pid.
@@ -446,7 +542,7 @@ impl<P> Start<'_, P> {
     }
 }
 
-impl<P> Drop for Start<'_, P> {
+impl<P: Send + Sync + 'static> Drop for Start<'_, P> {
     fn drop(&mut self) {
         if !self.done {
             self.sup.fail_start(&self.key, self.since);
@@ -454,7 +550,7 @@ impl<P> Drop for Start<'_, P> {
     }
 }
 
-impl<P> Drop for Expect<'_, P> {
+impl<P: Send + Sync + 'static> Drop for Expect<'_, P> {
     fn drop(&mut self) {
         self.sup.lock().parked.done();
     }

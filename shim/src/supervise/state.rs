@@ -26,6 +26,10 @@ pub enum Status {
     Starting,
     Running,
     Paused,
+    /// Reaped: its pid is free and may already be another process's. Its exit becomes
+    /// final (Wait answered, TaskExit published) once its output is in its fifos, and
+    /// for an init once no exec is live.
+    Exiting(Exit),
     Stopped(Exit),
 }
 
@@ -40,8 +44,10 @@ pub enum Op {
     StartFailed,
     Pause,
     Resume,
-    /// Its exit was routed to it: to stopped.
+    /// Its exit was routed to it: to exiting.
     Exit(Exit),
+    /// Its output is in its fifos (and an init's execs are gone): its exit is final.
+    Settle,
     /// Checks only, the status stays.
     Delete,
     Exec,
@@ -56,6 +62,7 @@ impl Status {
             Status::Starting => "starting",
             Status::Running => "running",
             Status::Paused => "paused",
+            Status::Exiting(_) => "exiting",
             Status::Stopped(_) => "stopped",
         }
     }
@@ -67,9 +74,21 @@ impl Status {
         }
     }
 
-    /// Started and not stopped: an exit is still to come (or is waiting for Start).
+    /// Its exit once it has been reaped, final or not: it can no longer be signalled by
+    /// pid, and a Kill answers as for a process that has exited.
+    pub fn reaped(&self) -> Option<Exit> {
+        match self {
+            Status::Exiting(e) | Status::Stopped(e) => Some(*e),
+            _ => None,
+        }
+    }
+
+    /// Started and not stopped: a final exit is still to come (or is waiting for Start).
     pub fn is_live(&self) -> bool {
-        matches!(self, Status::Starting | Status::Running | Status::Paused)
+        matches!(
+            self,
+            Status::Starting | Status::Running | Status::Paused | Status::Exiting(_)
+        )
     }
 
     /// The status after `op`, or FailedPrecondition naming both. `what` names the process
@@ -83,7 +102,8 @@ impl Status {
             (Op::Pause, Running) => Some(Paused),
             (Op::Resume, Paused) => Some(Running),
             // An init killed before it was started exits from created.
-            (Op::Exit(e), Created | Running | Paused) => Some(Stopped(e)),
+            (Op::Exit(e), Created | Running | Paused) => Some(Exiting(e)),
+            (Op::Settle, Exiting(e)) => Some(Stopped(*e)),
             (Op::Delete, Created | Stopped(_)) => Some(*self),
             (Op::Exec, Running) => Some(*self),
             (Op::Update, Created | Running | Paused) => Some(*self),
@@ -97,6 +117,7 @@ impl Status {
             allowed: op.allowed(),
             hint: match (op, self) {
                 (Op::Delete, Running | Paused) => ": kill it first",
+                (Op::Delete, Exiting(_)) => ": wait for its exit",
                 _ => "",
             },
         })
@@ -112,6 +133,7 @@ impl Op {
             Op::Pause | Op::Exec => "running",
             Op::Resume => "paused",
             Op::Exit(_) | Op::Update => "created, running or paused",
+            Op::Settle => "exiting",
             Op::Delete => "created or stopped",
             Op::Signal => "running or paused",
         }
@@ -127,6 +149,7 @@ impl fmt::Display for Op {
             Op::Pause => "pause",
             Op::Resume => "resume",
             Op::Exit(_) => "record the exit of",
+            Op::Settle => "make final the exit of",
             Op::Delete => "delete",
             Op::Exec => "exec in",
             Op::Update => "update the resources of",
@@ -159,8 +182,15 @@ mod tests {
         assert_eq!(ok(Status::Starting, Op::StartFailed), Status::Created);
         assert_eq!(ok(Status::Running, Op::Pause), Status::Paused);
         assert_eq!(ok(Status::Paused, Op::Resume), Status::Running);
-        assert_eq!(ok(Status::Paused, Op::Exit(exit())), stopped());
-        assert_eq!(ok(Status::Created, Op::Exit(exit())), stopped());
+        assert_eq!(
+            ok(Status::Paused, Op::Exit(exit())),
+            Status::Exiting(exit())
+        );
+        assert_eq!(
+            ok(Status::Created, Op::Exit(exit())),
+            Status::Exiting(exit())
+        );
+        assert_eq!(ok(Status::Exiting(exit()), Op::Settle), stopped());
         assert_eq!(ok(stopped(), Op::Delete), stopped());
         assert_eq!(ok(Status::Created, Op::Delete), Status::Created);
         assert_eq!(ok(Status::Paused, Op::Update), Status::Paused);
@@ -202,6 +232,23 @@ mod tests {
         // A second exit, or an exit while starting, is never recorded over the first.
         assert!(stopped().after(Op::Exit(exit()), "c").is_err());
         assert!(Status::Starting.after(Op::Exit(exit()), "c").is_err());
+        let exiting = Status::Exiting(exit());
+        assert!(exiting.after(Op::Exit(exit()), "c").is_err());
+        assert!(stopped().after(Op::Settle, "c").is_err());
+        assert!(Status::Running.after(Op::Settle, "c").is_err());
+        // Reaped: no signal by pid, no exec, and Delete only once the exit is final.
+        assert_eq!(
+            err(exiting, Op::Signal).to_string(),
+            "cannot signal container c1: it is exiting, not running or paused"
+        );
+        assert!(exiting.after(Op::Exec, "c").is_err());
+        assert_eq!(
+            err(exiting, Op::Delete).to_string(),
+            "cannot delete container c1: it is exiting, not created or stopped: wait for its exit"
+        );
+        assert_eq!(exiting.reaped(), Some(exit()));
+        assert!(exiting.is_live());
+        assert_eq!(exiting.exit(), None);
         assert!(Status::Created.after(Op::Pause, "c").is_err());
         assert!(Status::Running.after(Op::Resume, "c").is_err());
         assert!(Status::Running.after(Op::Started, "c").is_err());

@@ -1,6 +1,7 @@
 //! The process table's data: every container's processes with their pid and status, the
-//! pid index, and the exits parked for starts in flight. Pure bookkeeping under the
-//! dispatcher's lock ([`super::dispatch`]): no events, no runtime, no waiting.
+//! pid index, the exits parked for starts in flight and the exits to publish. Pure
+//! bookkeeping under the dispatcher's lock ([`super::dispatch`]): no events, no runtime,
+//! no waiting.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -21,14 +22,18 @@ pub(super) struct Table<P> {
     pub(super) containers: HashMap<String, Family<P>>,
     pub(super) by_pid: HashMap<i32, Key>,
     pub(super) parked: Parked,
+    /// Exits made final, in the order they were, until they are published: whoever
+    /// publishes takes them all, so two threads never publish them out of order.
+    pub(super) outbox: Vec<Stopped>,
 }
 
 /// A container's init and its execs.
 pub(super) struct Family<P> {
     pub(super) init: Entry<P>,
     pub(super) execs: HashMap<String, Entry<P>>,
-    /// The init's exit, published once no exec is live.
-    pub(super) held_init_exit: Option<Exit>,
+    /// The init is exiting and its output is flushed, but an exec is live: its exit is
+    /// made final once none is.
+    pub(super) init_held: bool,
 }
 
 pub(super) struct Entry<P> {
@@ -138,32 +143,52 @@ impl<P> Family<P> {
         }
     }
 
-    /// Records `key`'s exit; returns what stopped, in the order to publish.
-    pub(super) fn stop(&mut self, key: &Key, exit: Exit) -> Vec<Stopped> {
+    /// Records that `key` was reaped (it is exiting); returns the process, whose output
+    /// is to be flushed before its exit is made final ([`Family::settle`]).
+    pub(super) fn reaped(&mut self, key: &Key, exit: Exit) -> Option<Arc<P>> {
+        let e = self.get_mut(key)?;
+        if let Err(err) = e.transition(Op::Exit(exit), key) {
+            // A second exit for one pid, which the kernel does not give.
+            log::warn!("exit pid={} dropped: {err}", exit.pid);
+            return None;
+        }
+        Some(Arc::clone(&e.process))
+    }
+
+    /// Makes the exit of exiting `key` final, its output being flushed; an init's waits
+    /// while an exec is live. Returns what stopped, in the order to publish: an exec may
+    /// release its init. Nothing if `key` is not exiting (any more).
+    pub(super) fn settle(&mut self, key: &Key) -> Vec<Stopped> {
         if key.is_init() {
-            if self.execs.values().any(|e| e.status.is_live()) {
-                self.held_init_exit = Some(exit);
+            if self.init_held || !matches!(self.init.status, Status::Exiting(_)) {
                 return Vec::new();
             }
-            return self.init.stop(key, exit).into_iter().collect();
+            self.init_held = true;
+            return self.release_held(&key.id);
         }
         let Some(e) = self.execs.get_mut(&key.exec_id) else {
             return Vec::new();
         };
-        let mut stopped: Vec<Stopped> = e.stop(key, exit).into_iter().collect();
+        if !matches!(e.status, Status::Exiting(_)) {
+            return Vec::new();
+        }
+        let mut stopped: Vec<Stopped> = e.settle(key).into_iter().collect();
         stopped.extend(self.release_held(&key.id));
         stopped
     }
 
+    /// Whether an exec is live, which holds the init's exit back.
+    pub(super) fn exec_live(&self) -> bool {
+        self.execs.values().any(|e| e.status.is_live())
+    }
+
     /// The held init exit, once no exec is live.
     pub(super) fn release_held(&mut self, id: &str) -> Vec<Stopped> {
-        if self.execs.values().any(|e| e.status.is_live()) {
+        if !self.init_held || self.exec_live() {
             return Vec::new();
         }
-        match self.held_init_exit.take() {
-            Some(exit) => self.init.stop(&Key::init(id), exit).into_iter().collect(),
-            None => Vec::new(),
-        }
+        self.init_held = false;
+        self.init.settle(&Key::init(id)).into_iter().collect()
     }
 }
 
@@ -182,10 +207,11 @@ impl<P> Entry<P> {
         Ok(self.status)
     }
 
-    pub(super) fn stop(&mut self, key: &Key, exit: Exit) -> Option<Stopped> {
-        if let Err(err) = self.transition(Op::Exit(exit), key) {
-            // A second exit for one pid, which the kernel does not give.
-            log::warn!("exit pid={} dropped: {err}", exit.pid);
+    /// Exiting to stopped: the exit is final, and whoever waits for it is answered.
+    pub(super) fn settle(&mut self, key: &Key) -> Option<Stopped> {
+        let exit = self.status.reaped()?;
+        if let Err(err) = self.transition(Op::Settle, key) {
+            log::warn!("{err}");
             return None;
         }
         self.exited.set(exit);

@@ -6,7 +6,7 @@ use super::{Container, ProcessView, Tasks};
 use crate::error::{Error, Missing, Result};
 use crate::events::TaskEvent;
 use crate::request::{ContainerId, ProcessId, Signal};
-use crate::supervise::{ExitWatch, Op, Status};
+use crate::supervise::{ExitWatch, Op};
 
 impl Tasks {
     pub fn resize_pty(&self, p: &ProcessId, width: u32, height: u32) -> Result<()> {
@@ -19,7 +19,8 @@ impl Tasks {
     pub fn kill(&self, p: &ProcessId, signal: Signal, all: bool) -> Result<()> {
         let (id, exec_id) = (p.id(), p.exec_id());
         let c = self.container(id)?;
-        let stopped = matches!(self.sup.view(id, exec_id)?.status, Status::Stopped(_));
+        // Reaped, if only exiting: it answers as exited.
+        let stopped = self.sup.view(id, exec_id)?.status.reaped().is_some();
         if stopped && !all {
             return Err(Error::NotFound {
                 what: format!("container {id}"),
@@ -65,7 +66,7 @@ impl Tasks {
     pub(super) fn kill_directly(&self, c: &Container, id: &str, all: bool) -> Result<usize> {
         let mut n = 0;
         let init = self.sup.view(id, "")?;
-        if !matches!(init.status, Status::Stopped(_)) && init.pid > 0 {
+        if init.status.reaped().is_none() && init.pid > 0 {
             crate::sys::kill(init.pid, libc::SIGKILL)
                 .map_err(|e| Error::io(format!("kill init {} of {id}", init.pid), e))?;
             n += 1;

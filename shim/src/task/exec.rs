@@ -10,7 +10,7 @@ use crate::error::{Error, Missing, Result};
 use crate::events::TaskEvent;
 use crate::io::{PendingIo, StdioPaths};
 use crate::request::{ContainerId, ExecId, Signal};
-use crate::supervise::{Exit, Op, Status};
+use crate::supervise::Exit;
 
 /// What Exec needs, converted from the request.
 #[derive(Debug, Clone)]
@@ -99,6 +99,8 @@ impl Tasks {
 
     pub(super) fn delete_exec(&self, c: &Container, exec_id: &str) -> Result<(u32, Exit)> {
         let mut t = crate::trace::span("delete_exec", &c.id);
+        // An exec reaped a moment ago: its exit is made final (and published) first.
+        self.sup.settle(&c.id, exec_id, IO_DRAIN)?;
         let (p, exit) = self.sup.remove_exec(&c.id, exec_id)?;
         crate::trace::mark(&mut t, "remove");
         if let Some(io) = p.take_io() {
@@ -116,19 +118,12 @@ impl Tasks {
     }
 
     /// Kill for an exec: by its pid, which is our child (reparented to the subreaper)
-    /// until we reap it, so it is not reused while the exec is not marked stopped.
+    /// until we reap it; once reaped (exiting or stopped) it answers as exited, for its
+    /// pid may be another process's.
     pub(super) fn signal_exec(&self, id: &str, exec_id: &str, signal: Signal) -> Result<()> {
-        let what = format!("exec {exec_id} in container {id}");
-        let v = self.sup.view(id, exec_id)?;
-        if let Status::Stopped(_) = v.status {
-            return Err(Error::NotFound {
-                what,
-                why: Missing::Exited,
-            });
-        }
-        v.status.after(Op::Signal, &what)?;
-        crate::sys::kill(v.pid, signal.number()).map_err(|e| Error::NotFound {
-            what,
+        let pid = self.sup.signal_pid(id, exec_id)?;
+        crate::sys::kill(pid, signal.number()).map_err(|e| Error::NotFound {
+            what: format!("exec {exec_id} in container {id}"),
             why: Missing::Signal(e),
         })
     }

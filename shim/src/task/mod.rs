@@ -37,9 +37,13 @@ use crate::events::{EventSink, TaskEvent};
 use crate::io::{IoOwner, PendingIo, StdioPaths};
 use crate::options::RuntimeConfig;
 use crate::request::{ContainerId, ProcessId, Signal};
-use crate::supervise::{Exit, Expect, InFlight, Op, Reaper, ReaperMonitor, Status, Supervisor};
+use crate::supervise::{
+    Exit, Expect, Flushed, InFlight, Op, Reaper, ReaperMonitor, Status, Supervisor,
+};
 
-/// How long Delete waits for a process's output to drain before letting go of it.
+/// How long Delete waits for a process's output to drain before letting go of it, and
+/// how long a process's exit waits for its output to reach its fifos (a client that reads
+/// nothing holds neither back longer).
 const IO_DRAIN: Duration = Duration::from_secs(2);
 /// How long Delete of a created (never started) container waits for its init to die.
 const KILLED_EXIT_WAIT: Duration = Duration::from_secs(5);
@@ -138,11 +142,12 @@ impl Tasks {
                     t.init_exited(id, exit);
                 }
             };
+            let flush = |p: &Process, then: Flushed| p.flush(IO_DRAIN, then);
             Tasks {
                 namespace,
                 defaults,
                 reaper,
-                sup: Supervisor::new(Arc::clone(&events), Box::new(on_init_exit)),
+                sup: Supervisor::new(Arc::clone(&events), Box::new(on_init_exit), Box::new(flush)),
                 events,
                 containers: Mutex::new(HashMap::new()),
                 shutdown: (Mutex::new(false), Condvar::new()),
@@ -336,6 +341,8 @@ impl Tasks {
             return self.delete_exec(&c, exec_id);
         }
         let mut t = crate::trace::span("delete", id);
+        // An init reaped a moment ago: its exit is made final (and published) first.
+        self.sup.settle(id, "", IO_DRAIN)?;
         let op = c.serial.lock();
         let init = self.sup.check(id, "", Op::Delete)?;
         match c.runtime.delete(id, true) {

@@ -2,9 +2,10 @@
 //! and, for an exec, its spec. Its pid and status are in the supervisor's table.
 
 use std::sync::Mutex;
+use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::io::{ProcessIo, StdioPaths};
+use crate::io::{ProcessIo, StdioPaths, Then};
 
 pub struct Process {
     pub container_id: String,
@@ -67,6 +68,16 @@ impl Process {
                 "resize the terminal of {} {}: the process has not started",
                 self.container_id, self.exec_id
             ))),
+        }
+    }
+
+    /// The process was reaped: `then` runs once what it wrote before it exited is in its
+    /// fifos (at once without any), within `bound`. Does not wait.
+    pub fn flush(&self, bound: Duration, then: Then) {
+        let flusher = self.io().as_ref().and_then(ProcessIo::flusher);
+        match flusher {
+            Some(f) => f.request(bound, then),
+            None => then(),
         }
     }
 
