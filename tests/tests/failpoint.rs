@@ -628,6 +628,77 @@ fn a_hung_create_times_out_and_leaves_nothing() {
     assert_nothing_left(&d, &id);
 }
 
+/// A create the runtime never finishes (runc created the container, then the runtime
+/// hangs), and the runtime's `delete` of its cleanup hangs too: at the delete deadline the
+/// shim removes the container itself (SIGKILL to runc's init in its cgroups, the cgroups and
+/// runc's state removed), says so in its log, and nothing of the container is left.
+#[test]
+#[cfg_attr(
+    go_shim,
+    ignore = "rsrunc only: the Go shim has no deadline, ctr run hangs as long as the runtime"
+)]
+fn a_hung_create_whose_cleanup_hangs_too_leaves_nothing() {
+    rsrunc_e2e::ours_only();
+    create_whose_cleanup_hangs("stall-after:600000", "no answer within 5 s");
+}
+
+/// The same for a create that fails after runc created the container.
+#[test]
+#[cfg_attr(
+    go_shim,
+    ignore = "rsrunc only: the Go shim has no deadline, ctr run hangs as long as the runtime's delete"
+)]
+fn a_failed_create_whose_cleanup_hangs_leaves_nothing() {
+    rsrunc_e2e::ours_only();
+    create_whose_cleanup_hangs("fail-after", "rsrunc-fp: injected create failure");
+}
+
+/// `ctr run` of a container whose runtime's `create` does `action` (after running runc's)
+/// and whose runtime's `delete` hangs: it fails with `error`, and nothing is left, the
+/// shim having removed the container itself at the delete deadline.
+fn create_whose_cleanup_hangs(action: &str, error: &str) {
+    let d = Daemon::start();
+    let id = unique_id("fpcreatedel");
+    let mut flags = fp_flags_with(
+        &d,
+        "create",
+        action,
+        "CreateTimeout = \"5s\"\nDeleteTimeout = \"3s\"\n",
+    );
+    flags.extend(["--annotation".into(), "rsrunc.failpoint.delete=hang".into()]);
+    let out = run(&d, &flags, &id, &["/bin/sleep", "300"]);
+    assert_ne!(out.status, 0, "{out:?}");
+    assert!(out.stderr.contains(error), "{out:?}");
+    assert!(fp_processes(&id).is_empty(), "the hung runtime is left");
+    assert!(
+        !runc_state(&d, &id).exists(),
+        "runc state {} is left",
+        runc_state(&d, &id).display()
+    );
+    assert_eq!(cgroups_left(&d, &id), Vec::<PathBuf>::new(), "cgroups left");
+    let runc_inits: Vec<i32> = processes()
+        .into_iter()
+        .filter(|p| p.cmdline.get(1).is_some_and(|a| a == "init"))
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{}/cgroup", p.pid))
+                .is_ok_and(|c| c.contains(&format!("/{}/{id}", d.namespace)))
+        })
+        .map(|p| p.pid)
+        .collect();
+    assert_eq!(runc_inits, Vec::<i32>::new(), "runc init of {id} is left");
+    let log = d.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains(&id) && l.contains("the shim removed the container itself"));
+    eprintln!("the shim's log: {line:?}");
+    assert!(
+        line.is_some(),
+        "the shim's log does not say it removed {id}:\n{log}"
+    );
+    remove(&d, &id);
+    assert_nothing_left(&d, &id);
+}
+
 /// A runtime that prints garbage for `ps`: Pids fails with an error that says the output
 /// could not be read, and the container runs on.
 #[test]
