@@ -312,6 +312,80 @@ fn a_shim_killed_mid_create_leaves_nothing_behind() {
     );
 }
 
+/// The shim is SIGKILLed while its container runs, and the runtime's `delete` hangs.
+/// containerd runs the cleanup (`shim delete`) by itself once the shim's connection
+/// closed, and kills it after 5 s; ours gives the runtime's delete 3 s of them (the
+/// options' DeleteTimeout is left at its 2 minutes), then removes the container itself: no
+/// container process, runtime process, runc state or cgroup is left, and containerd's log
+/// carries the cleanup's warning saying what it did. The Go shim's cleanup hangs with the
+/// runtime until containerd kills it, and leaves all of them.
+#[test]
+#[cfg_attr(
+    go_shim,
+    ignore = "rsrunc only: the Go shim's cleanup hangs with the runtime's delete until containerd kills it, and leaves the container"
+)]
+fn a_killed_shims_cleanup_finishes_while_the_runtime_delete_hangs() {
+    rsrunc_e2e::ours_only();
+    let d = Daemon::start();
+    let id = unique_id("fpdeadshim");
+    let mut flags = vec!["-d".to_string()];
+    flags.extend(fp_flags(&d, "delete", "hang"));
+    run(
+        &d,
+        &flags,
+        &id,
+        &["/bin/sh", "-c", "sleep 3047 & exec sleep 3048"],
+    )
+    .ok();
+    d.wait_status(&id, "RUNNING");
+    let init = d.task_pid(&id).expect("the task's pid");
+    assert!(runc_state(&d, &id).is_dir(), "no runc state for {id}");
+    assert!(
+        !cgroups_left(&d, &id).is_empty(),
+        "no cgroup found for {id}"
+    );
+    let shims = d.shim_pids();
+    assert_eq!(shims.len(), 1, "{shims:?}");
+    kill(Pid::from_raw(shims[0]), Signal::SIGKILL).unwrap();
+
+    let said = format!("finished the delete of {id} itself");
+    let cleaned = poll_until(Duration::from_secs(30), || d.log().contains(&said));
+    let log = d.log();
+    eprintln!(
+        "containerd's log: {:?}",
+        log.lines().find(|l| l.contains(&said))
+    );
+    assert!(
+        cleaned,
+        "containerd's log does not carry the cleanup's warning:\n{log}"
+    );
+    assert!(
+        poll_until(Duration::from_secs(10), || !alive(init)),
+        "the container's init {init} is alive"
+    );
+    let sleeps = || {
+        processes()
+            .iter()
+            .any(|p| p.cmdline.get(1).is_some_and(|a| a == "3047" || a == "3048"))
+    };
+    assert!(
+        poll_until(Duration::from_secs(10), || !sleeps()),
+        "the container's processes are alive"
+    );
+    assert!(
+        fp_processes(&id).is_empty(),
+        "the hung runtime outlived the cleanup"
+    );
+    assert!(
+        !runc_state(&d, &id).exists(),
+        "runc state {} is left",
+        runc_state(&d, &id).display()
+    );
+    assert_eq!(cgroups_left(&d, &id), Vec::<PathBuf>::new(), "cgroups left");
+    remove(&d, &id);
+    assert_nothing_left(&d, &id);
+}
+
 /// A kill the runtime never answers: ten concurrent Kills start the runtime once, every
 /// one fails at the kill deadline with DeadlineExceeded naming the runtime, the verb and
 /// the container, State and Pids answer meanwhile, the hung runtime is killed, and a

@@ -23,14 +23,15 @@ use containerd_shim_protos::protobuf::well_known_types::any::Any;
 use containerd_shim_protos::types::mount::Mount;
 use runc_driver::{CreateOpts, ExitStatus, Runtime};
 
-use self::bundle::{persist_config, read_bundle_config, BundleConfig};
+use self::bundle::{persist_config, BundleConfig};
 pub use self::bundle::{
-    read_init_exit, read_persisted_config, record_init_exit, runtime, InitExit,
+    read_bundle_config, read_init_exit, read_persisted_config, record_init_exit, runtime, InitExit,
 };
 pub use self::checkpoint::CheckpointSpec;
 use self::checkpoint::RestoreFrom;
 pub use self::exec::ExecSpec;
 pub use self::process::Process;
+pub use self::teardown::{read_init_pid, remove_without_runtime};
 use crate::cgroups::{Cgroups, OomCount, OomKills, OomWatcher, Verdict};
 use crate::error::{Error, Result};
 use crate::events::{EventSink, TaskEvent};

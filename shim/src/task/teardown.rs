@@ -72,8 +72,7 @@ impl Tasks {
         cgroups_path: Option<&str>,
         timed_out: &runc_driver::Error,
     ) {
-        let cgroups = Cgroups::of_container(id, cgroups_path, read_init_pid(bundle));
-        match remove_without_runtime(runtime, id, bundle, cgroups, CGROUP_EMPTY_WAIT) {
+        match remove_without_runtime(runtime, id, bundle, cgroups_path, CGROUP_EMPTY_WAIT) {
             Ok(done) => log::warn!(
                 "cleanup after failed create id={id}: {timed_out}; the shim removed the container itself: {done}"
             ),
@@ -85,16 +84,18 @@ impl Tasks {
 }
 
 /// Removes container `id` (bundle `bundle`) without its runtime, which could not: SIGKILL
-/// to every process in its cgroups (`cgroups`, or why they are unknown), the cgroups
-/// removed once empty (within `empty_wait`), then the runtime's state directory. Says
-/// what it did, or what failed and what is left.
+/// to every process in its cgroups (found from its spec's `cgroups_path` or the init in
+/// the bundle's `init.pid`: [`Cgroups::of_container`]), the cgroups removed once empty
+/// (within `empty_wait`), then the runtime's state directory. Says what it did, or what
+/// failed and what is left.
 pub fn remove_without_runtime(
     runtime: &Runtime,
     id: &str,
     bundle: &Path,
-    cgroups: std::io::Result<Cgroups>,
+    cgroups_path: Option<&str>,
     empty_wait: Duration,
 ) -> std::result::Result<String, String> {
+    let cgroups = Cgroups::of_container(id, cgroups_path, read_init_pid(bundle));
     let killed = match &cgroups {
         Ok(cg) => {
             let n = cg.kill_all().map_err(|e| {
