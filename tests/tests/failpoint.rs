@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use rsrunc_e2e::daemon::processes;
-use rsrunc_e2e::{poll_until, unique_id, Daemon, Oci};
+use rsrunc_e2e::daemon::{flavors, processes};
+use rsrunc_e2e::{poll_until, runtime_name, unique_id, Daemon, Oci};
 
 /// `ctr run` flags that make the shim run the failpoint runtime, and set the failpoint
 /// `rsrunc.failpoint.<command>=<action>` on the container.
@@ -317,8 +317,9 @@ fn a_shim_killed_mid_create_leaves_nothing_behind() {
 /// closed, and kills it after 5 s; ours gives the runtime's delete 3 s of them (the
 /// options' DeleteTimeout is left at its 2 minutes), then removes the container itself: no
 /// container process, runtime process, runc state or cgroup is left, and containerd's log
-/// carries the cleanup's warning saying what it did. The Go shim's cleanup hangs with the
-/// runtime until containerd kills it, and leaves all of them.
+/// carries the cleanup's warning saying what it did (containerd 1.6, 1.7 and 2.x). The Go
+/// shim's cleanup hangs with the runtime until containerd kills it, and leaves all of
+/// them.
 #[test]
 #[cfg_attr(
     go_shim,
@@ -326,12 +327,19 @@ fn a_shim_killed_mid_create_leaves_nothing_behind() {
 )]
 fn a_killed_shims_cleanup_finishes_while_the_runtime_delete_hangs() {
     rsrunc_e2e::ours_only();
-    let d = Daemon::start();
+    for (version, flavor) in flavors() {
+        killed_shim_with_a_hung_delete(&version, &Daemon::start_flavor(&runtime_name(), &flavor));
+    }
+}
+
+/// [`a_killed_shims_cleanup_finishes_while_the_runtime_delete_hangs`] under containerd
+/// `version`, `d`.
+fn killed_shim_with_a_hung_delete(version: &str, d: &Daemon) {
     let id = unique_id("fpdeadshim");
     let mut flags = vec!["-d".to_string()];
-    flags.extend(fp_flags(&d, "delete", "hang"));
+    flags.extend(fp_flags(d, "delete", "hang"));
     run(
-        &d,
+        d,
         &flags,
         &id,
         &["/bin/sh", "-c", "sleep 3047 & exec sleep 3048"],
@@ -339,29 +347,31 @@ fn a_killed_shims_cleanup_finishes_while_the_runtime_delete_hangs() {
     .ok();
     d.wait_status(&id, "RUNNING");
     let init = d.task_pid(&id).expect("the task's pid");
-    assert!(runc_state(&d, &id).is_dir(), "no runc state for {id}");
     assert!(
-        !cgroups_left(&d, &id).is_empty(),
-        "no cgroup found for {id}"
+        runc_state(d, &id).is_dir(),
+        "{version}: no runc state for {id}"
+    );
+    assert!(
+        !cgroups_left(d, &id).is_empty(),
+        "{version}: no cgroup found for {id}"
     );
     let shims = d.shim_pids();
-    assert_eq!(shims.len(), 1, "{shims:?}");
+    assert_eq!(shims.len(), 1, "{version}: {shims:?}");
     kill(Pid::from_raw(shims[0]), Signal::SIGKILL).unwrap();
 
-    let said = format!("finished the delete of {id} itself");
-    let cleaned = poll_until(Duration::from_secs(30), || d.log().contains(&said));
-    let log = d.log();
-    eprintln!(
-        "containerd's log: {:?}",
-        log.lines().find(|l| l.contains(&said))
-    );
+    // containerd's own cleanup, nothing asked of it.
+    let cleaned = poll_until(Duration::from_secs(30), || {
+        !runc_state(d, &id).exists() && cgroups_left(d, &id).is_empty()
+    });
     assert!(
         cleaned,
-        "containerd's log does not carry the cleanup's warning:\n{log}"
+        "{version}: runc state {} or cgroups {:?} are left",
+        runc_state(d, &id).display(),
+        cgroups_left(d, &id)
     );
     assert!(
         poll_until(Duration::from_secs(10), || !alive(init)),
-        "the container's init {init} is alive"
+        "{version}: the container's init {init} is alive"
     );
     let sleeps = || {
         processes()
@@ -370,20 +380,22 @@ fn a_killed_shims_cleanup_finishes_while_the_runtime_delete_hangs() {
     };
     assert!(
         poll_until(Duration::from_secs(10), || !sleeps()),
-        "the container's processes are alive"
+        "{version}: the container's processes are alive"
     );
     assert!(
         fp_processes(&id).is_empty(),
-        "the hung runtime outlived the cleanup"
+        "{version}: the hung runtime outlived the cleanup"
     );
+    let said = format!("finished the delete of {id} itself");
+    let log = d.log();
+    let line = log.lines().find(|l| l.contains(&said));
+    eprintln!("{version}: containerd's log: {line:?}");
     assert!(
-        !runc_state(&d, &id).exists(),
-        "runc state {} is left",
-        runc_state(&d, &id).display()
+        line.is_some(),
+        "{version}: containerd's log does not carry the cleanup's warning:\n{log}"
     );
-    assert_eq!(cgroups_left(&d, &id), Vec::<PathBuf>::new(), "cgroups left");
-    remove(&d, &id);
-    assert_nothing_left(&d, &id);
+    remove(d, &id);
+    assert_nothing_left(d, &id);
 }
 
 /// A kill the runtime never answers: ten concurrent Kills start the runtime once, every

@@ -179,6 +179,26 @@ mod tests {
     use crate::task::InitExit;
 
     #[test]
+    fn the_runtimes_delete_gets_at_most_the_deadline_of_the_cleanup() {
+        let rt = |delete: Duration| {
+            Runtime::new(
+                "runc",
+                runc_driver::GlobalOpts::default(),
+                Arc::new(StdMonitor),
+            )
+            .with_deadlines(Deadlines {
+                delete,
+                ..Deadlines::default()
+            })
+        };
+        let cut = with_short_delete(rt(Duration::from_secs(120)));
+        assert_eq!(cut.deadlines().delete, RUNTIME_DELETE_DEADLINE);
+        assert_eq!(cut.deadlines().create, Deadlines::default().create);
+        let short = Duration::from_millis(500);
+        assert_eq!(with_short_delete(rt(short)).deadlines().delete, short);
+    }
+
+    #[test]
     fn a_dead_socket_goes_and_a_live_one_stays() {
         let dir = tempfile::tempdir().unwrap();
         let sock = dir.path().join("s");

@@ -302,7 +302,13 @@ impl Tasks {
         match runtime.delete(id, true) {
             Ok(()) => {}
             Err(d @ runc_driver::Error::DeadlineExceeded { .. }) => {
-                self.create_without_runtime(runtime, id, &spec.bundle, config.cgroups_path(), &d)
+                teardown::remove_after_failed_create(
+                    runtime,
+                    id,
+                    &spec.bundle,
+                    config.cgroups_path(),
+                    &d,
+                )
             }
             Err(d) => log::debug!("cleanup after failed create id={id}: {d}"),
         }

@@ -2,7 +2,7 @@
 //! deadline, the shim does what it would have done with what it knows of the container
 //! (its init, its cgroups, the runtime's state directory), so that a forced delete always
 //! finishes while the runtime hangs. The same for the cleanup of a create that failed or
-//! timed out ([`Tasks::create_without_runtime`]) and for containerd's cleanup after a shim
+//! timed out ([`remove_after_failed_create`]) and for containerd's cleanup after a shim
 //! died (`delete`, [`remove_without_runtime`]), which know the container only by its
 //! bundle.
 
@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::supervise::Status;
 
 /// How long the killed processes may keep the container's cgroups busy.
-pub const CGROUP_EMPTY_WAIT: Duration = Duration::from_secs(5);
+const CGROUP_EMPTY_WAIT: Duration = Duration::from_secs(5);
 
 impl Tasks {
     /// The runtime's `delete --force` of `c` was killed at its deadline (`timed_out`): the
@@ -58,28 +58,27 @@ impl Tasks {
         );
         Ok(())
     }
+}
 
-    /// The cleanup of a create that failed or timed out: the runtime's `delete --force`
-    /// of `id` was killed at its deadline (`timed_out`) after the runtime may have created
-    /// the container, so the shim removes what is left itself ([`remove_without_runtime`]),
-    /// its cgroups found from the spec's `cgroups_path` or the init the runtime wrote to
-    /// the bundle's `init.pid`. It logs what it did, or what is left.
-    pub(super) fn create_without_runtime(
-        &self,
-        runtime: &Runtime,
-        id: &str,
-        bundle: &Path,
-        cgroups_path: Option<&str>,
-        timed_out: &runc_driver::Error,
-    ) {
-        match remove_without_runtime(runtime, id, bundle, cgroups_path, CGROUP_EMPTY_WAIT) {
-            Ok(done) => log::warn!(
-                "cleanup after failed create id={id}: {timed_out}; the shim removed the container itself: {done}"
-            ),
-            Err(left) => log::error!(
-                "cleanup after failed create id={id}: {timed_out}; the shim could not remove the container itself: {left}"
-            ),
-        }
+/// The cleanup of a create that failed or timed out: the runtime's `delete --force` of
+/// `id` was killed at its deadline (`timed_out`) after the runtime may have created the
+/// container, so the shim removes what is left itself ([`remove_without_runtime`]), its
+/// cgroups found from the spec's `cgroups_path` or the init the runtime wrote to the
+/// bundle's `init.pid`. Logs what it did, or what is left.
+pub(super) fn remove_after_failed_create(
+    runtime: &Runtime,
+    id: &str,
+    bundle: &Path,
+    cgroups_path: Option<&str>,
+    timed_out: &runc_driver::Error,
+) {
+    match remove_without_runtime(runtime, id, bundle, cgroups_path, CGROUP_EMPTY_WAIT) {
+        Ok(done) => log::warn!(
+            "cleanup after failed create id={id}: {timed_out}; the shim removed the container itself: {done}"
+        ),
+        Err(left) => log::error!(
+            "cleanup after failed create id={id}: {timed_out}; the shim could not remove the container itself: {left}"
+        ),
     }
 }
 
