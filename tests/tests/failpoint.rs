@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use rsrunc_e2e::daemon::processes;
-use rsrunc_e2e::{poll_until, unique_id, Daemon, Oci};
+use rsrunc_e2e::daemon::{flavors, processes};
+use rsrunc_e2e::{poll_until, runtime_name, unique_id, Daemon, Oci};
 
 /// `ctr run` flags that make the shim run the failpoint runtime, and set the failpoint
 /// `rsrunc.failpoint.<command>=<action>` on the container.
@@ -310,6 +310,92 @@ fn a_shim_killed_mid_create_leaves_nothing_behind() {
         "the dead shim's socket {} is left",
         socket.display()
     );
+}
+
+/// The shim is SIGKILLed while its container runs, and the runtime's `delete` hangs.
+/// containerd runs the cleanup (`shim delete`) by itself once the shim's connection
+/// closed, and kills it after 5 s; ours gives the runtime's delete 3 s of them (the
+/// options' DeleteTimeout is left at its 2 minutes), then removes the container itself: no
+/// container process, runtime process, runc state or cgroup is left, and containerd's log
+/// carries the cleanup's warning saying what it did (containerd 1.6, 1.7 and 2.x). The Go
+/// shim's cleanup hangs with the runtime until containerd kills it, and leaves all of
+/// them.
+#[test]
+#[cfg_attr(
+    go_shim,
+    ignore = "rsrunc only: the Go shim's cleanup hangs with the runtime's delete until containerd kills it, and leaves the container"
+)]
+fn a_killed_shims_cleanup_finishes_while_the_runtime_delete_hangs() {
+    rsrunc_e2e::ours_only();
+    for (version, flavor) in flavors() {
+        killed_shim_with_a_hung_delete(&version, &Daemon::start_flavor(&runtime_name(), &flavor));
+    }
+}
+
+/// [`a_killed_shims_cleanup_finishes_while_the_runtime_delete_hangs`] under containerd
+/// `version`, `d`.
+fn killed_shim_with_a_hung_delete(version: &str, d: &Daemon) {
+    let id = unique_id("fpdeadshim");
+    let mut flags = vec!["-d".to_string()];
+    flags.extend(fp_flags(d, "delete", "hang"));
+    run(
+        d,
+        &flags,
+        &id,
+        &["/bin/sh", "-c", "sleep 3047 & exec sleep 3048"],
+    )
+    .ok();
+    d.wait_status(&id, "RUNNING");
+    let init = d.task_pid(&id).expect("the task's pid");
+    assert!(
+        runc_state(d, &id).is_dir(),
+        "{version}: no runc state for {id}"
+    );
+    assert!(
+        !cgroups_left(d, &id).is_empty(),
+        "{version}: no cgroup found for {id}"
+    );
+    let shims = d.shim_pids();
+    assert_eq!(shims.len(), 1, "{version}: {shims:?}");
+    kill(Pid::from_raw(shims[0]), Signal::SIGKILL).unwrap();
+
+    // containerd's own cleanup, nothing asked of it.
+    let cleaned = poll_until(Duration::from_secs(30), || {
+        !runc_state(d, &id).exists() && cgroups_left(d, &id).is_empty()
+    });
+    assert!(
+        cleaned,
+        "{version}: runc state {} or cgroups {:?} are left",
+        runc_state(d, &id).display(),
+        cgroups_left(d, &id)
+    );
+    assert!(
+        poll_until(Duration::from_secs(10), || !alive(init)),
+        "{version}: the container's init {init} is alive"
+    );
+    let sleeps = || {
+        processes()
+            .iter()
+            .any(|p| p.cmdline.get(1).is_some_and(|a| a == "3047" || a == "3048"))
+    };
+    assert!(
+        poll_until(Duration::from_secs(10), || !sleeps()),
+        "{version}: the container's processes are alive"
+    );
+    assert!(
+        fp_processes(&id).is_empty(),
+        "{version}: the hung runtime outlived the cleanup"
+    );
+    let said = format!("finished the delete of {id} itself");
+    let log = d.log();
+    let line = log.lines().find(|l| l.contains(&said));
+    eprintln!("{version}: containerd's log: {line:?}");
+    assert!(
+        line.is_some(),
+        "{version}: containerd's log does not carry the cleanup's warning:\n{log}"
+    );
+    remove(d, &id);
+    assert_nothing_left(d, &id);
 }
 
 /// A kill the runtime never answers: ten concurrent Kills start the runtime once, every
@@ -624,6 +710,77 @@ fn a_hung_create_times_out_and_leaves_nothing() {
     );
     assert!(fp_processes(&id).is_empty(), "the hung runtime is left");
     assert!(!runc_state(&d, &id).exists(), "runc state is left");
+    remove(&d, &id);
+    assert_nothing_left(&d, &id);
+}
+
+/// A create the runtime never finishes (runc created the container, then the runtime
+/// hangs), and the runtime's `delete` of its cleanup hangs too: at the delete deadline the
+/// shim removes the container itself (SIGKILL to runc's init in its cgroups, the cgroups and
+/// runc's state removed), says so in its log, and nothing of the container is left.
+#[test]
+#[cfg_attr(
+    go_shim,
+    ignore = "rsrunc only: the Go shim has no deadline, ctr run hangs as long as the runtime"
+)]
+fn a_hung_create_whose_cleanup_hangs_too_leaves_nothing() {
+    rsrunc_e2e::ours_only();
+    create_whose_cleanup_hangs("stall-after:600000", "no answer within 5 s");
+}
+
+/// The same for a create that fails after runc created the container.
+#[test]
+#[cfg_attr(
+    go_shim,
+    ignore = "rsrunc only: the Go shim has no deadline, ctr run hangs as long as the runtime's delete"
+)]
+fn a_failed_create_whose_cleanup_hangs_leaves_nothing() {
+    rsrunc_e2e::ours_only();
+    create_whose_cleanup_hangs("fail-after", "rsrunc-fp: injected create failure");
+}
+
+/// `ctr run` of a container whose runtime's `create` does `action` (after running runc's)
+/// and whose runtime's `delete` hangs: it fails with `error`, and nothing is left, the
+/// shim having removed the container itself at the delete deadline.
+fn create_whose_cleanup_hangs(action: &str, error: &str) {
+    let d = Daemon::start();
+    let id = unique_id("fpcreatedel");
+    let mut flags = fp_flags_with(
+        &d,
+        "create",
+        action,
+        "CreateTimeout = \"5s\"\nDeleteTimeout = \"3s\"\n",
+    );
+    flags.extend(["--annotation".into(), "rsrunc.failpoint.delete=hang".into()]);
+    let out = run(&d, &flags, &id, &["/bin/sleep", "300"]);
+    assert_ne!(out.status, 0, "{out:?}");
+    assert!(out.stderr.contains(error), "{out:?}");
+    assert!(fp_processes(&id).is_empty(), "the hung runtime is left");
+    assert!(
+        !runc_state(&d, &id).exists(),
+        "runc state {} is left",
+        runc_state(&d, &id).display()
+    );
+    assert_eq!(cgroups_left(&d, &id), Vec::<PathBuf>::new(), "cgroups left");
+    let runc_inits: Vec<i32> = processes()
+        .into_iter()
+        .filter(|p| p.cmdline.get(1).is_some_and(|a| a == "init"))
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{}/cgroup", p.pid))
+                .is_ok_and(|c| c.contains(&format!("/{}/{id}", d.namespace)))
+        })
+        .map(|p| p.pid)
+        .collect();
+    assert_eq!(runc_inits, Vec::<i32>::new(), "runc init of {id} is left");
+    let log = d.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains(&id) && l.contains("the shim removed the container itself"));
+    eprintln!("the shim's log: {line:?}");
+    assert!(
+        line.is_some(),
+        "the shim's log does not say it removed {id}:\n{log}"
+    );
     remove(&d, &id);
     assert_nothing_left(&d, &id);
 }

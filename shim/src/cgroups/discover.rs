@@ -13,15 +13,19 @@ impl Cgroups {
     /// From /proc/`pid`/cgroup and /proc/self/mountinfo of the real host; unified when
     /// cgroup2 is mounted at /sys/fs/cgroup.
     pub fn of_pid(pid: i32) -> io::Result<Cgroups> {
-        let read = |path: &str| {
-            std::fs::read_to_string(path)
-                .map_err(|e| io::Error::new(e.kind(), format!("read {path}: {e}")))
-        };
-        let proc_cgroup = read(&format!("/proc/{pid}/cgroup"))?;
+        let proc_cgroup = read_proc_cgroup(pid)?;
         let mountinfo = crate::mountinfo::read_self()?;
-        let unified = nix::sys::statfs::statfs(super::UNIFIED_MOUNT)
-            .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC);
-        Self::parse(&proc_cgroup, &mountinfo, unified)
+        Self::parse(&proc_cgroup, &mountinfo, unified_host())
+    }
+
+    /// The cgroup at `path` (from a hierarchy's root, the same in every hierarchy) on this
+    /// host: where a runtime puts a container whose cgroups it was told by an absolute
+    /// path, whether or not a process is left in it. Located as [`Cgroups::of_pid`] locates
+    /// the calling process's own, in the hierarchies this process is in.
+    pub fn at_path(path: &str) -> io::Result<Cgroups> {
+        let own = read_proc_cgroup(std::process::id() as i32)?;
+        let mountinfo = crate::mountinfo::read_self()?;
+        Self::parse(&moved_to(&own, path), &mountinfo, unified_host())
     }
 
     /// The cgroups named in `proc_cgroup` (the text of /proc/PID/cgroup), located through
@@ -101,6 +105,28 @@ impl Cgroups {
         })?;
         Ok(Cgroups::V2(dir))
     }
+}
+
+fn read_proc_cgroup(pid: i32) -> io::Result<String> {
+    let path = format!("/proc/{pid}/cgroup");
+    std::fs::read_to_string(&path)
+        .map_err(|e| io::Error::new(e.kind(), format!("read {path}: {e}")))
+}
+
+/// Whether the host has only cgroup v2, mounted at /sys/fs/cgroup.
+fn unified_host() -> bool {
+    nix::sys::statfs::statfs(super::UNIFIED_MOUNT)
+        .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
+}
+
+/// `proc_cgroup` (the text of /proc/PID/cgroup) with `path` in place of each line's path:
+/// what the file would say of a process in the cgroup at `path` in every hierarchy.
+fn moved_to(proc_cgroup: &str, path: &str) -> String {
+    proc_cgroup
+        .lines()
+        .filter_map(|l| l.rsplit_once(':'))
+        .map(|(hierarchy, _)| format!("{hierarchy}:{path}\n"))
+        .collect()
 }
 
 /// Where the cgroup `path` (relative to its hierarchy's root) is under this mount, if
@@ -198,6 +224,25 @@ mod tests {
         assert_eq!(cg, Cgroups::V2("/sys/fs/cgroup/pod1/c1".into()));
         let cg = Cgroups::parse("0::/\n", mountinfo, true).unwrap();
         assert_eq!(cg, Cgroups::V2("/sys/fs/cgroup".into()));
+    }
+
+    #[test]
+    fn a_path_is_located_in_every_hierarchy_of_the_process() {
+        let moved = moved_to(PROC_CGROUP_HYBRID, "/k8s/pod1/c1");
+        assert_eq!(moved.lines().count(), 8, "{moved}");
+        assert!(moved.starts_with("12:hugetlb:/k8s/pod1/c1\n"), "{moved}");
+        assert!(moved.ends_with("\n0::/k8s/pod1/c1\n"), "{moved}");
+        let Cgroups::V1(dirs) = Cgroups::parse(&moved, MOUNTINFO_HYBRID, false).unwrap() else {
+            panic!("not v1")
+        };
+        assert_eq!(dirs["pids"], Path::new("/sys/fs/cgroup/pids/k8s/pod1/c1"));
+        assert_eq!(
+            dirs[super::super::HYBRID_UNIFIED],
+            Path::new("/sys/fs/cgroup/unified/k8s/pod1/c1")
+        );
+        // Outside /docker, which is all the memory mount shows: no memory directory.
+        assert!(!dirs.contains_key("memory"), "{dirs:?}");
+        assert_eq!(moved_to("0::/init.scope\n", "/a/b"), "0::/a/b\n");
     }
 
     #[test]

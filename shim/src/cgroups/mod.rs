@@ -7,6 +7,7 @@
 //! - [`v1`], [`v2`]: the statistics, read as containerd's cgroups library reads them and
 //!   written as its Metrics messages (through `rsrunc_protos::metrics`).
 //! - [`oom`]: OOM notifications and which of them are news.
+//! - [`spec`]: where a container's cgroups are by its spec, with no process of it to ask.
 //! - [`teardown`]: killing what is in a container's cgroups and removing them, when the
 //!   runtime that should have could not.
 
@@ -14,6 +15,7 @@ mod discover;
 mod files;
 mod join;
 mod oom;
+mod spec;
 mod teardown;
 mod v1;
 mod v2;

@@ -110,7 +110,7 @@ fn shim_dirs() -> Vec<PathBuf> {
 }
 
 /// Every distinct directory of `cg`.
-fn all_dirs(cg: &Cgroups) -> Vec<PathBuf> {
+pub(super) fn all_dirs(cg: &Cgroups) -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = match cg {
         Cgroups::V1(dirs) => dirs.values().cloned().collect(),
         Cgroups::V2(dir) => vec![dir.clone()],

@@ -1,26 +1,44 @@
 //! `delete`: containerd's cleanup after a shim died. Removes the container with the
-//! runtime, unmounts the rootfs, removes the dead shim's socket, and prints a
-//! DeleteResponse.
+//! runtime (or, when the runtime's delete passes its deadline, without it), unmounts the
+//! rootfs, removes the dead shim's socket, and prints a DeleteResponse.
+//!
+//! containerd gives this command 5 s (its `io.containerd.timeout.shim.cleanup`) and then
+//! kills it: the runtime's `delete` gets the options' `DeleteTimeout` (the options the
+//! serving shim kept in the bundle), but never more than [`RUNTIME_DELETE_DEADLINE`], so
+//! that there is time left to finish the delete without the runtime. The runtime dies
+//! with this command.
 
 use std::io::Write;
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use containerd_shim::protos::protobuf::{Message, MessageField};
 use containerd_shim::Flags;
 use containerd_shim_protos::api::DeleteResponse;
-use runc_driver::{ExitStatus, StdMonitor};
+use runc_driver::{Deadlines, ExitStatus, Monitor, Runtime, Started, StdMonitor};
 
 use super::require_id;
 use crate::error::{Error, Result};
 use crate::events::timestamp;
 use crate::options::RuntimeConfig;
 use crate::request::{ContainerId, Signal};
-use crate::task::{read_init_exit, read_persisted_config, runtime};
+use crate::task::{
+    read_bundle_config, read_init_exit, read_init_pid, read_persisted_config,
+    remove_without_runtime, runtime,
+};
+
+/// The longest the runtime's `delete` may take here: containerd kills this command after
+/// 5 s, and finishing the delete without the runtime takes the rest.
+pub const RUNTIME_DELETE_DEADLINE: Duration = Duration::from_secs(3);
+/// How long the processes killed without the runtime may keep its cgroups busy here.
+const CGROUP_EMPTY_WAIT: Duration = Duration::from_secs(1);
 
 pub fn run(flags: &Flags) -> Result<()> {
     let id = ContainerId::parse(require_id(flags)?)?;
+    log_to_stderr(flags);
     let bundle = if flags.bundle.is_empty() {
         std::env::current_dir().map_err(|e| Error::io("read the bundle directory (cwd)", e))?
     } else {
@@ -34,11 +52,9 @@ pub fn run(flags: &Flags) -> Result<()> {
     match runtime(
         &cfg,
         Some((&flags.namespace, &bundle)),
-        Arc::new(StdMonitor),
+        Arc::new(DiesWithUs),
     ) {
-        Ok(rt) => {
-            let _ = rt.delete(id.as_str(), true);
-        }
+        Ok(rt) => delete(&with_short_delete(rt), id.as_str(), &bundle),
         Err(e) => log::warn!("delete {id}: {e}"),
     }
     crate::mounts::unmount_all(&bundle.join("rootfs"));
@@ -51,6 +67,72 @@ pub fn run(flags: &Flags) -> Result<()> {
     out.write_all(&bytes)
         .and_then(|()| out.flush())
         .map_err(|e| Error::io("write the delete response", e))
+}
+
+/// The runtime's `delete --force` of `id`; when it passes its deadline, the container is
+/// removed without it (its processes killed, its cgroups and the runtime's state
+/// removed), as the serving shim would have. Logs what is left.
+fn delete(rt: &Runtime, id: &str, bundle: &Path) {
+    let e = match rt.delete(id, true) {
+        Ok(()) => return,
+        Err(e @ runc_driver::Error::DeadlineExceeded { .. }) => e,
+        Err(e) if e.is_not_found() => return,
+        Err(e) => return log::warn!("delete {id}: {e}"),
+    };
+    let cgroups_path = match read_bundle_config(bundle) {
+        Ok(config) => config.cgroups_path().map(str::to_string),
+        Err(c) => {
+            log::warn!("delete {id}: {c}: its cgroups are looked for through its init");
+            None
+        }
+    };
+    match remove_without_runtime(rt, id, bundle, cgroups_path.as_deref(), CGROUP_EMPTY_WAIT) {
+        Ok(done) => log::warn!("{e}; the shim finished the delete of {id} itself: {done}"),
+        Err(left) => {
+            log::error!("{e}; the shim could not finish the delete of {id} itself: {left}")
+        }
+    }
+}
+
+/// `rt` with its delete deadline cut to [`RUNTIME_DELETE_DEADLINE`].
+fn with_short_delete(rt: Runtime) -> Runtime {
+    let d = *rt.deadlines();
+    rt.with_deadlines(Deadlines {
+        delete: d.delete.min(RUNTIME_DELETE_DEADLINE),
+        ..d
+    })
+}
+
+/// Warnings go to stderr, which containerd copies into its log ("cleanup warnings").
+fn log_to_stderr(flags: &Flags) {
+    let level = if flags.debug {
+        log::LevelFilter::Debug
+    } else {
+        log::LevelFilter::Warn
+    };
+    match std::io::stderr().as_fd().try_clone_to_owned() {
+        Ok(fd) => crate::logger::Logger::install(fd.into(), &flags.namespace, &flags.id, level),
+        Err(e) => eprintln!("containerd-shim-rsrunc-v2: no log: duplicate stderr: {e}"),
+    }
+}
+
+/// Runs the runtime as [`StdMonitor`] does, with a parent-death signal: containerd kills
+/// this command at its cleanup timeout, and the runtime must not outlive it.
+struct DiesWithUs;
+
+impl Monitor for DiesWithUs {
+    fn start(&self, cmd: &mut Command) -> std::io::Result<Started> {
+        crate::sys::die_with_parent(cmd);
+        StdMonitor.start(cmd)
+    }
+
+    fn wait(
+        &self,
+        started: &mut Started,
+        until: Option<Instant>,
+    ) -> std::io::Result<Option<runc_driver::ExitStatus>> {
+        StdMonitor.wait(started, until)
+    }
 }
 
 /// Removes the socket the bundle's `address` file names if no shim answers on it any
@@ -78,10 +160,7 @@ fn response(bundle: &Path) -> DeleteResponse {
     let (pid, status, at) = match read_init_exit(bundle) {
         Some(e) => (e.pid, e.status, e.at),
         None => (
-            std::fs::read_to_string(bundle.join("init.pid"))
-                .ok()
-                .and_then(|s| s.trim().parse::<u32>().ok())
-                .unwrap_or(0),
+            read_init_pid(bundle).map_or(0, |p| p as u32),
             ExitStatus::killed(Signal::KILL.number()).get(),
             SystemTime::now(),
         ),
@@ -98,6 +177,26 @@ fn response(bundle: &Path) -> DeleteResponse {
 mod tests {
     use super::*;
     use crate::task::InitExit;
+
+    #[test]
+    fn the_runtimes_delete_gets_at_most_the_deadline_of_the_cleanup() {
+        let rt = |delete: Duration| {
+            Runtime::new(
+                "runc",
+                runc_driver::GlobalOpts::default(),
+                Arc::new(StdMonitor),
+            )
+            .with_deadlines(Deadlines {
+                delete,
+                ..Deadlines::default()
+            })
+        };
+        let cut = with_short_delete(rt(Duration::from_secs(120)));
+        assert_eq!(cut.deadlines().delete, RUNTIME_DELETE_DEADLINE);
+        assert_eq!(cut.deadlines().create, Deadlines::default().create);
+        let short = Duration::from_millis(500);
+        assert_eq!(with_short_delete(rt(short)).deadlines().delete, short);
+    }
 
     #[test]
     fn a_dead_socket_goes_and_a_live_one_stays() {

@@ -23,14 +23,15 @@ use containerd_shim_protos::protobuf::well_known_types::any::Any;
 use containerd_shim_protos::types::mount::Mount;
 use runc_driver::{CreateOpts, ExitStatus, Runtime};
 
-use self::bundle::{persist_config, read_bundle_config};
+use self::bundle::{persist_config, BundleConfig};
 pub use self::bundle::{
-    read_init_exit, read_persisted_config, record_init_exit, runtime, InitExit,
+    read_bundle_config, read_init_exit, read_persisted_config, record_init_exit, runtime, InitExit,
 };
 pub use self::checkpoint::CheckpointSpec;
 use self::checkpoint::RestoreFrom;
 pub use self::exec::ExecSpec;
 pub use self::process::Process;
+pub use self::teardown::{read_init_pid, remove_without_runtime};
 use crate::cgroups::{Cgroups, OomCount, OomKills, OomWatcher, Verdict};
 use crate::error::{Error, Result};
 use crate::events::{EventSink, TaskEvent};
@@ -236,9 +237,15 @@ impl Tasks {
         let (pid, io) = match created {
             Ok(pid) => match io.complete(&spec.stdio) {
                 Ok(io) => (pid, io),
-                Err(e) => return self.failed_create(&runtime, id, expect, None, undo_mount(e)),
+                Err(e) => {
+                    let e = undo_mount(e);
+                    return self.failed_create(&runtime, &spec, &config, expect, None, e);
+                }
             },
-            Err(e) => return self.failed_create(&runtime, id, expect, Some(io), undo_mount(e)),
+            Err(e) => {
+                let e = undo_mount(e);
+                return self.failed_create(&runtime, &spec, &config, expect, Some(io), e);
+            }
         };
 
         crate::trace::mark(&mut t, "runtime_create");
@@ -284,18 +291,31 @@ impl Tasks {
         Some(cg)
     }
 
-    /// Undoes a create the runtime failed (or whose terminal never arrived).
+    /// Undoes a create the runtime failed (or whose terminal never arrived): the runtime's
+    /// `delete --force`, finished by the shim itself if it passes its deadline.
     fn failed_create(
         &self,
         runtime: &Runtime,
-        id: &str,
+        spec: &CreateSpec,
+        config: &BundleConfig,
         expect: Expect<'_, Process>,
         io: Option<PendingIo>,
         e: Error,
     ) -> Result<u32> {
         drop(expect);
-        if let Err(d) = runtime.delete(id, true) {
-            log::debug!("cleanup after failed create id={id}: {d}");
+        let id = spec.id.as_str();
+        match runtime.delete(id, true) {
+            Ok(()) => {}
+            Err(d @ runc_driver::Error::DeadlineExceeded { .. }) => {
+                teardown::remove_after_failed_create(
+                    runtime,
+                    id,
+                    &spec.bundle,
+                    config.cgroups_path(),
+                    &d,
+                )
+            }
+            Err(d) => log::debug!("cleanup after failed create id={id}: {d}"),
         }
         if let Some(io) = io {
             io.abandon();

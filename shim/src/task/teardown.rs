@@ -1,11 +1,18 @@
 //! Finishing a delete the runtime could not: when its `delete --force` passes its
 //! deadline, the shim does what it would have done with what it knows of the container
 //! (its init, its cgroups, the runtime's state directory), so that a forced delete always
-//! finishes while the runtime hangs.
+//! finishes while the runtime hangs. The same for the cleanup of a create that failed or
+//! timed out ([`remove_after_failed_create`]) and for containerd's cleanup after a shim
+//! died (`delete`, [`remove_without_runtime`]), which know the container only by its
+//! bundle.
 
+use std::path::Path;
 use std::time::Duration;
 
+use runc_driver::Runtime;
+
 use super::{Container, Tasks, KILLED_EXIT_WAIT};
+use crate::cgroups::Cgroups;
 use crate::error::{Error, Result};
 use crate::supervise::Status;
 
@@ -40,23 +47,100 @@ impl Tasks {
                 )));
             }
         }
-        let cgroups = match c.cgroups.get() {
-            Some(cg) => {
-                let removed = cg.remove(CGROUP_EMPTY_WAIT).map_err(|e| {
-                    failed(format!("{e}: the cgroups and the runtime's state are left"))
-                })?;
-                format!("removed {} cgroup(s)", removed.len())
-            }
-            None => "its cgroups are unknown (unreadable at create), any left stay".to_string(),
-        };
-        let state = match c.runtime.remove_state(id, &c.bundle) {
-            Ok(Some(dir)) => format!("removed the runtime's state {}", dir.display()),
-            Ok(None) => "the runtime's state was gone".to_string(),
-            Err(e) => return Err(failed(format!("{e}: the runtime's state is left"))),
-        };
+        let cgroups = c
+            .cgroups
+            .get()
+            .ok_or_else(|| "unreadable at create".to_string());
+        let left = remove_leftovers(&c.runtime, id, &c.bundle, cgroups, CGROUP_EMPTY_WAIT)
+            .map_err(failed)?;
         log::warn!(
-            "{timed_out}; the shim finished the delete of {id} itself: SIGKILL to {killed} process(es), {cgroups}, {state}"
+            "{timed_out}; the shim finished the delete of {id} itself: SIGKILL to {killed} process(es), {left}"
         );
         Ok(())
     }
+}
+
+/// The cleanup of a create that failed or timed out: the runtime's `delete --force` of
+/// `id` was killed at its deadline (`timed_out`) after the runtime may have created the
+/// container, so the shim removes what is left itself ([`remove_without_runtime`]), its
+/// cgroups found from the spec's `cgroups_path` or the init the runtime wrote to the
+/// bundle's `init.pid`. Logs what it did, or what is left.
+pub(super) fn remove_after_failed_create(
+    runtime: &Runtime,
+    id: &str,
+    bundle: &Path,
+    cgroups_path: Option<&str>,
+    timed_out: &runc_driver::Error,
+) {
+    match remove_without_runtime(runtime, id, bundle, cgroups_path, CGROUP_EMPTY_WAIT) {
+        Ok(done) => log::warn!(
+            "cleanup after failed create id={id}: {timed_out}; the shim removed the container itself: {done}"
+        ),
+        Err(left) => log::error!(
+            "cleanup after failed create id={id}: {timed_out}; the shim could not remove the container itself: {left}"
+        ),
+    }
+}
+
+/// Removes container `id` (bundle `bundle`) without its runtime, which could not: SIGKILL
+/// to every process in its cgroups (found from its spec's `cgroups_path` or the init in
+/// the bundle's `init.pid`: [`Cgroups::of_container`]), the cgroups removed once empty
+/// (within `empty_wait`), then the runtime's state directory. Says what it did, or what
+/// failed and what is left.
+pub fn remove_without_runtime(
+    runtime: &Runtime,
+    id: &str,
+    bundle: &Path,
+    cgroups_path: Option<&str>,
+    empty_wait: Duration,
+) -> std::result::Result<String, String> {
+    let cgroups = Cgroups::of_container(id, cgroups_path, read_init_pid(bundle));
+    let killed = match &cgroups {
+        Ok(cg) => {
+            let n = cg.kill_all().map_err(|e| {
+                format!("{e}: its processes, its cgroups and the runtime's state are left")
+            })?;
+            format!("SIGKILL to {n} process(es) in its cgroups, ")
+        }
+        Err(_) => String::new(),
+    };
+    let cgroups = cgroups.as_ref().map_err(ToString::to_string);
+    let left = remove_leftovers(runtime, id, bundle, cgroups, empty_wait)?;
+    Ok(format!("{killed}{left}"))
+}
+
+/// Once the container's processes are dead: its cgroups (or why they are unknown) and the
+/// runtime's state directory removed. Says what it did, or what failed and what is left.
+fn remove_leftovers(
+    runtime: &Runtime,
+    id: &str,
+    bundle: &Path,
+    cgroups: std::result::Result<&Cgroups, String>,
+    empty_wait: Duration,
+) -> std::result::Result<String, String> {
+    let cgroups = match cgroups {
+        Ok(cg) => {
+            let removed = cg
+                .remove(empty_wait)
+                .map_err(|e| format!("{e}: the cgroups and the runtime's state are left"))?;
+            format!("removed {} cgroup(s)", removed.len())
+        }
+        Err(why) => format!("its cgroups are unknown ({why}): any left stay"),
+    };
+    let state = match runtime.remove_state(id, bundle) {
+        Ok(Some(dir)) => format!("removed the runtime's state {}", dir.display()),
+        Ok(None) => "the runtime's state was gone".to_string(),
+        Err(e) => return Err(format!("{cgroups}; {e}: the runtime's state is left")),
+    };
+    Ok(format!("{cgroups}, {state}"))
+}
+
+/// The init's pid the runtime wrote to the bundle's `init.pid`, if it did.
+pub fn read_init_pid(bundle: &Path) -> Option<i32> {
+    std::fs::read_to_string(bundle.join("init.pid"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+        .filter(|p| *p > 0)
 }
