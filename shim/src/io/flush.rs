@@ -121,29 +121,27 @@ impl Flush {
 mod tests {
     use std::fs::File;
     use std::io::Read;
-    use std::path::{Path, PathBuf};
+    use std::path::Path;
     use std::process::{Command, Stdio};
     use std::sync::mpsc::{channel, Receiver};
 
     use nix::fcntl::OFlag;
 
     use super::*;
-    use crate::io::{IoOwner, Owner, ProcessIo, StdioPaths};
+    use crate::io::tests::OWNER;
+    use crate::io::{Owner, ProcessIo, StdioPaths};
 
-    const OWNER: IoOwner<'static> = IoOwner {
-        uid: 0,
-        gid: 0,
-        container_id: "c1",
-        namespace: "ns",
-    };
-
-    /// A fifo in `dir` and the client's read end of it (a client that reads nothing
-    /// until the test says so).
-    fn fifo(dir: &Path) -> (PathBuf, File) {
+    /// Stdio whose stdout is a fifo in `dir`, and the client's read end of that fifo (a
+    /// client that reads nothing until the test says so).
+    fn fifo(dir: &Path) -> (StdioPaths, File) {
         let path = dir.join("out");
         nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
         let client = sys::open_fifo(&path, OFlag::O_RDONLY | OFlag::O_NONBLOCK).unwrap();
-        (path, client)
+        let paths = StdioPaths {
+            stdout: path.display().to_string(),
+            ..Default::default()
+        };
+        (paths, client)
     }
 
     /// Asks `io` to flush; the receiver gets what the client's fifo holds unread when
@@ -163,11 +161,7 @@ mod tests {
     #[test]
     fn a_flush_ends_once_everything_written_is_in_the_fifo() {
         let dir = tempfile::tempdir().unwrap();
-        let (path, client) = fifo(dir.path());
-        let paths = StdioPaths {
-            stdout: path.display().to_string(),
-            ..Default::default()
-        };
+        let (paths, client) = fifo(dir.path());
         for _ in 0..20 {
             let (stdio, io) = ProcessIo::open(&paths, OWNER).unwrap();
             // 48 KiB: the pipe and the fifo each hold it whole, so it is all written
@@ -195,11 +189,7 @@ mod tests {
     #[test]
     fn a_flush_does_not_wait_for_the_end_of_the_stream() {
         let dir = tempfile::tempdir().unwrap();
-        let (path, mut client) = fifo(dir.path());
-        let paths = StdioPaths {
-            stdout: path.display().to_string(),
-            ..Default::default()
-        };
+        let (paths, mut client) = fifo(dir.path());
         let (stdio, io) = ProcessIo::open(&paths, OWNER).unwrap();
         Command::new("sh")
             .args(["-c", "sleep 600 & echo $!"])
@@ -223,11 +213,7 @@ mod tests {
     #[test]
     fn a_full_fifo_ends_the_flush_at_its_bound_and_the_copy_goes_on() {
         let dir = tempfile::tempdir().unwrap();
-        let (path, client) = fifo(dir.path());
-        let paths = StdioPaths {
-            stdout: path.display().to_string(),
-            ..Default::default()
-        };
+        let (paths, client) = fifo(dir.path());
         let (stdio, io) = ProcessIo::open(&paths, OWNER).unwrap();
         // 100 KiB: more than the fifo holds; the rest waits in the pipe.
         let status = Command::new("head")
@@ -252,11 +238,10 @@ mod tests {
     #[test]
     fn a_terminal_flush_moves_everything_the_process_wrote() {
         let dir = tempfile::tempdir().unwrap();
-        let (path, client) = fifo(dir.path());
+        let (paths, client) = fifo(dir.path());
         let paths = StdioPaths {
-            stdout: path.display().to_string(),
             terminal: true,
-            ..Default::default()
+            ..paths
         };
         for _ in 0..10 {
             let pty = nix::pty::openpty(None, None).unwrap();

@@ -399,7 +399,7 @@ mod tests {
     use super::*;
     use std::io::Read;
 
-    const OWNER: IoOwner<'static> = IoOwner {
+    pub(super) const OWNER: IoOwner<'static> = IoOwner {
         uid: 0,
         gid: 0,
         container_id: "c1",
