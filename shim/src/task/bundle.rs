@@ -158,6 +158,19 @@ pub fn read_persisted_config(bundle: &Path) -> Option<RuntimeConfig> {
 
 /// The init's exit as the serving shim saw it, kept in the bundle so that `delete`, run
 /// by containerd after the shim died, reports the real status instead of SIGKILL's.
+/// Where the runtime writes the init's pid (`--pid-file`), in the bundle.
+pub const INIT_PID_FILE: &str = "init.pid";
+
+/// The init's pid the runtime wrote to the bundle's `init.pid`, if it did.
+pub fn read_init_pid(bundle: &Path) -> Option<i32> {
+    std::fs::read_to_string(bundle.join(INIT_PID_FILE))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+        .filter(|p| *p > 0)
+}
+
 pub const INIT_EXIT_FILE: &str = "rsrunc-init-exit.json";
 
 /// What [`INIT_EXIT_FILE`] holds: the init's pid, its wait status as containerd reports

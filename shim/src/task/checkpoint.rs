@@ -179,7 +179,7 @@ impl Tasks {
         })?;
         let start = self.sup.begin_start(&c.id, "")?;
         let (stdio, io) = PendingIo::prepare(&p.stdio, self.io_owner(&c.id, c.io_owner))?;
-        let pid_file = c.bundle.join("init.pid");
+        let pid_file = c.bundle.join(super::bundle::INIT_PID_FILE);
         let o = RestoreOpts {
             criu: CriuOpts {
                 image_path: from.image.clone(),

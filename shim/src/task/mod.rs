@@ -25,13 +25,14 @@ use runc_driver::{CreateOpts, ExitStatus, Runtime};
 
 use self::bundle::{persist_config, BundleConfig};
 pub use self::bundle::{
-    read_bundle_config, read_init_exit, read_persisted_config, record_init_exit, runtime, InitExit,
+    read_bundle_config, read_init_exit, read_init_pid, read_persisted_config, record_init_exit,
+    runtime, InitExit,
 };
 pub use self::checkpoint::CheckpointSpec;
 use self::checkpoint::RestoreFrom;
 pub use self::exec::ExecSpec;
 pub use self::process::Process;
-pub use self::teardown::{read_init_pid, remove_without_runtime};
+pub use self::teardown::remove_without_runtime;
 use crate::cgroups::{Cgroups, OomCount, OomKills, OomWatcher, Verdict};
 use crate::error::{Error, Result};
 use crate::events::{EventSink, TaskEvent};
@@ -225,7 +226,7 @@ impl Tasks {
         let opts = CreateOpts {
             bundle: spec.bundle.clone(),
             // Kept in the bundle: the delete action reads it after a crash.
-            pid_file: Some(spec.bundle.join("init.pid")),
+            pid_file: Some(spec.bundle.join(bundle::INIT_PID_FILE)),
             console_socket: io.console_socket(),
             no_pivot: cfg.no_pivot_root,
             no_new_keyring: cfg.no_new_keyring,

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use runc_driver::Runtime;
 
+use super::bundle::read_init_pid;
 use super::{Container, Tasks, KILLED_EXIT_WAIT};
 use crate::cgroups::Cgroups;
 use crate::error::{Error, Result};
@@ -133,14 +134,4 @@ fn remove_leftovers(
         Err(e) => return Err(format!("{cgroups}; {e}: the runtime's state is left")),
     };
     Ok(format!("{cgroups}, {state}"))
-}
-
-/// The init's pid the runtime wrote to the bundle's `init.pid`, if it did.
-pub fn read_init_pid(bundle: &Path) -> Option<i32> {
-    std::fs::read_to_string(bundle.join("init.pid"))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
-        .filter(|p| *p > 0)
 }
