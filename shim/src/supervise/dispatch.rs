@@ -15,7 +15,8 @@
 //!   before the init's.
 //! - Exits made final go through one outbox, published in the order they were made final
 //!   whichever thread made them so.
-//! - The table lock is never held across a runtime call, I/O or a publish.
+//! - The table lock is never held across a runtime call, I/O or a publish (a Wait's
+//!   answer included: waiters are told as the exit is published).
 //!
 //! The table knows nothing of runtimes or of `waitpid`: the reaper's thread hands it exits
 //! ([`Supervisor::exited`]) and the task layer tells it what the runtime did ([`Start`]),
@@ -315,14 +316,16 @@ impl<P: Send + Sync + 'static> Supervisor<P> {
                 status: ExitStatus::exited(0),
                 at: SystemTime::now(),
             });
-            e.exited.set(exit);
             if e.pid > 0 {
                 t.by_pid.remove(&e.pid);
                 let n = t.by_pid.len() * 2;
                 t.by_pid.shrink_to(n);
             }
-            (e.process, exit)
+            (e.process, exit, e.exited)
         };
+        let (process, exit, waiters) = removed;
+        waiters.set(exit);
+        let removed = (process, exit);
         self.shared.publish();
         Ok(removed)
     }
@@ -499,6 +502,8 @@ impl<P> Shared<P> {
         let _order = lock(&self.publishing);
         let stopped = std::mem::take(&mut self.lock().outbox);
         for s in stopped {
+            // Outside the table lock: a Wait's answer is queued from here.
+            s.waiters.set(s.exit);
             log::info!(
                 "exited id={} exec_id={} pid={} status={}",
                 s.key.id,

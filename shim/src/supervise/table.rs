@@ -57,11 +57,13 @@ pub(super) struct Parked {
     pub(super) seq: u64,
 }
 
-/// A process that stopped under the lock, to publish and log once it is released.
+/// A process that stopped under the lock: its waiters are answered, its exit logged and
+/// published once the lock is released.
 pub(super) struct Stopped {
     pub(super) key: Key,
     pub(super) pid: i32,
     pub(super) exit: Exit,
+    pub(super) waiters: Arc<ExitCell>,
 }
 
 /// How long, and how many, unclaimed exits are kept while starts are in flight.
@@ -207,18 +209,19 @@ impl<P> Entry<P> {
         Ok(self.status)
     }
 
-    /// Exiting to stopped: the exit is final, and whoever waits for it is answered.
+    /// Exiting to stopped: the exit is final (whoever waits for it is answered when it
+    /// is published).
     pub(super) fn settle(&mut self, key: &Key) -> Option<Stopped> {
         let exit = self.status.reaped()?;
         if let Err(err) = self.transition(Op::Settle, key) {
             log::warn!("{err}");
             return None;
         }
-        self.exited.set(exit);
         Some(Stopped {
             key: key.clone(),
             pid: self.pid,
             exit,
+            waiters: Arc::clone(&self.exited),
         })
     }
 }
